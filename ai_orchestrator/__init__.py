@@ -1,0 +1,69 @@
+"""Durable LLM tasks on Temporal.
+
+Each :class:`Task` runs as a Temporal workflow whose activity streams a chat
+completion from OpenAI or any OpenAI-compatible server. Tasks survive worker
+and server restarts, retry rate limits as the provider asks, stream live,
+can be cancelled (keeping their partial output) and report tokens and cost.
+
+Start with :class:`TaskClient` (durable) or :class:`AsyncChatGPTAdapter`
+(in-process, the plans' original adapter).
+"""
+
+from .adapters import (
+    AsyncBasePlatformAdapter,
+    AsyncChatGPTAdapter,
+    BasePlatformAdapter,
+    ChatGPTAdapter,
+)
+from .client import Finished, Restart, StreamEvent, TaskClient, TextDelta
+from .config import DEFAULT_TASK_QUEUE, ConfigError
+from .core import Platform, Result, Task, TaskConstraints, TaskStatus, TaskType
+from .exceptions import (
+    StreamRestartedError,
+    TaskFailedError,
+    TaskNotFoundError,
+    TaskValidationError,
+)
+from .messages import RetrySettings, Usage
+from .orchestrator import Orchestrator
+from .pricing import ModelPrice, PricingTable, UnknownModelError, allow_list
+from .retry import retry_on_rate_limit, retry_on_transient
+from .streaming import StreamingResult, collect_stream
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_TASK_QUEUE",
+    "AsyncBasePlatformAdapter",
+    "AsyncChatGPTAdapter",
+    "BasePlatformAdapter",
+    "ChatGPTAdapter",
+    "ConfigError",
+    "Finished",
+    "ModelPrice",
+    "Orchestrator",
+    "Platform",
+    "PricingTable",
+    "Restart",
+    "Result",
+    "RetrySettings",
+    "StreamEvent",
+    "StreamRestartedError",
+    "StreamingResult",
+    "Task",
+    "TaskClient",
+    "TaskConstraints",
+    "TaskFailedError",
+    "TaskNotFoundError",
+    "TaskStatus",
+    "TaskType",
+    "TaskValidationError",
+    "TextDelta",
+    "UnknownModelError",
+    "Usage",
+    "__version__",
+    "allow_list",
+    "collect_stream",
+    "retry_on_rate_limit",
+    "retry_on_transient",
+]

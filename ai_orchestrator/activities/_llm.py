@@ -1,0 +1,162 @@
+"""The activity that calls the provider: one streamed completion per attempt.
+
+The openai client is injected with ``max_retries=0``: Temporal's retry policy is
+the only retry layer, so each attempt is visible in history and Retry-After is
+honoured through ``next_retry_delay``. The activity heartbeats on its own
+schedule (not per chunk) so that a cancel reaches it and a dead worker is
+noticed within the heartbeat timeout even while the provider is silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+
+from openai import AsyncOpenAI
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from ..chat import DEFAULT_MODEL, ChatStream, request_params
+from ..errors import CONFIGURATION_ERROR, DEADLINE_EXCEEDED, classify, redact
+from ..messages import (
+    CHUNKS_SIGNAL,
+    STREAM_ACTIVITY,
+    ChunkBatch,
+    CompletionOutput,
+    CompletionRequest,
+)
+from ..pricing import PricingTable, UnknownModelError
+from ._publisher import ChunkPublisher
+
+logger = logging.getLogger(__name__)
+
+#: How long a cancelled attempt may spend delivering its last text.
+_FINAL_FLUSH_TIMEOUT = 2.0
+
+
+class LLMActivities:
+    """Provider calls, with their dependencies injected by the worker.
+
+    Args:
+        openai_client: built with ``max_retries=0`` (checked).
+        default_model: used when a task names none.
+        pricing: turns usage into cost; a strict table rejects unknown models.
+        flush_interval: seconds between chunk signals (and before the first).
+        heartbeat_interval: seconds between heartbeats; the worker's throttle
+            decides how often they reach the server.
+        secrets: strings that must never appear in an error message.
+    """
+
+    def __init__(
+        self,
+        openai_client: AsyncOpenAI,
+        *,
+        default_model: str = DEFAULT_MODEL,
+        pricing: PricingTable | None = None,
+        flush_interval: float = 0.1,
+        heartbeat_interval: float = 0.5,
+        secrets: Sequence[str] = (),
+    ) -> None:
+        if openai_client.max_retries != 0:
+            raise ValueError(
+                "the openai client must have max_retries=0: Temporal is the only retry layer"
+            )
+        self._client = openai_client
+        self._default_model = default_model
+        self._pricing = pricing or PricingTable()
+        self._flush_interval = flush_interval
+        self._heartbeat_interval = heartbeat_interval
+        self._secrets = tuple(s for s in secrets if s)
+
+    @activity.defn(name=STREAM_ACTIVITY)
+    async def stream_completion(self, request: CompletionRequest) -> CompletionOutput:
+        info = activity.info()
+        params = request_params(request.task, self._default_model)
+        try:
+            self._pricing.check(params["model"])
+        except UnknownModelError as exc:
+            raise ApplicationError(str(exc), type=CONFIGURATION_ERROR, non_retryable=True) from None
+
+        handle = activity.client().get_workflow_handle(
+            info.workflow_id, run_id=info.workflow_run_id
+        )
+
+        async def send(batch: ChunkBatch) -> None:
+            await handle.signal(CHUNKS_SIGNAL, batch)
+
+        publisher = ChunkPublisher(send, attempt=info.attempt, interval=self._flush_interval)
+        stream = ChatStream(self._client, params)
+        heartbeats = asyncio.create_task(self._heartbeat(info.attempt, stream))
+        started = time.monotonic()
+        first_chunk: float | None = None
+        try:
+            async with stream:
+                async for delta in stream:
+                    if first_chunk is None:
+                        first_chunk = time.monotonic() - started
+                    publisher.add(delta)
+            offset, tail = await publisher.finish()
+        except asyncio.CancelledError:
+            # The stream is closed already (the provider stops generating); keep
+            # what was produced so the cancelled task reports its partial output.
+            await publisher.flush(_FINAL_FLUSH_TIMEOUT)
+            raise
+        except Exception as exc:
+            await publisher.finish()
+            raise self._to_application_error(exc, request.deadline_epoch) from None
+        finally:
+            heartbeats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeats
+
+        usage = stream.final_usage()
+        cost = self._pricing.cost(stream.model, usage.prompt_tokens, usage.completion_tokens)
+        if cost is None:
+            cost = self._pricing.cost(params["model"], usage.prompt_tokens, usage.completion_tokens)
+        return CompletionOutput(
+            attempt=info.attempt,
+            offset=offset,
+            tail=tail,
+            finish_reason=stream.finish_reason or "stop",
+            model=stream.model,
+            usage=usage,
+            cost=cost or 0.0,
+            cost_known=cost is not None,
+            chunks=stream.chunks,
+            signals=publisher.signals,
+            first_chunk_seconds=first_chunk,
+        )
+
+    async def _heartbeat(self, attempt: int, stream: ChatStream) -> None:
+        # Progress only, never text: heartbeat details are stored by the server.
+        while True:
+            activity.heartbeat({"attempt": attempt, "chars": stream.chars})
+            await asyncio.sleep(self._heartbeat_interval)
+
+    def _to_application_error(self, exc: BaseException, deadline: float | None) -> ApplicationError:
+        verdict = classify(exc)
+        message = redact(verdict.message, *self._secrets)
+        if verdict.retryable and verdict.retry_after is not None and deadline is not None:
+            remaining = deadline - time.time()
+            if verdict.retry_after > remaining:
+                return ApplicationError(
+                    f"rate limited beyond the task's deadline: the provider asked to wait "
+                    f"{verdict.retry_after:.1f}s but only {max(0.0, remaining):.1f}s remain; "
+                    f"{message}",
+                    type=DEADLINE_EXCEEDED,
+                    non_retryable=True,
+                )
+        if not verdict.retryable:
+            logger.warning("non-retryable provider error: %s", message)
+        return ApplicationError(
+            message,
+            type=verdict.error_type,
+            non_retryable=not verdict.retryable,
+            next_retry_delay=(
+                timedelta(seconds=verdict.retry_after) if verdict.retry_after else None
+            ),
+        )

@@ -1,0 +1,6 @@
+"""The client side: submit, follow, cancel and collect durable tasks."""
+
+from ._events import Finished, Restart, StreamEvent, TextDelta
+from ._task_client import MAX_INPUT_BYTES, TaskClient
+
+__all__ = ["MAX_INPUT_BYTES", "Finished", "Restart", "StreamEvent", "TaskClient", "TextDelta"]

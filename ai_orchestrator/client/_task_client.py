@@ -1,0 +1,371 @@
+"""The application's handle on durable tasks: the adapter lifecycle over Temporal.
+
+Every method addresses a task by its id, which is its workflow id, so any
+process (another replica, a CLI, a restarted web server) can follow or cancel
+a task it did not submit. Following a task polls a query: reads add nothing to
+the task's history, however many consumers there are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+from temporalio.api.enums.v1 import PendingActivityState, QueryRejectCondition
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowQueryRejectedError,
+)
+from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import (
+    ApplicationError,
+    CancelledError,
+    TerminatedError,
+    WorkflowAlreadyStartedError,
+)
+from temporalio.exceptions import (
+    TimeoutError as TemporalTimeoutError,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from ..adapters import AsyncBasePlatformAdapter
+from ..chat import DEFAULT_MODEL, resolve_model
+from ..config import DEFAULT_NAMESPACE, DEFAULT_TASK_QUEUE, DEFAULT_TEMPORAL_ADDRESS
+from ..converter import data_converter
+from ..core import Platform, Result, Task, TaskStatus
+from ..exceptions import TaskFailedError, TaskNotFoundError, TaskValidationError
+from ..messages import (
+    PROGRESS_QUERY,
+    WORKFLOW_TYPE,
+    Progress,
+    ProgressQuery,
+    RetrySettings,
+    TaskInput,
+)
+from ..pricing import PricingTable, UnknownModelError
+from ..streaming import PrefixGuard
+from ._events import Finished, Restart, StreamEvent, TextDelta
+from ._history import replay_history
+
+#: Temporal rejects payloads over 2 MB by default; stay clear of it with headroom
+#: for the activity input, which carries the task again.
+MAX_INPUT_BYTES = 900_000
+
+_CLOSED_TO_STATUS = {
+    WorkflowExecutionStatus.COMPLETED: TaskStatus.COMPLETED,
+    WorkflowExecutionStatus.FAILED: TaskStatus.FAILED,
+    WorkflowExecutionStatus.TIMED_OUT: TaskStatus.FAILED,
+    WorkflowExecutionStatus.TERMINATED: TaskStatus.FAILED,
+    WorkflowExecutionStatus.CANCELED: TaskStatus.CANCELLED,
+}
+
+
+def _summary(task: Task, model: str) -> str:
+    prompt = " ".join(task.prompt.split())
+    preview = prompt if len(prompt) <= 120 else prompt[:117] + "..."
+    return f"{task.type.value} · {model} · {preview}"
+
+
+def _details(task: Task, model: str) -> str:
+    c = task.effective_constraints
+    prompt = task.prompt if len(task.prompt) <= 4000 else task.prompt[:4000] + "\n[... truncated]"
+    options = (
+        f"model={model}, max_tokens={c.max_tokens}, temperature={c.temperature}, "
+        f"timeout_seconds={c.timeout_seconds}, priority={task.priority}, type={task.type.value}"
+    )
+    context = f"\n\n**Context keys**: {', '.join(task.context)}" if task.context else ""
+    files = f"\n\n**Files**: {', '.join(task.files)}" if task.files else ""
+    return f"**Prompt**\n\n{prompt}\n\n**Options**: {options}{context}{files}"
+
+
+class TaskClient(AsyncBasePlatformAdapter):
+    """Submit, follow, cancel and collect durable LLM tasks.
+
+    Args:
+        client: a Temporal client using :func:`ai_orchestrator.converter.data_converter`.
+        task_queue: where workers listen.
+        retry: retry bounds for the provider calls of tasks submitted here.
+        pricing: if strict, an allow list: tasks naming other models are refused.
+        default_model: the model a task without one will use (for validation and
+            the Web UI summary; must match the workers' default).
+        poll_interval: seconds between progress queries while streaming.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        task_queue: str = DEFAULT_TASK_QUEUE,
+        retry: RetrySettings | None = None,
+        pricing: PricingTable | None = None,
+        default_model: str = DEFAULT_MODEL,
+        poll_interval: float = 0.05,
+    ) -> None:
+        super().__init__()
+        self.client = client
+        self.task_queue = task_queue
+        self.retry = retry or RetrySettings()
+        self.pricing = pricing
+        self.default_model = default_model
+        self.poll_interval = poll_interval
+
+    @classmethod
+    async def connect(
+        cls,
+        target_host: str = DEFAULT_TEMPORAL_ADDRESS,
+        namespace: str = DEFAULT_NAMESPACE,
+        *,
+        task_queue: str = DEFAULT_TASK_QUEUE,
+        connect_options: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> TaskClient:
+        """Connect to Temporal; ``connect_options`` go to ``Client.connect`` (TLS, API key)."""
+        client = await Client.connect(
+            target_host,
+            namespace=namespace,
+            data_converter=data_converter(),
+            **(connect_options or {}),
+        )
+        return cls(client, task_queue=task_queue, **options)
+
+    # -- submission ---------------------------------------------------------------
+
+    def _validate(self, task: Task) -> str:
+        if task.platform_hint not in (None, Platform.CHATGPT):
+            raise TaskValidationError(
+                f"platform {task.platform_hint.value!r} is not supported: tasks run on "
+                "OpenAI-compatible servers (platform 'chatgpt')"
+            )
+        model = resolve_model(task, self.default_model)
+        if self.pricing is not None:
+            try:
+                self.pricing.check(model)
+            except UnknownModelError as exc:
+                raise TaskValidationError(str(exc)) from None
+        return model
+
+    async def submit_task(self, task: Task) -> str:
+        """Start the task's workflow and return its id.
+
+        Idempotent: submitting a task id that already exists (running or ended)
+        starts nothing and returns the id.
+
+        Raises:
+            TaskValidationError: the task cannot run; nothing was started.
+        """
+        model = self._validate(task)
+        task_id = task.task_id or self._generate_task_id(task)
+        task = task.model_copy(update={"task_id": task_id})
+        task_input = TaskInput(task=task, retry=self.retry)
+        size = sum(p.ByteSize() for p in await self.client.data_converter.encode([task_input]))
+        if size > MAX_INPUT_BYTES:
+            raise TaskValidationError(
+                f"task is {size:,} bytes once encoded; the limit is {MAX_INPUT_BYTES:,} bytes "
+                "(Temporal's payload limit is 2 MB per payload). Shorten the prompt or context."
+            )
+        try:
+            await self.client.start_workflow(
+                WORKFLOW_TYPE,
+                task_input,
+                id=task_id,
+                task_queue=self.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                priority=Priority(priority_key=task.priority),
+                static_summary=_summary(task, model),
+                static_details=_details(task, model),
+            )
+        except WorkflowAlreadyStartedError:
+            pass
+        return task_id
+
+    async def execute(self, task: Task) -> Result:
+        """Submit and wait for the result."""
+        return await self.get_result(await self.submit_task(task), timeout=None)
+
+    # -- observation --------------------------------------------------------------
+
+    def _handle(self, task_id: str) -> WorkflowHandle[Any, Any]:
+        return self.client.get_workflow_handle(task_id, result_type=Result)
+
+    async def get_status(self, task_id: str) -> TaskStatus:
+        try:
+            desc = await self._handle(task_id).describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return TaskStatus.UNKNOWN
+            raise
+        if desc.status in _CLOSED_TO_STATUS:
+            return _CLOSED_TO_STATUS[desc.status]
+        for pending in desc.raw_description.pending_activities:
+            if (
+                pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+                or pending.attempt > 1
+            ):
+                return TaskStatus.RUNNING
+        return TaskStatus.PENDING
+
+    async def get_result(self, task_id: str, timeout: float | None = 300) -> Result:
+        """The task's result, waiting up to ``timeout`` seconds (None: until it ends).
+
+        A failed or cancelled task returns a Result with ``partial_output``; a
+        task still running after ``timeout`` returns status RUNNING (it is not
+        failed) with the output so far. An unknown id returns status UNKNOWN.
+        """
+        handle = self._handle(task_id)
+        try:
+            return await asyncio.wait_for(handle.result(), timeout)
+        except asyncio.TimeoutError:
+            return await self._unfinished(
+                handle,
+                TaskStatus.RUNNING,
+                f"not finished after {timeout}s; the task is still running",
+            )
+        except WorkflowFailureError as exc:
+            status, error = self._failure(exc)
+            return await self._unfinished(handle, status, error)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return Result(
+                    task=Task(prompt=f"<unknown task {task_id}>"),
+                    status=TaskStatus.UNKNOWN,
+                    error=f"Unknown task_id: {task_id}",
+                )
+            raise
+
+    @staticmethod
+    def _failure(exc: WorkflowFailureError) -> tuple[TaskStatus, str]:
+        cause = exc.cause
+        if isinstance(cause, CancelledError):
+            return TaskStatus.CANCELLED, "cancelled"
+        if isinstance(cause, TerminatedError):
+            return TaskStatus.FAILED, f"terminated: {cause.message}"
+        if isinstance(cause, TemporalTimeoutError):
+            return TaskStatus.FAILED, f"timed out: {cause.message}"
+        if isinstance(cause, ApplicationError):
+            return TaskStatus.FAILED, cause.message
+        return TaskStatus.FAILED, str(cause or exc)
+
+    async def _unfinished(
+        self, handle: WorkflowHandle[Any, Any], status: TaskStatus, error: str
+    ) -> Result:
+        view = await replay_history(handle, self.client.data_converter)
+        return Result(
+            task=view.task or Task(prompt=f"<task {handle.id}>"),
+            success=False,
+            status=status,
+            error=error,
+            partial_output=view.output.text,
+            metadata={"attempts": view.output.attempt, "restarts": view.output.restarts},
+        )
+
+    async def _progress(self, handle: WorkflowHandle[Any, Any], offset: int) -> Progress | None:
+        """The task's progress from ``offset``, or None once the run is closed."""
+        while True:
+            try:
+                return await handle.query(
+                    PROGRESS_QUERY,
+                    ProgressQuery(offset=offset),
+                    result_type=Progress,
+                    reject_condition=QueryRejectCondition.QUERY_REJECT_CONDITION_NOT_OPEN,
+                    rpc_timeout=timedelta(seconds=10),
+                )
+            except WorkflowQueryRejectedError:
+                return None
+            except RPCError as exc:
+                if exc.status == RPCStatusCode.NOT_FOUND:
+                    raise TaskNotFoundError(f"no task with id {handle.id!r}") from None
+                # No worker yet, or a server restart: the task is still there; wait.
+            except WorkflowQueryFailedError:
+                pass
+            await asyncio.sleep(max(self.poll_interval, 0.2))
+
+    async def stream_events(self, task_id: str) -> AsyncIterator[StreamEvent]:
+        """Every change of the task's output, restarts included, then ``Finished``.
+
+        Joins at any time, even after the task ended: the text always starts at
+        the beginning of the current attempt.
+
+        Raises:
+            TaskNotFoundError: no such task.
+        """
+        handle = self._handle(task_id)
+        attempt, text = 0, ""
+        while True:
+            progress = await self._progress(handle, len(text))
+            if progress is None:
+                break
+            if progress.attempt != attempt:
+                if progress.offset:  # the offset was meant for the old attempt: read again
+                    progress = await self._progress(handle, 0)
+                    if progress is None:
+                        break
+                if text:
+                    yield Restart(attempt=progress.attempt, discarded=text)
+                attempt, text = progress.attempt, ""
+            if progress.text:
+                yield TextDelta(text=progress.text, attempt=attempt, offset=len(text))
+                text += progress.text
+            if progress.done:
+                break
+            await asyncio.sleep(self.poll_interval)
+        result = await self.get_result(task_id, timeout=None)
+        if result.status == TaskStatus.UNKNOWN:
+            raise TaskNotFoundError(f"no task with id {task_id!r}")
+        final = (
+            result.output if result.status == TaskStatus.COMPLETED else result.partial_output or ""
+        )
+        if final.startswith(text):
+            if len(final) > len(text):
+                yield TextDelta(text=final[len(text) :], attempt=attempt, offset=len(text))
+        else:
+            final_attempt = int(result.metadata.get("attempts") or attempt + 1)
+            yield Restart(attempt=final_attempt, discarded=text)
+            if final:
+                yield TextDelta(text=final, attempt=final_attempt, offset=0)
+        yield Finished(result=result)
+
+    async def stream_result(self, task_id: str) -> AsyncIterator[str]:
+        """The task's text as it is generated; concatenated, it equals the final output.
+
+        Ends when the task ends (for a cancelled task, after its partial output).
+        If a retry regenerates the same text it continues seamlessly.
+
+        Raises:
+            StreamRestartedError: a retry produced different text than was already
+                streamed (use :meth:`stream_events` to handle restarts).
+            TaskFailedError: the task failed; its partial output was streamed.
+            TaskNotFoundError: no such task.
+        """
+        guard = PrefixGuard()
+        async for event in self.stream_events(task_id):
+            if isinstance(event, Restart):
+                guard.restart(event.attempt)
+            elif isinstance(event, TextDelta):
+                fresh = guard.feed(event.text)
+                if fresh:
+                    yield fresh
+            elif event.result.status == TaskStatus.FAILED:
+                raise TaskFailedError(event.result)
+
+    # -- control ------------------------------------------------------------------
+
+    async def cancel_task(self, task_id: str) -> bool:
+        """Request cancellation; True if the task was running. Partial output is kept."""
+        handle = self._handle(task_id)
+        try:
+            desc = await handle.describe()
+            if desc.status != WorkflowExecutionStatus.RUNNING:
+                return False
+            await handle.cancel()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        return True

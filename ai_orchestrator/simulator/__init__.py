@@ -1,0 +1,19 @@
+"""Local OpenAI-compatible server for tests, demos and benchmarks.
+
+It stands in for OpenAI when no API key is set and can be scripted to fail
+the way real providers fail (429s, 5xx, dropped or malformed streams, stalls),
+so retry and streaming code is exercised over real HTTP with the real SDK.
+"""
+
+from ._banner import SIMULATOR_BANNER
+from ._faults import Fault
+from ._records import RecordedRequest
+from ._server import Simulator, serve_forever
+
+__all__ = [
+    "SIMULATOR_BANNER",
+    "Fault",
+    "RecordedRequest",
+    "Simulator",
+    "serve_forever",
+]

@@ -1,0 +1,10 @@
+"""Warning shown by the CLI so simulated answers are never mistaken for a model."""
+
+from __future__ import annotations
+
+SIMULATOR_BANNER = """\
+############################################################################
+#  SIMULATOR: answers come from ai-orchestrator's built-in OpenAI-compatible
+#  simulator, NOT from a model. Every reply is deterministic placeholder text
+#  starting with "[simulated]". Set OPENAI_API_KEY to talk to a real model.
+############################################################################"""

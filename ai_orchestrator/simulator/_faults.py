@@ -1,0 +1,148 @@
+"""Scripted failures, modelled on the ways real providers actually break.
+
+A fault is plain data so the same script can be queued from Python or, as
+JSON, through the admin HTTP API from another process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+STREAM_FAULTS: frozenset[str] = frozenset({"disconnect", "no_finish", "stall", "malformed"})
+ERROR_FAULTS: frozenset[str] = frozenset({"rate_limit", "status"})
+
+# Which optional fields carry meaning for each fault; to_dict/from_dict use
+# this so the JSON form only shows (and only accepts) what matters.
+_FIELDS: dict[str, tuple[str, ...]] = {
+    "ok": (),
+    "rate_limit": ("retry_after", "retry_after_ms", "quota_exhausted"),
+    "status": ("status_code", "message"),
+    "disconnect": ("after_tokens",),
+    "no_finish": ("after_tokens",),
+    "stall": ("after_tokens", "seconds"),
+    "malformed": ("after_tokens",),
+}
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One scripted behaviour, applied to the next ``times`` chat requests.
+
+    Build it with the classmethods; the raw constructor exists for
+    :meth:`from_dict` and validates whatever it is given.
+    """
+
+    name: str
+    times: int = 1
+    retry_after: float | None = None
+    retry_after_ms: int | None = None
+    quota_exhausted: bool = False
+    status_code: int | None = None
+    message: str | None = None
+    after_tokens: int = 0
+    seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.name not in _FIELDS:
+            known = ", ".join(sorted(_FIELDS))
+            raise ValueError(f"unknown fault {self.name!r}; expected one of {known}")
+        if not isinstance(self.times, int) or self.times < 1:
+            raise ValueError(f"times must be an int >= 1, got {self.times!r}")
+        if self.retry_after is not None and self.retry_after < 0:
+            raise ValueError("retry_after must be >= 0")
+        if self.retry_after_ms is not None and self.retry_after_ms < 0:
+            raise ValueError("retry_after_ms must be >= 0")
+        if self.name == "status":
+            code = self.status_code
+            if not isinstance(code, int) or not 400 <= code <= 599:
+                raise ValueError(f"status fault needs a 4xx/5xx code, got {code!r}")
+        if not isinstance(self.after_tokens, int) or self.after_tokens < 0:
+            raise ValueError("after_tokens must be an int >= 0")
+        if self.seconds < 0:
+            raise ValueError("seconds must be >= 0")
+
+    @classmethod
+    def ok(cls, times: int = 1) -> Fault:
+        """Lets a script say "then succeed" explicitly."""
+        return cls("ok", times=times)
+
+    @classmethod
+    def rate_limit(
+        cls,
+        retry_after: float | None = 1.0,
+        retry_after_ms: int | None = None,
+        quota_exhausted: bool = False,
+        times: int = 1,
+    ) -> Fault:
+        """HTTP 429; a quota error carries no retry hints, just like OpenAI's."""
+        if quota_exhausted:
+            retry_after = None
+            retry_after_ms = None
+        return cls(
+            "rate_limit",
+            times=times,
+            retry_after=retry_after,
+            retry_after_ms=retry_after_ms,
+            quota_exhausted=quota_exhausted,
+        )
+
+    @classmethod
+    def status(cls, code: int, message: str | None = None, times: int = 1) -> Fault:
+        """Any 4xx/5xx; ``message=None`` picks a provider-like default."""
+        return cls("status", times=times, status_code=code, message=message)
+
+    @classmethod
+    def disconnect(cls, after_tokens: int = 3, times: int = 1) -> Fault:
+        """Abort the TCP connection mid-stream, as a crashing proxy would."""
+        return cls("disconnect", times=times, after_tokens=after_tokens)
+
+    @classmethod
+    def no_finish(cls, after_tokens: int = 3, times: int = 1) -> Fault:
+        """End cleanly with [DONE] but never say why: no finish_reason, no usage."""
+        return cls("no_finish", times=times, after_tokens=after_tokens)
+
+    @classmethod
+    def stall(cls, after_tokens: int = 3, seconds: float = 30.0, times: int = 1) -> Fault:
+        """Go silent mid-stream, then carry on; exercises idle timeouts."""
+        return cls("stall", times=times, after_tokens=after_tokens, seconds=seconds)
+
+    @classmethod
+    def malformed(cls, after_tokens: int = 3, times: int = 1) -> Fault:
+        """Emit an SSE event whose data is not JSON, then end the response."""
+        return cls("malformed", times=times, after_tokens=after_tokens)
+
+    @property
+    def is_stream_fault(self) -> bool:
+        return self.name in STREAM_FAULTS
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"name": self.name, "times": self.times}
+        for field in _FIELDS[self.name]:
+            data[field] = getattr(self, field)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Fault:
+        """Strict: unknown keys are an error so typos in scripts fail loudly."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a fault must be a JSON object, got {data!r}")
+        name = data.get("name")
+        if not isinstance(name, str) or name not in _FIELDS:
+            known = ", ".join(sorted(_FIELDS))
+            raise ValueError(f"fault 'name' must be one of {known}, got {name!r}")
+        allowed = {"name", "times", *_FIELDS[name]}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ValueError(f"unknown keys for fault {name!r}: {', '.join(unknown)}")
+        kwargs = {k: v for k, v in data.items() if k != "name"}
+        try:
+            if name == "status":
+                if "status_code" not in kwargs:
+                    raise ValueError("status fault needs 'status_code'")
+                kwargs["code"] = kwargs.pop("status_code")
+            fault: Fault = getattr(cls, name)(**kwargs)
+        except TypeError as exc:
+            raise ValueError(f"bad fault {dict(data)!r}: {exc}") from exc
+        return fault

@@ -1,0 +1,48 @@
+"""What the simulator saw and did, per chat request.
+
+Records are mutated live while a response streams so a test can watch a
+request in flight (tokens sent, disconnects) instead of only after the fact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class RecordedRequest:
+    """One ``POST /v1/chat/completions``, in arrival order.
+
+    ``finished`` means the server ended the response the way it meant to
+    (for a normal stream: finish chunk, usage if asked, ``[DONE]``; for the
+    ``no_finish``/``malformed`` faults: their scripted ending). It stays False
+    when the stream was aborted, the client went away, or the server stopped.
+    Error replies (scripted or 400s) count as finished once built.
+    ``disconnected`` is True only when the *client* closed the connection.
+    ``status`` is the HTTP status sent, or 0 when a non-streaming
+    ``disconnect`` fault dropped the connection before any status line.
+    """
+
+    index: int
+    received_at: float
+    received_wall: float
+    request_id: str
+    authorization: str | None = None
+    model: str = ""
+    stream: bool = False
+    include_usage: bool = False
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    max_tokens: int | None = None
+    temperature: float | None = None
+    fault: str | None = None
+    status: int = 200
+    tokens_sent: int = 0
+    token_sent_at: list[float] = field(default_factory=list)
+    finished: bool = False
+    disconnected: bool = False
+    ended_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

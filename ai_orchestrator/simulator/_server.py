@@ -1,0 +1,288 @@
+"""The aiohttp server behind :class:`Simulator` and its lifecycle.
+
+Streams are cancelled on stop rather than awaited, so a test that stalls a
+stream for 30 s still tears down immediately.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from ._admin import add_admin_routes
+from ._chat import REQUEST_ID_HEADER, SIMULATOR_HEADER, handle_chat_completions
+from ._errors import error_body
+from ._faults import Fault
+from ._records import RecordedRequest
+from ._state import SimulatorState
+
+MODEL_IDS: tuple[str, ...] = (
+    "gpt-4o-mini",
+    "gpt-4o",
+    "gpt-4.1-mini",
+    "gpt-4.1",
+    "simulator",
+)
+_MODEL_CREATED = 1_700_000_000
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _model_object(model_id: str) -> dict[str, Any]:
+    return {
+        "id": model_id,
+        "object": "model",
+        "created": _MODEL_CREATED,
+        "owned_by": "ai-orchestrator-simulator",
+    }
+
+
+def _url_host(host: str) -> str:
+    if host in ("", "0.0.0.0", "::"):
+        return "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        return f"[{host}]"
+    return host
+
+
+class Simulator:
+    """Local OpenAI-compatible server that can be scripted to misbehave.
+
+    Use as ``async with Simulator() as sim:`` and point an OpenAI client at
+    ``sim.base_url``; queue failures with :meth:`script`, inspect traffic via
+    :attr:`requests`.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tokens_per_second: float = 50.0,
+        default_tokens: int = 64,
+    ) -> None:
+        self.host = host
+        self._requested_port = port
+        self._state = SimulatorState(tokens_per_second, default_tokens)
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self._port: int | None = None
+        self._active: set[asyncio.Task[Any]] = set()
+        self._aux_ids = itertools.count()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            raise RuntimeError("Simulator is already running")
+        runner = web.AppRunner(
+            self._make_app(),
+            access_log=None,
+            # Lets a client disconnect cancel the handler, so it is noticed
+            # even while the stream is sleeping between tokens.
+            handler_cancellation=True,
+            shutdown_timeout=1.0,
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self._requested_port, backlog=1024)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner, self._site = runner, site
+        self._port = int(runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        runner = self._runner
+        if runner is None:
+            return
+        self._state.stopping = True
+        try:
+            if self._site is not None:
+                await self._site.stop()  # stop accepting before cancelling
+                self._site = None
+            tasks = [t for t in self._active if not t.done()]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=5.0)
+            await runner.cleanup()
+        finally:
+            self._runner = None
+            self._port = None
+            self._active.clear()
+            self._state.stopping = False
+
+    async def __aenter__(self) -> Simulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- addresses ---------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("Simulator is not running; call start() first")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """Server root, for the ``/_simulator`` admin API."""
+        return f"http://{_url_host(self.host)}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """What to pass as ``base_url`` to an OpenAI client."""
+        return f"{self.url}/v1"
+
+    # -- scripting and inspection -----------------------------------------
+
+    def script(self, *faults: Fault) -> None:
+        """Append to the FIFO; each valid chat request consumes one ``times`` unit.
+
+        Requests rejected with 400 (no model, no messages) do not consume
+        faults, so a client bug cannot silently eat a scripted failure.
+        """
+        self._state.script(*faults)
+
+    @property
+    def pending_faults(self) -> list[Fault]:
+        return self._state.pending()
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        return self._state.requests
+
+    def reset(self) -> None:
+        """Forget the script and the request log (config is kept)."""
+        self._state.reset()
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self._state.tokens_per_second
+
+    @tokens_per_second.setter
+    def tokens_per_second(self, value: float) -> None:
+        self._state.tokens_per_second = value
+
+    @property
+    def default_tokens(self) -> int:
+        return self._state.default_tokens
+
+    @default_tokens.setter
+    def default_tokens(self, value: int) -> None:
+        self._state.default_tokens = value
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Re-checked whenever a request arrives, streams a token or ends."""
+        await self._state.wait_until(predicate, timeout, "condition")
+
+    async def wait_for_requests(self, n: int, timeout: float = 10.0) -> None:
+        await self._state.wait_until(
+            lambda: len(self._state.requests) >= n, timeout, f"{n} request(s)"
+        )
+
+    async def wait_for_tokens_sent(self, request_index: int, n: int, timeout: float = 10.0) -> None:
+        """Fails fast (still TimeoutError) once the request ended short of ``n``."""
+
+        def ready() -> bool:
+            requests = self._state.requests
+            if request_index >= len(requests):
+                return False
+            record = requests[request_index]
+            if record.tokens_sent >= n:
+                return True
+            if record.ended_at is not None:
+                raise TimeoutError(
+                    f"request {request_index} ended after {record.tokens_sent} "
+                    f"token(s); it will never reach {n}"
+                )
+            return False
+
+        await self._state.wait_until(
+            ready, timeout, f"request {request_index} to send {n} token(s)"
+        )
+
+    # -- aiohttp wiring ----------------------------------------------------
+
+    def _make_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._headers_middleware])
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._list_models)
+        app.router.add_get("/v1/models/{model}", self._get_model)
+        add_admin_routes(app, self._state)
+        return app
+
+    @web.middleware
+    async def _headers_middleware(
+        self, request: web.Request, handler: _Handler
+    ) -> web.StreamResponse:
+        """Marks every reply as simulated, and makes router errors OpenAI-shaped."""
+        try:
+            resp = await handler(request)
+        except web.HTTPException as exc:
+            type_ = "server_error" if exc.status >= 500 else "invalid_request_error"
+            message = exc.reason
+            if exc.status == 404:
+                message = f"Unknown request URL: {request.method} {request.path}."
+            resp = web.json_response(error_body(message, type_), status=exc.status)
+            if "Allow" in exc.headers:
+                resp.headers["Allow"] = exc.headers["Allow"]
+        if not resp.prepared:
+            if REQUEST_ID_HEADER not in resp.headers:
+                resp.headers[REQUEST_ID_HEADER] = f"req_sim_aux_{next(self._aux_ids)}"
+            resp.headers.setdefault(SIMULATOR_HEADER, "1")
+        return resp
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        task = asyncio.current_task()
+        if task is not None:
+            self._active.add(task)
+        try:
+            return await handle_chat_completions(request, self._state)
+        finally:
+            if task is not None:
+                self._active.discard(task)
+
+    async def _list_models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [_model_object(m) for m in MODEL_IDS]})
+
+    async def _get_model(self, request: web.Request) -> web.Response:
+        model_id = request.match_info["model"]
+        if model_id not in MODEL_IDS:
+            body = error_body(
+                f"The model '{model_id}' does not exist",
+                "invalid_request_error",
+                "model_not_found",
+                "model",
+            )
+            return web.json_response(body, status=404)
+        return web.json_response(_model_object(model_id))
+
+
+async def serve_forever(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    tokens_per_second: float = 50.0,
+    default_tokens: int = 64,
+) -> None:
+    """Run until cancelled (e.g. Ctrl-C in the CLI), then shut down cleanly."""
+    async with Simulator(
+        host=host,
+        port=port,
+        tokens_per_second=tokens_per_second,
+        default_tokens=default_tokens,
+    ):
+        await asyncio.Event().wait()

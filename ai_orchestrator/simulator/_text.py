@@ -1,0 +1,83 @@
+"""Deterministic fake completions.
+
+Tests compare streamed and non-streamed answers and re-run the same prompt,
+so the text must depend only on the request, never on time or process state.
+It is derived from sha256 rather than :mod:`random` so that it stays identical
+across Python versions and platforms.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+FIRST_TOKEN = "[simulated]"
+
+# Short, boring words: easy to spot in logs, and one word is one "token".
+WORDS: tuple[str, ...] = (
+    "alpha", "amber", "apple", "arrow", "basil", "beach", "birch", "blue",
+    "brick", "cable", "cedar", "cloud", "coral", "delta", "dune", "eagle",
+    "ember", "fern", "field", "flint", "frost", "grain", "green", "harbor",
+    "hazel", "iris", "ivory", "jade", "kite", "lake", "lemon", "linen",
+    "maple", "marsh", "mint", "moss", "north", "oak", "olive", "orbit",
+    "pearl", "pine", "plum", "quartz", "rain", "reed", "river", "sage",
+    "sand", "slate", "snow", "stone", "storm", "tide", "tulip", "umber",
+    "valley", "violet", "wave", "willow", "wind", "yarrow", "zinc", "zephyr",
+)  # fmt: skip
+
+
+def _seed(messages: Sequence[Mapping[str, Any]], model: str) -> bytes:
+    payload = json.dumps(
+        {"model": model, "messages": list(messages)},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).digest()
+
+
+def simulated_tokens(messages: Sequence[Mapping[str, Any]], model: str, n: int) -> list[str]:
+    """Return ``n`` tokens; a shorter answer is always a prefix of a longer one.
+
+    The prefix property means a ``max_tokens``-truncated answer looks exactly
+    like a real truncation of the full one.
+    """
+    if n <= 0:
+        return []
+    seed = _seed(messages, model)
+    tokens = [FIRST_TOKEN]
+    block = b""
+    pos = 0
+    counter = 0
+    while len(tokens) < n:
+        if pos + 2 > len(block):
+            block = hashlib.sha256(seed + counter.to_bytes(8, "big")).digest()
+            counter += 1
+            pos = 0
+        index = int.from_bytes(block[pos : pos + 2], "big") % len(WORDS)
+        pos += 2
+        tokens.append(" " + WORDS[index])
+    return tokens
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        # Multimodal content parts: only the text parts count as prompt words.
+        parts = [
+            part.get("text", "")
+            for part in content
+            if isinstance(part, Mapping) and isinstance(part.get("text"), str)
+        ]
+        return " ".join(parts)
+    return ""
+
+
+def count_prompt_words(messages: Sequence[Mapping[str, Any]]) -> int:
+    """Stand-in for a tokenizer: whitespace words, never 0 so usage looks real."""
+    total = sum(len(_content_text(m.get("content")).split()) for m in messages)
+    return max(total, 1)

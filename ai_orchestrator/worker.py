@@ -1,0 +1,131 @@
+"""The worker: runs task workflows and provider activities for one task queue.
+
+``python worker.py`` or ``ai-orchestrator worker`` reads its settings from the
+environment (see :mod:`ai_orchestrator.config`) and stops cleanly on SIGINT or
+SIGTERM: no new work is taken, in-flight activities get ``graceful_shutdown``
+to finish, then are cancelled and retried elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from datetime import timedelta
+
+from openai import AsyncOpenAI, Timeout
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from .activities import LLMActivities
+from .config import ConfigError, ProviderSettings, task_queue, temporal_connect_config
+from .converter import data_converter
+from .pricing import PricingTable
+from .workflows import TaskWorkflow
+
+logger = logging.getLogger(__name__)
+
+#: Heartbeats reach the server at most this often. Cancellation travels back on
+#: the heartbeat response, so this bounds cancel latency.
+HEARTBEAT_THROTTLE = timedelta(milliseconds=500)
+
+
+#: Our package is passed through the sandbox whole: its __init__ imports the
+#: openai SDK, which the sandbox refuses, and re-importing it for every run
+#: would slow each task's start. The workflow code itself stays deterministic
+#: (it only uses workflow APIs) and replay tests guard it.
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("ai_orchestrator")
+)
+
+
+def openai_client(settings: ProviderSettings) -> AsyncOpenAI:
+    """The provider client for activities: no SDK retries (Temporal retries)."""
+    return AsyncOpenAI(
+        # An OpenAI-compatible server without auth (Ollama) still needs a non-empty key.
+        api_key=settings.api_key or "not-needed",
+        base_url=settings.base_url,
+        max_retries=0,
+        timeout=Timeout(settings.read_timeout, connect=10.0),
+    )
+
+
+def build_worker(
+    client: Client,
+    *,
+    task_queue: str,
+    provider: ProviderSettings,
+    pricing: PricingTable | None = None,
+    max_concurrent_activities: int = 200,
+    graceful_shutdown: timedelta = timedelta(seconds=10),
+    max_cached_workflows: int = 1000,
+    extra_secrets: Sequence[str] = (),
+) -> Worker:
+    activities = LLMActivities(
+        openai_client(provider),
+        default_model=provider.default_model,
+        pricing=pricing,
+        flush_interval=provider.flush_interval,
+        secrets=[s for s in (provider.api_key, *extra_secrets) if s],
+    )
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[TaskWorkflow],
+        workflow_runner=WORKFLOW_RUNNER,
+        activities=[activities.stream_completion],
+        max_concurrent_activities=max_concurrent_activities,
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+        default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+        graceful_shutdown_timeout=graceful_shutdown,
+        max_cached_workflows=max_cached_workflows,
+    )
+
+
+async def connect_client(target_host: str | None = None, namespace: str | None = None) -> Client:
+    config = temporal_connect_config()
+    if target_host:
+        config["target_host"] = target_host
+    if namespace:
+        config["namespace"] = namespace
+    try:
+        return await Client.connect(data_converter=data_converter(), **config)
+    except Exception as exc:
+        raise ConfigError(
+            f"cannot reach Temporal at {config['target_host']} (namespace "
+            f"{config['namespace']}): {exc}. Start one with 'ai-orchestrator dev' or set "
+            "TEMPORAL_ADDRESS."
+        ) from None
+
+
+async def run_until_signalled(worker: Worker) -> None:
+    """Run ``worker`` until SIGINT/SIGTERM, then shut it down gracefully."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with worker:
+            logger.info("worker listening on task queue %r", worker.task_queue)
+            await stop.wait()
+            logger.info("shutting down: finishing in-flight work")
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def serve(*, queue: str | None = None) -> None:
+    """The production worker: a real provider is required, never the simulator."""
+    provider = ProviderSettings.from_env().require()
+    client = await connect_client()
+    await run_until_signalled(
+        build_worker(client, task_queue=queue or task_queue(), provider=provider)
+    )
+
+
+def main() -> int:
+    from .cli import main as cli_main
+
+    return cli_main(["worker"])
