@@ -119,6 +119,7 @@ class DevServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as out:
             return subprocess.Popen(
                 self.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True

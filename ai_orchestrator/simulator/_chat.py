@@ -23,6 +23,7 @@ from ._params import ChatParams, InvalidRequest, parse_chat_params
 from ._payloads import (
     DONE_EVENT,
     MALFORMED_EVENT,
+    MALFORMED_JSON,
     chunk,
     completion,
     sse_event,
@@ -234,7 +235,7 @@ class _ChatResponder:
             record.finished = True
             return web.Response(
                 status=200,
-                body=MALFORMED_EVENT[len(b"data: ") :].strip(),
+                body=MALFORMED_JSON,
                 content_type="application/json",
                 headers=self.headers,
             )

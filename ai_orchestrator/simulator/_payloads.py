@@ -7,7 +7,8 @@ from typing import Any
 
 DONE_EVENT = b"data: [DONE]\n\n"
 # Cut off mid-string: a JSON parser must reject it.
-MALFORMED_EVENT = b'data: {"this is not json\n\n'
+MALFORMED_JSON = b'{"this is not json'
+MALFORMED_EVENT = b"data: " + MALFORMED_JSON + b"\n\n"
 
 
 def completion_id(index: int) -> str:

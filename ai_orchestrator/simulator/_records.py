@@ -23,6 +23,7 @@ class RecordedRequest:
     ``disconnected`` is True only when the *client* closed the connection.
     ``status`` is the HTTP status sent, or 0 when a non-streaming
     ``disconnect`` fault dropped the connection before any status line.
+    Non-streaming replies stamp every token with the time the body was built.
     """
 
     index: int

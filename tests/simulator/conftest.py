@@ -11,7 +11,7 @@ import pytest_asyncio
 
 from ai_orchestrator.simulator import Simulator
 
-API_KEY = "sk-test-simulator-0123456789abcdef"
+API_KEY = "sk-test-simulator-0123456789abcdef"  # test_simulator.py asserts on this exact key
 
 
 @pytest_asyncio.fixture

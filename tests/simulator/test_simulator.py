@@ -5,12 +5,12 @@ from __future__ import annotations
 import aiohttp
 import openai
 import pytest
-from conftest import API_KEY
 
 from ai_orchestrator.simulator import SIMULATOR_BANNER, Fault, Simulator
-from ai_orchestrator.simulator._errors import mask_api_key
+from ai_orchestrator.simulator._errors import mask_api_key, status_error
 from ai_orchestrator.simulator._text import simulated_tokens
 
+API_KEY = "sk-test-simulator-0123456789abcdef"  # same key as the `client` fixture
 MESSAGES = [
     {"role": "system", "content": "You are terse."},
     {"role": "user", "content": "Say something nice about rivers"},
@@ -208,6 +208,8 @@ def test_mask_api_key_never_reveals_short_keys() -> None:
         masked = mask_api_key(key)
         assert len(masked) == len(key) and masked != key
         assert masked.count("*") >= len(key) // 2
+    no_key = status_error(401, None, None)["error"]["message"]
+    assert no_key.startswith("You didn't provide an API key")
 
 
 @pytest.mark.asyncio

@@ -9,11 +9,11 @@ import time
 
 import openai
 import pytest
-from conftest import API_KEY
 from openai.types.chat import ChatCompletionChunk
 
-from ai_orchestrator.simulator import Fault, Simulator
+from ai_orchestrator.simulator import Fault, Simulator, serve_forever
 
+API_KEY = "sk-test-streams-key"
 MESSAGES = [{"role": "user", "content": "Tell me about the sea"}]
 
 
@@ -129,7 +129,7 @@ async def test_pacing_and_runtime_speed_change(sim: Simulator, client: openai.As
         pass
     sent = sim.requests[0].token_sent_at
     assert sent[2] - sent[0] >= 0.09  # two paced gaps at 20 tok/s
-    assert sent[-1] - sent[4] < 0.05  # later tokens at 1000 tok/s
+    assert sent[-1] - sent[4] < 0.15  # 5 gaps at 1000 tok/s (would be 0.25 s unchanged)
 
 
 @pytest.mark.asyncio
@@ -209,3 +209,22 @@ async def test_fixed_port_and_restart() -> None:
         _ = first.base_url
     async with Simulator(port=port) as again:
         assert again.port == port
+
+
+@pytest.mark.asyncio
+async def test_non_stream_takes_generation_time(sim: Simulator, client: openai.AsyncOpenAI) -> None:
+    sim.tokens_per_second = 100
+    sim.default_tokens = 10
+    started = time.monotonic()
+    await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert time.monotonic() - started >= 0.09
+
+
+@pytest.mark.asyncio
+async def test_serve_forever_runs_until_cancelled() -> None:
+    task = asyncio.create_task(serve_forever(port=0, tokens_per_second=0))
+    await asyncio.sleep(0.1)
+    assert not task.done()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
