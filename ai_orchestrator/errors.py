@@ -16,6 +16,8 @@ Error type names are constants so the raiser, the workflow and the tests agree.
 from __future__ import annotations
 
 import email.utils
+import importlib
+import json
 import re
 import time
 from collections.abc import Mapping
@@ -36,6 +38,21 @@ CONFIGURATION_ERROR = "ConfigurationError"
 TASK_FAILED = "TaskFailed"
 
 _RETRYABLE_STATUSES = frozenset({408, 409, 429})
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    # openai >= 3 is built on httpx2, older releases on httpx; a read error can
+    # escape the SDK's wrapping while a stream is being iterated.
+    found: list[type[BaseException]] = []
+    for name in ("httpx2", "httpx"):
+        try:
+            found.append(importlib.import_module(name).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+_TRANSPORT_ERRORS = _transport_errors()
 _QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
 
 
@@ -133,7 +150,10 @@ def classify(exc: BaseException) -> Verdict:
         return Verdict(True, CONNECTION_FAILED, f"connection to provider failed: {exc}{detail}")
     if isinstance(exc, openai.APIResponseValidationError):
         return Verdict(True, INCOMPLETE_STREAM, f"provider sent an invalid response: {exc}")
-    if isinstance(exc, (ConnectionError, TimeoutError)):
+    if isinstance(exc, json.JSONDecodeError):
+        # The SDK does not wrap a malformed SSE event: it is a damaged stream.
+        return Verdict(True, INCOMPLETE_STREAM, f"provider sent malformed stream data: {exc}")
+    if isinstance(exc, (ConnectionError, TimeoutError, *_TRANSPORT_ERRORS)):
         return Verdict(True, CONNECTION_FAILED, f"{type(exc).__name__}: {exc}")
     if isinstance(exc, openai.APIError):
         # Malformed stream data surfaces as a bare APIError; a later attempt may succeed.

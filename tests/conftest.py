@@ -1,0 +1,92 @@
+"""Shared fixtures: one real Temporal dev server per session, a simulator per test.
+
+Each integration test gets its own task queue and task ids, so tests never see
+each other's work even though they share the server.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from ai_orchestrator import RetrySettings, TaskClient
+from ai_orchestrator.config import ProviderSettings
+from ai_orchestrator.converter import data_converter
+from ai_orchestrator.devserver import DevServer
+from ai_orchestrator.simulator import Simulator
+from ai_orchestrator.worker import build_worker
+
+#: A fake key with a distinctive shape: tests search history and errors for it.
+SECRET_KEY = "sk-test-0123456789abcdefSECRETxyz"
+
+#: Fast retries so fault tests take seconds, bounded so they cannot storm.
+FAST_RETRY = RetrySettings(
+    max_attempts=4,
+    initial_interval_seconds=0.2,
+    backoff_coefficient=2.0,
+    max_interval_seconds=2.0,
+    heartbeat_timeout_seconds=2.0,
+)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+async def temporal() -> AsyncIterator[DevServer]:
+    async with DevServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+async def client(temporal: DevServer) -> Client:
+    return await Client.connect(temporal.target, data_converter=data_converter())
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    async with Simulator(tokens_per_second=200.0, default_tokens=24) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def queue() -> str:
+    return unique("tq")
+
+
+def provider_for(sim: Simulator, **overrides: object) -> ProviderSettings:
+    settings = ProviderSettings(
+        api_key=SECRET_KEY,
+        base_url=sim.base_url,
+        default_model="gpt-4o-mini",
+        read_timeout=5.0,
+        flush_interval=0.1,
+    )
+    return ProviderSettings(**{**settings.__dict__, **overrides})  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def running_worker(
+    client: Client, queue: str, sim: Simulator, **options: object
+) -> AsyncIterator[Worker]:
+    provider = options.pop("provider", None) or provider_for(sim)
+    worker = build_worker(client, task_queue=queue, provider=provider, **options)  # type: ignore[arg-type]
+    async with worker:
+        yield worker
+
+
+@pytest.fixture
+async def worker(client: Client, queue: str, sim: Simulator) -> AsyncIterator[Worker]:
+    async with running_worker(client, queue, sim) as w:
+        yield w
+
+
+@pytest.fixture
+def tasks(client: Client, queue: str) -> TaskClient:
+    return TaskClient(client, task_queue=queue, retry=FAST_RETRY)

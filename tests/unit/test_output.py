@@ -1,0 +1,66 @@
+"""Assembling streamed text: batches by attempt and offset, and the prefix rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from ai_orchestrator.messages import ChunkBatch
+from ai_orchestrator.output import OutputBuffer
+from ai_orchestrator.streaming import PrefixGuard, StreamRestartedError
+
+
+def batch(attempt: int, offset: int, text: str) -> ChunkBatch:
+    return ChunkBatch(attempt=attempt, offset=offset, text=text, chunks=1)
+
+
+def test_batches_append_in_order() -> None:
+    buf = OutputBuffer()
+    assert buf.apply(batch(1, 0, "Hello"))
+    assert buf.apply(batch(1, 5, ", world"))
+    assert buf.text == "Hello, world" and buf.length == 12 and buf.restarts == 0
+
+
+def test_overlapping_batch_is_deduplicated() -> None:
+    buf = OutputBuffer()
+    buf.apply(batch(1, 0, "abc"))
+    buf.apply(batch(1, 0, "abcdef"))  # resent after an unknown signal outcome
+    assert buf.text == "abcdef"
+
+
+def test_gap_is_refused() -> None:
+    buf = OutputBuffer()
+    buf.apply(batch(1, 0, "abc"))
+    assert not buf.apply(batch(1, 10, "xyz"))
+    assert buf.text == "abc"
+
+
+def test_newer_attempt_replaces_older_text() -> None:
+    buf = OutputBuffer()
+    buf.apply(batch(1, 0, "first try"))
+    buf.apply(batch(2, 0, "second"))
+    assert buf.text == "second" and buf.attempt == 2 and buf.restarts == 1
+
+
+def test_late_batch_from_old_attempt_is_ignored() -> None:
+    buf = OutputBuffer()
+    buf.apply(batch(2, 0, "new"))
+    assert not buf.apply(batch(1, 0, "old text"))
+    assert buf.text == "new"
+
+
+def test_prefix_guard_continues_identical_regeneration() -> None:
+    guard = PrefixGuard()
+    assert guard.feed("The quick ") == "The quick "
+    guard.restart(2)
+    assert guard.feed("The qu") == ""  # already given
+    assert guard.feed("ick brown") == "brown"
+    assert guard.delivered == "The quick brown"
+
+
+def test_prefix_guard_raises_on_divergent_regeneration() -> None:
+    guard = PrefixGuard()
+    guard.feed("The quick")
+    guard.restart(2)
+    with pytest.raises(StreamRestartedError) as info:
+        guard.feed("A slow")
+    assert info.value.delivered == "The quick" and info.value.attempt == 2
