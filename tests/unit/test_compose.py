@@ -1,0 +1,48 @@
+"""docker-compose.yml is parsed (no Docker engine here) and checked against the code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from ai_orchestrator import config
+from ai_orchestrator.cli import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_services_and_ports() -> None:
+    services = compose()["services"]
+    assert {"postgresql", "temporal", "temporal-ui", "worker", "simulator"} <= set(services)
+    assert "7233:7233" in services["temporal"]["ports"]
+    assert "8233:8080" in services["temporal-ui"]["ports"]
+    for name in ("worker", "simulator"):
+        assert services[name]["build"] == "." and (ROOT / "Dockerfile").is_file()
+
+
+def test_worker_environment_matches_the_code() -> None:
+    env = compose()["services"]["worker"]["environment"]
+    assert env["TEMPORAL_ADDRESS"] == "temporal:7233"
+    assert env[config.ENV_TASK_QUEUE] == config.DEFAULT_TASK_QUEUE
+    # The key is passed from the environment, never written into the file.
+    assert env["OPENAI_API_KEY"].startswith("${OPENAI_API_KEY")
+    assert "sk-" not in (ROOT / "docker-compose.yml").read_text()
+    dockerfile = (ROOT / "Dockerfile").read_text().splitlines()
+    assert not [line for line in dockerfile if line.startswith(("ENV", "ARG")) and "KEY" in line]
+
+
+def test_commands_exist_in_the_cli() -> None:
+    services = compose()["services"]
+    runner = CliRunner()
+    for name in ("worker", "simulator"):
+        command = services[name]["command"]
+        help_result = runner.invoke(cli, [command[0], "--help"])
+        assert help_result.exit_code == 0, help_result.output
+        for flag in (arg for arg in command[1:] if arg.startswith("--")):
+            assert flag in help_result.output
