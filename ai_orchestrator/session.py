@@ -24,7 +24,7 @@ from temporalio.worker import Worker
 from .client import TaskClient
 from .config import ConfigError, ProviderSettings, data_home, task_queue, temporal_connect_config
 from .converter import data_converter
-from .devserver import DevServer, free_port, port_open
+from .devserver import DevServer
 from .simulator import Simulator
 from .worker import build_worker
 

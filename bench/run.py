@@ -19,30 +19,29 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from openai import AsyncOpenAI  # noqa: E402
-from temporalio.client import Client  # noqa: E402
-from temporalio.contrib.workflow_streams import WorkflowStreamClient  # noqa: E402
-from temporalio.worker import Worker  # noqa: E402
-from temporalio.worker.workflow_sandbox import (  # noqa: E402
+from openai import AsyncOpenAI
+from temporalio.client import Client
+from temporalio.contrib.workflow_streams import WorkflowStreamClient
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import (
     SandboxedWorkflowRunner,
     SandboxRestrictions,
 )
 
-from ai_orchestrator import Task, TaskClient, TaskConstraints  # noqa: E402
-from ai_orchestrator.config import ProviderSettings  # noqa: E402
-from ai_orchestrator.converter import data_converter  # noqa: E402
-from ai_orchestrator.devserver import DevServer  # noqa: E402
-from ai_orchestrator.simulator import Simulator  # noqa: E402
-from ai_orchestrator.worker import build_worker  # noqa: E402
-from bench.baselines import TOPIC, BareWorkflow, BaselineActivities, StreamsWorkflow  # noqa: E402
-
+from ai_orchestrator import Task, TaskClient, TaskConstraints
+from ai_orchestrator.config import ProviderSettings
+from ai_orchestrator.converter import data_converter
+from ai_orchestrator.devserver import DevServer
+from ai_orchestrator.simulator import Simulator
+from ai_orchestrator.worker import build_worker
+from bench.baselines import TOPIC, BareWorkflow, BaselineActivities, StreamsWorkflow
 
 # Same sandbox treatment as our worker: the module is passed through, not re-imported per run.
 BASELINE_RUNNER = SandboxedWorkflowRunner(
@@ -69,18 +68,21 @@ def spread(values: list[float]) -> str:
 
 
 def print_table(rows: list[Row]) -> None:
-    header = f"{'scenario':34} {'metric':22} {'ours (median [min-max])':>26}  baselines (median, ours/baseline)"
+    header = (
+        f"{'scenario':34} {'metric':22} {'ours (median [min-max])':>26}  "
+        "baselines (median, ours/baseline)"
+    )
     print(header)
     print("-" * len(header))
     for row in rows:
+        ours = statistics.median(row.ours)
         base = "; ".join(
-            f"{name} {statistics.median(v):.1f} (x{statistics.median(row.ours) / statistics.median(v):.2f})"
+            f"{name} {statistics.median(v):.1f} (x{ours / statistics.median(v):.2f})"
             for name, v in row.baselines.items()
             if v and statistics.median(v) > 0
         )
-        print(
-            f"{row.scenario:34} {row.metric + ' (' + row.unit + ')':22} {spread(row.ours):>26}  {base}"
-        )
+        metric = f"{row.metric} ({row.unit})"
+        print(f"{row.scenario:34} {metric:22} {spread(row.ours):>26}  {base}")
 
 
 async def history_stats(client: Client, workflow_id: str) -> tuple[int, int]:
@@ -88,9 +90,9 @@ async def history_stats(client: Client, workflow_id: str) -> tuple[int, int]:
     return len(history.events), sum(e.ByteSize() for e in history.events)
 
 
-async def timed(fn: Callable[[], Awaitable[Any]]) -> float:
+async def timed(awaitable: Awaitable[Any]) -> float:
     start = time.perf_counter()
-    await fn()
+    await awaitable
     return (time.perf_counter() - start) * 1000
 
 
@@ -100,24 +102,15 @@ async def latency(ctx: Context, n: int) -> dict[str, list[float]]:
     ctx.sim.default_tokens = 16
     out: dict[str, list[float]] = {"ours": [], "direct": [], "bare": []}
     for i in range(n):
-        out["direct"].append(
-            await timed(
-                lambda: ctx.openai.chat.completions.create(
-                    model="gpt-4o-mini", messages=[{"role": "user", "content": f"direct {i}"}]
-                )
-            )
+        direct = ctx.openai.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": f"direct {i}"}]
         )
-        out["bare"].append(
-            await timed(
-                lambda: ctx.client.execute_workflow(
-                    BareWorkflow.run,
-                    f"bare {i}",
-                    id=f"bare-{uuid.uuid4().hex}",
-                    task_queue=ctx.base_queue,
-                )
-            )
+        out["direct"].append(await timed(direct))
+        bare = ctx.client.execute_workflow(
+            BareWorkflow.run, f"bare {i}", id=f"bare-{uuid.uuid4().hex}", task_queue=ctx.base_queue
         )
-        out["ours"].append(await timed(lambda: ctx.tasks.execute(Task(prompt=f"ours {i}"))))
+        out["bare"].append(await timed(bare))
+        out["ours"].append(await timed(ctx.tasks.execute(Task(prompt=f"ours {i}"))))
     return out
 
 
@@ -214,7 +207,7 @@ class Context:
     base_queue: str
 
 
-async def main(args: argparse.Namespace) -> None:
+async def main(args: argparse.Namespace) -> dict[str, Any]:
     runs, n_latency, tokens = (1, 3, 50) if args.smoke else (args.runs, 50, 1000)
     rate = 500.0 if args.smoke else 100.0  # 1000 tokens over ~10 s
     raw: dict[str, Any] = {
@@ -295,9 +288,7 @@ async def main(args: argparse.Namespace) -> None:
         f"file-backed dev server, simulator over HTTP\n"
     )
     print_table([lat_p50, lat_p95, short_events, *stream_rows.values()])
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(raw, indent=2))
-    print(f"\nraw runs: {args.out}")
+    return raw
 
 
 if __name__ == "__main__":
@@ -307,4 +298,8 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="a few tasks, to prove it runs")
     parser.add_argument("--out", default="bench/results/latest.json")
-    asyncio.run(main(parser.parse_args()))
+    arguments = parser.parse_args()
+    raw_runs = asyncio.run(main(arguments))
+    Path(arguments.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(arguments.out).write_text(json.dumps(raw_runs, indent=2))
+    print(f"\nraw runs: {arguments.out}")
