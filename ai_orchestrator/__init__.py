@@ -58,6 +58,7 @@ __all__ = [
     "TaskStatus",
     "TaskType",
     "TaskValidationError",
+    "TemporalUnavailableError",
     "TextDelta",
     "UnknownModelError",
     "Usage",

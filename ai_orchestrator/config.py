@@ -24,6 +24,8 @@ ENV_MODEL = "AI_ORCHESTRATOR_MODEL"
 ENV_HOME = "AI_ORCHESTRATOR_HOME"
 ENV_FLUSH_INTERVAL = "AI_ORCHESTRATOR_FLUSH_INTERVAL"
 ENV_READ_TIMEOUT = "AI_ORCHESTRATOR_READ_TIMEOUT"
+ENV_RATE_LIMIT = "AI_ORCHESTRATOR_MAX_REQUESTS_PER_SECOND"
+ENV_GRACEFUL_SHUTDOWN = "AI_ORCHESTRATOR_GRACEFUL_SHUTDOWN_SECONDS"
 
 
 class ConfigError(Exception):
@@ -99,6 +101,28 @@ class ProviderSettings:
                 "or 'ai-orchestrator run', which start the built-in simulator."
             )
         return self
+
+
+@dataclass(frozen=True)
+class WorkerTuning:
+    """How a worker behaves on its task queue.
+
+    ``max_requests_per_second`` is enforced by the Temporal server across every
+    worker of the task queue, so N workers together stay under one provider
+    rate limit.
+    """
+
+    max_requests_per_second: float | None = None
+    graceful_shutdown_seconds: float = 10.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerTuning:
+        env = os.environ if env is None else env
+        rate = env.get(ENV_RATE_LIMIT)
+        return cls(
+            max_requests_per_second=_float(env, ENV_RATE_LIMIT, 1.0) if rate else None,
+            graceful_shutdown_seconds=_float(env, ENV_GRACEFUL_SHUTDOWN, 10.0),
+        )
 
 
 def task_queue(env: Mapping[str, str] | None = None) -> str:

@@ -36,6 +36,8 @@ INCOMPLETE_STREAM = "IncompleteStream"
 DEADLINE_EXCEEDED = "RateLimitedBeyondDeadline"
 CONFIGURATION_ERROR = "ConfigurationError"
 TASK_FAILED = "TaskFailed"
+OUTPUT_TOO_LARGE = "OutputTooLarge"
+WORKER_SHUTDOWN = "WorkerShutdown"
 
 _RETRYABLE_STATUSES = frozenset({408, 409, 429})
 

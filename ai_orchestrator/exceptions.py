@@ -18,6 +18,10 @@ class TaskNotFoundError(LookupError):
     """No task with this id exists in the namespace."""
 
 
+class TemporalUnavailableError(ConnectionError):
+    """Temporal could not be reached; tasks are not lost, retry the call later."""
+
+
 class TaskFailedError(RuntimeError):
     """The task failed; ``result`` holds the error and any partial output."""
 
@@ -26,4 +30,10 @@ class TaskFailedError(RuntimeError):
         self.result = result
 
 
-__all__ = ["StreamRestartedError", "TaskFailedError", "TaskNotFoundError", "TaskValidationError"]
+__all__ = [
+    "StreamRestartedError",
+    "TaskFailedError",
+    "TaskNotFoundError",
+    "TaskValidationError",
+    "TemporalUnavailableError",
+]

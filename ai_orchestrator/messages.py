@@ -17,6 +17,12 @@ PROGRESS_QUERY = "ai_orchestrator.progress"
 STREAM_ACTIVITY = "ai_orchestrator.stream_completion"
 WORKFLOW_TYPE = "AiTask"
 
+#: Temporal refuses payloads over 2 MB (by default). A task's input is capped at
+#: submission and its output while streaming, so the final Result (which holds
+#: both) always fits, and no attempt fails late, after the provider was paid.
+MAX_INPUT_BYTES = 512_000
+MAX_OUTPUT_BYTES = 1_000_000
+
 
 class _Msg(BaseModel):
     model_config = ConfigDict(extra="ignore")

@@ -11,7 +11,12 @@ from typing import Any
 from temporalio.common import RetryPolicy
 from temporalio.workflow import ActivityCancellationType
 
-from .errors import CONFIGURATION_ERROR, DEADLINE_EXCEEDED, PROVIDER_REJECTED, QUOTA_EXHAUSTED
+from .errors import (
+    CONFIGURATION_ERROR,
+    DEADLINE_EXCEEDED,
+    PROVIDER_REJECTED,
+    QUOTA_EXHAUSTED,
+)
 from .messages import RetrySettings
 
 DEFAULT_TIMEOUT_SECONDS = 300.0

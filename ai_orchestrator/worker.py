@@ -20,7 +20,13 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from .activities import LLMActivities
-from .config import ConfigError, ProviderSettings, task_queue, temporal_connect_config
+from .config import (
+    ConfigError,
+    ProviderSettings,
+    WorkerTuning,
+    task_queue,
+    temporal_connect_config,
+)
 from .converter import data_converter
 from .pricing import PricingTable
 from .workflows import TaskWorkflow
@@ -58,11 +64,17 @@ def build_worker(
     task_queue: str,
     provider: ProviderSettings,
     pricing: PricingTable | None = None,
+    tuning: WorkerTuning | None = None,
     max_concurrent_activities: int = 200,
-    graceful_shutdown: timedelta = timedelta(seconds=10),
     max_cached_workflows: int = 1000,
     extra_secrets: Sequence[str] = (),
 ) -> Worker:
+    """A worker for task workflows and provider calls on ``task_queue``.
+
+    The client's data converter is used as is: encryption, if any, is set on
+    the client (see :func:`connect_client`).
+    """
+    tuning = tuning or WorkerTuning()
     activities = LLMActivities(
         openai_client(provider),
         default_model=provider.default_model,
@@ -79,7 +91,8 @@ def build_worker(
         max_concurrent_activities=max_concurrent_activities,
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
-        graceful_shutdown_timeout=graceful_shutdown,
+        graceful_shutdown_timeout=timedelta(seconds=tuning.graceful_shutdown_seconds),
+        max_task_queue_activities_per_second=tuning.max_requests_per_second,
         max_cached_workflows=max_cached_workflows,
     )
 
@@ -120,9 +133,10 @@ async def serve(*, queue: str | None = None) -> None:
     """The production worker: a real provider is required, never the simulator."""
     provider = ProviderSettings.from_env().require()
     client = await connect_client()
-    await run_until_signalled(
-        build_worker(client, task_queue=queue or task_queue(), provider=provider)
+    worker = build_worker(
+        client, task_queue=queue or task_queue(), provider=provider, tuning=WorkerTuning.from_env()
     )
+    await run_until_signalled(worker)
 
 
 def main() -> int:

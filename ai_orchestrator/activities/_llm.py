@@ -21,9 +21,17 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from ..chat import DEFAULT_MODEL, ChatStream, request_params
-from ..errors import CONFIGURATION_ERROR, DEADLINE_EXCEEDED, classify, redact
+from ..errors import (
+    CONFIGURATION_ERROR,
+    DEADLINE_EXCEEDED,
+    OUTPUT_TOO_LARGE,
+    WORKER_SHUTDOWN,
+    classify,
+    redact,
+)
 from ..messages import (
     CHUNKS_SIGNAL,
+    MAX_OUTPUT_BYTES,
     STREAM_ACTIVITY,
     ChunkBatch,
     CompletionOutput,
@@ -60,6 +68,7 @@ class LLMActivities:
         flush_interval: float = 0.1,
         heartbeat_interval: float = 0.5,
         secrets: Sequence[str] = (),
+        max_output_bytes: int = MAX_OUTPUT_BYTES,
     ) -> None:
         if openai_client.max_retries != 0:
             raise ValueError(
@@ -71,6 +80,7 @@ class LLMActivities:
         self._flush_interval = flush_interval
         self._heartbeat_interval = heartbeat_interval
         self._secrets = tuple(s for s in secrets if s)
+        self._max_output_bytes = max_output_bytes
 
     @activity.defn(name=STREAM_ACTIVITY)
     async def stream_completion(self, request: CompletionRequest) -> CompletionOutput:
@@ -93,21 +103,36 @@ class LLMActivities:
         heartbeats = asyncio.create_task(self._heartbeat(info.attempt, stream))
         started = time.monotonic()
         first_chunk: float | None = None
+        size = 0
         try:
             async with stream:
                 async for delta in stream:
                     if first_chunk is None:
                         first_chunk = time.monotonic() - started
+                    size += len(delta.encode())
+                    if size > self._max_output_bytes:
+                        raise self._too_large()
                     publisher.add(delta)
             offset, tail = await publisher.finish()
         except asyncio.CancelledError:
             # The stream is closed already (the provider stops generating); keep
             # what was produced so the cancelled task reports its partial output.
             await publisher.flush(_FINAL_FLUSH_TIMEOUT)
+            details = activity.cancellation_details()
+            if details is not None and details.worker_shutdown and not details.cancel_requested:
+                # Not the user's cancel: hand the attempt to another worker now
+                # rather than after the heartbeat timeout.
+                raise ApplicationError(
+                    "the worker shut down mid-stream; another worker takes over",
+                    type=WORKER_SHUTDOWN,
+                ) from None
+            raise
+        except ApplicationError:
+            await publisher.flush(_FINAL_FLUSH_TIMEOUT)
             raise
         except Exception as exc:
             await publisher.finish()
-            raise self._to_application_error(exc, request.deadline_epoch) from None
+            raise self._to_application_error(exc, request) from None
         finally:
             heartbeats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -137,9 +162,24 @@ class LLMActivities:
             activity.heartbeat({"attempt": attempt, "chars": stream.chars})
             await asyncio.sleep(self._heartbeat_interval)
 
-    def _to_application_error(self, exc: BaseException, deadline: float | None) -> ApplicationError:
+    def _too_large(self) -> ApplicationError:
+        return ApplicationError(
+            f"the answer exceeded {self._max_output_bytes:,} bytes, more than a Temporal payload "
+            "can safely carry; the stream was stopped. Set max_tokens to bound it.",
+            type=OUTPUT_TOO_LARGE,
+            non_retryable=True,
+        )
+
+    def _to_application_error(
+        self, exc: BaseException, request: CompletionRequest
+    ) -> ApplicationError:
         verdict = classify(exc)
-        message = redact(verdict.message, *self._secrets)
+        # Providers echo keys (masked) and sometimes the prompt in error bodies;
+        # errors are stored in history, so neither may stay in the message.
+        prompt = request.task.prompt
+        echoes = (prompt, prompt[:64]) if len(prompt) >= 16 else ()
+        message = redact(verdict.message, *self._secrets, *echoes)
+        deadline = request.deadline_epoch
         if verdict.retryable and verdict.retry_after is not None and deadline is not None:
             remaining = deadline - time.time()
             if verdict.retry_after > remaining:

@@ -1,6 +1,7 @@
 """The client side: submit, follow, cancel and collect durable tasks."""
 
+from ..messages import MAX_INPUT_BYTES
 from ._events import Finished, Restart, StreamEvent, TextDelta
-from ._task_client import MAX_INPUT_BYTES, TaskClient
+from ._task_client import TaskClient
 
 __all__ = ["MAX_INPUT_BYTES", "Finished", "Restart", "StreamEvent", "TaskClient", "TextDelta"]

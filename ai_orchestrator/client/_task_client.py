@@ -39,8 +39,14 @@ from ..chat import DEFAULT_MODEL, resolve_model
 from ..config import DEFAULT_NAMESPACE, DEFAULT_TASK_QUEUE, DEFAULT_TEMPORAL_ADDRESS
 from ..converter import data_converter
 from ..core import Platform, Result, Task, TaskStatus
-from ..exceptions import TaskFailedError, TaskNotFoundError, TaskValidationError
+from ..exceptions import (
+    TaskFailedError,
+    TaskNotFoundError,
+    TaskValidationError,
+    TemporalUnavailableError,
+)
 from ..messages import (
+    MAX_INPUT_BYTES,
     PROGRESS_QUERY,
     WORKFLOW_TYPE,
     Progress,
@@ -53,9 +59,18 @@ from ..streaming import PrefixGuard
 from ._events import Finished, Restart, StreamEvent, TextDelta
 from ._history import replay_history
 
-#: Temporal rejects payloads over 2 MB by default; stay clear of it with headroom
-#: for the activity input, which carries the task again.
-MAX_INPUT_BYTES = 900_000
+_UNAVAILABLE = frozenset(
+    {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
+)
+
+
+def _unavailable(client: Client, exc: RPCError) -> TemporalUnavailableError:
+    return TemporalUnavailableError(
+        f"Temporal at {client.service_client.config.target_host} is unavailable "
+        f"({exc.status.name if exc.status else 'error'}: {exc.message}); the task is safe "
+        "in Temporal, try again when the server is back"
+    )
+
 
 _CLOSED_TO_STATUS = {
     WorkflowExecutionStatus.COMPLETED: TaskStatus.COMPLETED,
@@ -183,6 +198,8 @@ class TaskClient(AsyncBasePlatformAdapter):
             )
         except WorkflowAlreadyStartedError:
             pass
+        except RPCError as exc:
+            raise self._translate(exc) from None
         return task_id
 
     async def execute(self, task: Task) -> Result:
@@ -190,6 +207,9 @@ class TaskClient(AsyncBasePlatformAdapter):
         return await self.get_result(await self.submit_task(task), timeout=None)
 
     # -- observation --------------------------------------------------------------
+
+    def _translate(self, exc: RPCError) -> Exception:
+        return _unavailable(self.client, exc) if exc.status in _UNAVAILABLE else exc
 
     def _handle(self, task_id: str) -> WorkflowHandle[Any, Any]:
         return self.client.get_workflow_handle(task_id, result_type=Result)
@@ -200,7 +220,7 @@ class TaskClient(AsyncBasePlatformAdapter):
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 return TaskStatus.UNKNOWN
-            raise
+            raise self._translate(exc) from None
         if desc.status in _CLOSED_TO_STATUS:
             return _CLOSED_TO_STATUS[desc.status]
         for pending in desc.raw_description.pending_activities:
@@ -237,7 +257,7 @@ class TaskClient(AsyncBasePlatformAdapter):
                     status=TaskStatus.UNKNOWN,
                     error=f"Unknown task_id: {task_id}",
                 )
-            raise
+            raise self._translate(exc) from None
 
     @staticmethod
     def _failure(exc: WorkflowFailureError) -> tuple[TaskStatus, str]:
@@ -367,5 +387,5 @@ class TaskClient(AsyncBasePlatformAdapter):
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 return False
-            raise
+            raise self._translate(exc) from None
         return True
