@@ -23,6 +23,7 @@ from .exceptions import (
     TaskFailedError,
     TaskNotFoundError,
     TaskValidationError,
+    TemporalUnavailableError,
 )
 from .messages import RetrySettings, Usage
 from .orchestrator import Orchestrator

@@ -28,6 +28,7 @@ from .config import (
     temporal_connect_config,
 )
 from .converter import data_converter
+from .messages import MAX_OUTPUT_BYTES
 from .pricing import PricingTable
 from .workflows import TaskWorkflow
 
@@ -68,6 +69,7 @@ def build_worker(
     max_concurrent_activities: int = 200,
     max_cached_workflows: int = 1000,
     extra_secrets: Sequence[str] = (),
+    max_output_bytes: int = MAX_OUTPUT_BYTES,
 ) -> Worker:
     """A worker for task workflows and provider calls on ``task_queue``.
 
@@ -81,6 +83,7 @@ def build_worker(
         pricing=pricing,
         flush_interval=provider.flush_interval,
         secrets=[s for s in (provider.api_key, *extra_secrets) if s],
+        max_output_bytes=max_output_bytes,
     )
     return Worker(
         client,

@@ -1,0 +1,59 @@
+"""5xx and 4xx: bounded, backed-off retries; client errors fail at once, leaking nothing."""
+
+from __future__ import annotations
+
+import pytest
+from temporalio.client import Client
+
+from ai_orchestrator import Task, TaskClient, TaskStatus
+from ai_orchestrator.simulator import Fault, Simulator
+
+from ..conftest import FAST_RETRY, SECRET_KEY, running_worker, unique
+from ..integration.helpers import history_events
+
+
+@pytest.mark.parametrize("status", [500, 503])
+async def test_server_errors_forever_are_bounded_with_backoff(
+    status: int, client: Client, queue: str, sim: Simulator, tasks: TaskClient
+) -> None:
+    sim.script(Fault.status(status, times=100))
+    async with running_worker(client, queue, sim):
+        result = await tasks.execute(Task(prompt="down", task_id=unique(f"s{status}")))
+    assert result.status == TaskStatus.FAILED
+    assert len(sim.requests) == FAST_RETRY.max_attempts  # no retry storm
+    assert f"HTTP {status}" in (result.error or "") and "req_sim_" in (result.error or "")
+    times = [r.received_at for r in sim.requests]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    expected = [
+        min(FAST_RETRY.initial_interval_seconds * FAST_RETRY.backoff_coefficient**i,
+            FAST_RETRY.max_interval_seconds)
+        for i in range(len(gaps))
+    ]
+    for gap, wanted in zip(gaps, expected):
+        assert gap >= wanted * 0.9, f"gaps {gaps} vs backoff {expected}"
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
+async def test_client_errors_fail_after_one_request_without_leaks(
+    status: int, client: Client, queue: str, sim: Simulator, tasks: TaskClient
+) -> None:
+    prompt = f"Please summarise the confidential merger memo number {status}"
+    # Providers sometimes echo the request in their error; ours does here.
+    sim.script(Fault.status(status, message=f"Invalid request for: {prompt}"))
+    task_id = unique(f"c{status}")
+    async with running_worker(client, queue, sim):
+        result = await tasks.execute(Task(prompt=prompt, task_id=task_id))
+    error = result.error or ""
+    assert result.status == TaskStatus.FAILED and len(sim.requests) == 1
+    assert f"HTTP {status}" in error and "request id req_sim_0" in error
+    assert prompt not in error and SECRET_KEY not in error
+    events = await history_events(client, task_id)
+    failures = b"".join(
+        e.SerializeToString()
+        for e in events
+        if e.HasField("activity_task_failed_event_attributes")
+        or e.HasField("workflow_execution_failed_event_attributes")
+    )
+    assert failures and f"HTTP {status}".encode() in failures
+    assert prompt.encode() not in failures
+    assert SECRET_KEY.encode() not in b"".join(e.SerializeToString() for e in events)
