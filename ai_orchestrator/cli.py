@@ -194,6 +194,63 @@ def simulator(host: str, port: int, tokens_per_second: float) -> int:
     return _run(lambda: serve_forever(host=host, port=port, tokens_per_second=tokens_per_second))
 
 
+@cli.command(name="codec-server")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8081, show_default=True)
+@click.option(
+    "--allow-origin",
+    default="http://localhost:8233",
+    show_default=True,
+    help="The Web UI's origin (CORS).",
+)
+@click.option(
+    "--token",
+    default=None,
+    envvar="AI_ORCHESTRATOR_CODEC_TOKEN",
+    help="Require 'Authorization: Bearer TOKEN' (needed beyond localhost).",
+)
+def codec_server(host: str, port: int, allow_origin: str, token: str | None) -> int:
+    """Decrypt payloads for the Web UI (keys from AI_ORCHESTRATOR_ENCRYPTION_KEYS).
+
+    \b
+    In the Web UI: Settings (or the data-encoder icon) > Codec Server >
+    http://localhost:8081. With the CLI: temporal workflow show ... --codec-endpoint URL
+    """
+    from .codec import ENV_ENCRYPTION_KEYS, EncryptionCodec
+    from .codec_server import serve_codec
+
+    async def main() -> None:
+        try:
+            codec = EncryptionCodec.from_env()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if codec is None:
+            raise ConfigError(f"{ENV_ENCRYPTION_KEYS} is not set: there is nothing to decode with")
+        click.echo(
+            f"Codec server on http://{host}:{port} for {allow_origin} "
+            f"(keys: {', '.join(codec.key_ids)})",
+            err=True,
+        )
+        await serve_codec(codec, host=host, port=port, allow_origin=allow_origin, token=token)
+
+    return _run(main)
+
+
+@cli.command(name="encryption-key")
+@click.argument("key_id", default="k1")
+def encryption_key(key_id: str) -> int:
+    """Print a new AES-256 key entry for AI_ORCHESTRATOR_ENCRYPTION_KEYS.
+
+    \b
+    Rotate by putting the new entry first and keeping old ones after it:
+      AI_ORCHESTRATOR_ENCRYPTION_KEYS="k2:<new>,k1:<old>"
+    """
+    from .codec import generate_key
+
+    click.echo(f"{key_id}:{generate_key()}")
+    return EXIT_OK
+
+
 @cli.command(name="config")
 def show_config() -> int:
     """Print the settings the worker would use (secrets masked)."""

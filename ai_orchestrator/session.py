@@ -23,7 +23,7 @@ from temporalio.worker import Worker
 
 from .client import TaskClient
 from .config import ConfigError, ProviderSettings, data_home, task_queue, temporal_connect_config
-from .converter import data_converter
+from .converter import data_converter_from_env
 from .devserver import DevServer
 from .simulator import Simulator
 from .worker import build_worker
@@ -78,7 +78,7 @@ class LocalStack:
 
     async def _connect(self, timeout: float) -> Client:
         return await asyncio.wait_for(
-            Client.connect(data_converter=data_converter(), **self._config), timeout
+            Client.connect(data_converter=data_converter_from_env(), **self._config), timeout
         )
 
     async def _start_server(self) -> None:

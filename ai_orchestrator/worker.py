@@ -27,7 +27,7 @@ from .config import (
     task_queue,
     temporal_connect_config,
 )
-from .converter import data_converter
+from .converter import data_converter_from_env
 from .messages import MAX_OUTPUT_BYTES
 from .pricing import PricingTable
 from .workflows import TaskWorkflow
@@ -106,8 +106,9 @@ async def connect_client(target_host: str | None = None, namespace: str | None =
         config["target_host"] = target_host
     if namespace:
         config["namespace"] = namespace
+    converter = data_converter_from_env()
     try:
-        return await Client.connect(data_converter=data_converter(), **config)
+        return await Client.connect(data_converter=converter, **config)
     except Exception as exc:
         raise ConfigError(
             f"cannot reach Temporal at {config['target_host']} (namespace "

@@ -23,6 +23,7 @@ from temporalio.client import (
     WorkflowQueryRejectedError,
 )
 from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.converter import DataConverter
 from temporalio.exceptions import (
     ApplicationError,
     CancelledError,
@@ -37,7 +38,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from ..adapters import AsyncBasePlatformAdapter
 from ..chat import DEFAULT_MODEL, resolve_model
 from ..config import DEFAULT_NAMESPACE, DEFAULT_TASK_QUEUE, DEFAULT_TEMPORAL_ADDRESS
-from ..converter import data_converter
+from ..converter import data_converter_from_env
 from ..core import Platform, Result, Task, TaskStatus
 from ..exceptions import (
     TaskFailedError,
@@ -138,13 +139,19 @@ class TaskClient(AsyncBasePlatformAdapter):
         *,
         task_queue: str = DEFAULT_TASK_QUEUE,
         connect_options: dict[str, Any] | None = None,
+        data_converter: DataConverter | None = None,
         **options: Any,
     ) -> TaskClient:
-        """Connect to Temporal; ``connect_options`` go to ``Client.connect`` (TLS, API key)."""
+        """Connect to Temporal.
+
+        ``connect_options`` go to ``Client.connect`` (TLS, API key). The data
+        converter must match the workers'; by default it follows the
+        environment (encrypted when ``AI_ORCHESTRATOR_ENCRYPTION_KEYS`` is set).
+        """
         client = await Client.connect(
             target_host,
             namespace=namespace,
-            data_converter=data_converter(),
+            data_converter=data_converter or data_converter_from_env(),
             **(connect_options or {}),
         )
         return cls(client, task_queue=task_queue, **options)

@@ -22,7 +22,9 @@ async def test_ten_concurrent_submissions_make_one_run_and_one_call(
     submitters = [TaskClient(client, task_queue=queue) for _ in range(10)]  # ten "processes"
     async with running_worker(client, queue, sim):
         ids = await asyncio.gather(*(s.submit_task(task) for s in submitters))
-        results = await asyncio.gather(*(s.get_result(task.task_id or "", timeout=30) for s in submitters))
+        results = await asyncio.gather(
+            *(s.get_result(task.task_id or "", timeout=30) for s in submitters)
+        )
     assert set(ids) == {task.task_id}
     assert {r.output for r in results} == {results[0].output} and results[0].success
     assert len(sim.requests) == 1
@@ -36,8 +38,11 @@ async def test_input_over_the_payload_limit_is_refused_at_submit(
 ) -> None:
     big = "x" * (MAX_INPUT_BYTES + 1)
     task_id = unique("big")
-    task = Task(prompt=big, task_id=task_id) if field == "prompt" else Task(
-        prompt="small", context={"document": big}, task_id=task_id)
+    task = (
+        Task(prompt=big, task_id=task_id)
+        if field == "prompt"
+        else Task(prompt="small", context={"document": big}, task_id=task_id)
+    )
     with pytest.raises(TaskValidationError, match=f"limit is {MAX_INPUT_BYTES:,} bytes"):
         await tasks.submit_task(task)
     assert await tasks.get_status(task_id) == TaskStatus.UNKNOWN  # nothing was started

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from temporalio.client import Client
 
@@ -23,13 +25,15 @@ async def test_server_errors_forever_are_bounded_with_backoff(
     assert len(sim.requests) == FAST_RETRY.max_attempts  # no retry storm
     assert f"HTTP {status}" in (result.error or "") and "req_sim_" in (result.error or "")
     times = [r.received_at for r in sim.requests]
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     expected = [
-        min(FAST_RETRY.initial_interval_seconds * FAST_RETRY.backoff_coefficient**i,
-            FAST_RETRY.max_interval_seconds)
+        min(
+            FAST_RETRY.initial_interval_seconds * FAST_RETRY.backoff_coefficient**i,
+            FAST_RETRY.max_interval_seconds,
+        )
         for i in range(len(gaps))
     ]
-    for gap, wanted in zip(gaps, expected):
+    for gap, wanted in zip(gaps, expected, strict=True):
         assert gap >= wanted * 0.9, f"gaps {gaps} vs backoff {expected}"
 
 

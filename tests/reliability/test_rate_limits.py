@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from temporalio.client import Client
 
 from ai_orchestrator import Task, TaskClient, TaskConstraints, TaskStatus
@@ -14,11 +16,12 @@ from ..integration.helpers import activity_attempts, history_events
 
 def gaps(sim: Simulator) -> list[float]:
     times = [r.received_at for r in sim.requests]
-    return [b - a for a, b in zip(times, times[1:])]
+    return [b - a for a, b in itertools.pairwise(times)]
 
 
-async def test_repeated_429_waits_each_time_then_succeeds(client: Client, queue: str,
-                                                          sim: Simulator, tasks: TaskClient) -> None:
+async def test_repeated_429_waits_each_time_then_succeeds(
+    client: Client, queue: str, sim: Simulator, tasks: TaskClient
+) -> None:
     sim.script(
         Fault.rate_limit(retry_after=1),
         Fault.rate_limit(retry_after=None, retry_after_ms=1500),
@@ -29,16 +32,18 @@ async def test_repeated_429_waits_each_time_then_succeeds(client: Client, queue:
     assert result.status == TaskStatus.COMPLETED
     assert len(sim.requests) == 4  # faults + 1
     asked = [1.0, 1.5, 0.5]
-    for gap, wanted in zip(gaps(sim), asked):
+    for gap, wanted in zip(gaps(sim), asked, strict=True):
         assert gap >= wanted, f"waited {gap:.2f}s, Retry-After asked {wanted}s"
     assert activity_attempts(await history_events(client, result.task.task_id or "")) == [4]
 
 
-async def test_retry_after_beyond_deadline_fails_fast(client: Client, queue: str,
-                                                      sim: Simulator, tasks: TaskClient) -> None:
+async def test_retry_after_beyond_deadline_fails_fast(
+    client: Client, queue: str, sim: Simulator, tasks: TaskClient
+) -> None:
     sim.script(Fault.rate_limit(retry_after=60))
-    task = Task(prompt="hurry", task_id=unique("late"),
-                constraints=TaskConstraints(timeout_seconds=10))
+    task = Task(
+        prompt="hurry", task_id=unique("late"), constraints=TaskConstraints(timeout_seconds=10)
+    )
     async with running_worker(client, queue, sim):
         result = await tasks.get_result(await tasks.submit_task(task), timeout=20)
     assert result.status == TaskStatus.FAILED and len(sim.requests) == 1

@@ -33,10 +33,12 @@ async def test_server_sigkill_and_restart_loses_nothing(tmp_path: Path, sim: Sim
         sim.tokens_per_second = 10
         sim.default_tokens = 40
         async with running_worker(client, queue, sim):
-            task_id = await tasks.submit_task(Task(prompt="outlive the server", task_id=unique("srv")))
+            task_id = await tasks.submit_task(
+                Task(prompt="outlive the server", task_id=unique("srv"))
+            )
             await sim.wait_for_tokens_sent(0, 10, timeout=30)
             server.kill()
-            with pytest.raises(TemporalUnavailableError, match="unavailable.*the task is safe"):
+            with pytest.raises(TemporalUnavailableError, match=r"unavailable.*the task is safe"):
                 await tasks.get_status(task_id)
             await asyncio.sleep(1)
             server = await DevServer(db_file=db, port=port).start()
