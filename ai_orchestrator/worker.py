@@ -2,8 +2,9 @@
 
 ``python worker.py`` or ``ai-orchestrator worker`` reads its settings from the
 environment (see :mod:`ai_orchestrator.config`) and stops cleanly on SIGINT or
-SIGTERM: no new work is taken, in-flight activities get ``graceful_shutdown``
-to finish, then are cancelled and retried elsewhere.
+SIGTERM: no new work is taken, in-flight activities get the grace period
+(``AI_ORCHESTRATOR_GRACEFUL_SHUTDOWN_SECONDS``, default 10) to finish, then hand
+their attempt over to another worker at once.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 from pathlib import Path
@@ -39,7 +40,12 @@ async def run_and_read_database(
         assert done.status == TaskStatus.COMPLETED and done.metadata["signals"] >= 1
         assert done.task.prompt == PROMPT  # the client decrypts transparently
         assert ECHOED not in (failed.error or "")  # the provider's echo of the prompt is redacted
-    return b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("temporal.db"))
+    return await asyncio.to_thread(read_database, tmp_path)
+
+
+def read_database(folder: Path) -> bytes:
+    """The SQLite file and its WAL, byte for byte, as an attacker with disk access sees them."""
+    return b"".join(p.read_bytes() for p in folder.iterdir() if p.name.startswith("temporal.db"))
 
 
 async def test_database_has_no_prompt_text_when_encrypted(tmp_path: Path, sim: Simulator) -> None:
