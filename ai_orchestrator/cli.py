@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -282,6 +283,19 @@ def show_config() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The console entry point; it ends the process itself (see below)."""
+    code = _main(argv)
+    # Temporal's Rust bridge keeps threads that can outlive the event loop; if
+    # they touch the interpreter while it finalizes, CPython aborts
+    # ("PyGILState_Release ... finalizing", temporalio/sdk-python#300), turning
+    # a finished command into exit 134. Everything is done and flushed here, so
+    # skip the teardown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         result = cli.main(args=argv, prog_name="ai-orchestrator", standalone_mode=False)
     except click.exceptions.Abort:

@@ -61,4 +61,7 @@ async def test_positive_control_plaintext_is_visible_without_encryption(
     tmp_path: Path, sim: Simulator
 ) -> None:
     stored = await run_and_read_database(tmp_path, sim, None)
-    assert PROMPT.encode() in stored  # so the test above can fail
+    files = {p.name: p.stat().st_size for p in tmp_path.iterdir()}  # noqa: ASYNC240
+    assert PROMPT.encode() in stored, (
+        f"plain prompt not found in {files}"
+    )  # so the test above can fail
