@@ -42,7 +42,7 @@ class RetrySettings(_Msg):
     initial_interval_seconds: float = Field(default=1.0, gt=0)
     backoff_coefficient: float = Field(default=2.0, ge=1.0)
     max_interval_seconds: float = Field(default=30.0, gt=0)
-    heartbeat_timeout_seconds: float = Field(default=5.0, gt=0)
+    heartbeat_timeout_seconds: float = Field(default=3.0, gt=0)
 
 
 class TaskInput(_Msg):

@@ -67,7 +67,7 @@ def build_worker(
     provider: ProviderSettings,
     pricing: PricingTable | None = None,
     tuning: WorkerTuning | None = None,
-    max_concurrent_activities: int = 200,
+    max_concurrent_activities: int = 1000,
     max_cached_workflows: int = 1000,
     extra_secrets: Sequence[str] = (),
     max_output_bytes: int = MAX_OUTPUT_BYTES,

@@ -2,21 +2,36 @@
 
 - a bare Temporal workflow with one activity making the same (non-streamed) call;
 - ``temporalio.contrib.workflow_streams`` publishing every delta from an
-  activity, read by a subscriber: Temporal's own answer to streaming.
+  activity, read by a subscriber: Temporal's own answer to streaming;
+- bare workflows parked in a heartbeating activity, for the concurrency scenario.
+
+``python -m bench.baselines`` runs a worker for them (used as a separate process
+so its memory can be measured on its own).
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 from datetime import timedelta
 
 from openai import AsyncOpenAI
 from temporalio import activity, workflow
+from temporalio.client import Client
 from temporalio.common import RetryPolicy
 from temporalio.contrib.workflow_streams import WorkflowStream, WorkflowStreamClient
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 BARE_ACTIVITY = "bench.bare_completion"
 STREAMS_ACTIVITY = "bench.streams_completion"
+PARKED_ACTIVITY = "bench.parked"
 TOPIC = "delta"
+
+# Same sandbox treatment as our worker: the module is passed through, not re-imported per run.
+BASELINE_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("bench", "openai")
+)
 
 
 class BaselineActivities:
@@ -53,6 +68,15 @@ class BaselineActivities:
                 activity.heartbeat()
         return "".join(text)
 
+    @activity.defn(name=PARKED_ACTIVITY)
+    async def parked(self, seconds: float) -> None:
+        """Holds a slot like a streaming call would, heartbeating as ours does."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        while loop.time() < end:
+            activity.heartbeat()
+            await asyncio.sleep(0.5)
+
 
 @workflow.defn(name="BenchBare")
 class BareWorkflow:
@@ -64,6 +88,18 @@ class BareWorkflow:
             result_type=str,
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=RetryPolicy(maximum_attempts=3),
+        )
+
+
+@workflow.defn(name="BenchParked")
+class ParkedWorkflow:
+    @workflow.run
+    async def run(self, seconds: float) -> None:
+        await workflow.execute_activity(
+            PARKED_ACTIVITY,
+            seconds,
+            start_to_close_timeout=timedelta(seconds=seconds * 10 + 60),
+            heartbeat_timeout=timedelta(seconds=10),
         )
 
 
@@ -86,3 +122,30 @@ class StreamsWorkflow:
         # Let subscribers drain before the run closes.
         await workflow.sleep(timedelta(milliseconds=500))
         return text
+
+
+def baseline_worker(client: Client, queue: str, openai_client: AsyncOpenAI) -> Worker:
+    acts = BaselineActivities(openai_client, batch_interval=0.1)
+    return Worker(
+        client,
+        task_queue=queue,
+        workflows=[BareWorkflow, StreamsWorkflow, ParkedWorkflow],
+        activities=[acts.bare_completion, acts.streams_completion, acts.parked],
+        workflow_runner=BASELINE_RUNNER,
+        max_concurrent_activities=1000,
+        max_heartbeat_throttle_interval=timedelta(milliseconds=500),
+        default_heartbeat_throttle_interval=timedelta(milliseconds=500),
+    )
+
+
+async def _serve() -> None:
+    client = await Client.connect(os.environ["TEMPORAL_ADDRESS"])
+    openai_client = AsyncOpenAI(
+        api_key="sk-bench", base_url=os.environ["OPENAI_BASE_URL"], max_retries=0
+    )
+    async with baseline_worker(client, os.environ["AI_ORCHESTRATOR_TASK_QUEUE"], openai_client):
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(_serve())

@@ -1,0 +1,68 @@
+"""What every scenario gets: the server, the simulator, clients, and process helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from openai import AsyncOpenAI
+from temporalio.client import Client
+
+from ai_orchestrator import TaskClient
+from ai_orchestrator.devserver import DevServer
+from ai_orchestrator.simulator import Simulator
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Bench:
+    server: DevServer
+    client: Client
+    sim: Simulator
+    openai: AsyncOpenAI
+    tasks: TaskClient
+    queue: str
+    base_queue: str
+    smoke: bool
+
+    def env(self, queue: str, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "TEMPORAL_"))}
+        env.update(
+            TEMPORAL_ADDRESS=self.server.target,
+            OPENAI_BASE_URL=self.sim.base_url,
+            OPENAI_API_KEY="sk-bench",
+            AI_ORCHESTRATOR_TASK_QUEUE=queue,
+            PYTHONPATH=str(ROOT),
+            **extra,
+        )
+        return env
+
+    async def spawn(self, module: str, *args: str, queue: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            module,
+            *args,
+            env=self.env(queue),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()

@@ -1,0 +1,71 @@
+"""Percentiles, the result table, and history measurements."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+from temporalio.client import Client
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def lags(sent: list[float], received: list[tuple[float, int]]) -> list[float]:
+    """Per token (ms): first delivery covering it minus the time the simulator sent it."""
+    result, k = [], 0
+    for at, count in received:
+        while k < min(count, len(sent)):
+            result.append((at - sent[k]) * 1000)
+            k += 1
+    return result
+
+
+async def history_stats(client: Client, workflow_id: str) -> tuple[int, int]:
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    return len(history.events), sum(e.ByteSize() for e in history.events)
+
+
+@dataclass
+class Row:
+    """One line of the table: our runs and each baseline's runs of one metric."""
+
+    scenario: str
+    metric: str
+    unit: str
+    ours: list[float] = field(default_factory=list)
+    baselines: dict[str, list[float]] = field(default_factory=dict)
+    target: str = ""
+
+    def add(self, ours: float, **baselines: float) -> None:
+        self.ours.append(ours)
+        for name, value in baselines.items():
+            self.baselines.setdefault(name, []).append(value)
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.1f} [{min(values):.1f}-{max(values):.1f}]"
+
+
+def render(rows: list[Row]) -> str:
+    header = (
+        f"{'scenario':38} {'metric':24} {'ours: median [min-max]':>26}  "
+        f"{'baselines: median (ours/baseline)':52} target"
+    )
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        if not row.ours:
+            continue
+        ours = statistics.median(row.ours)
+        base = "; ".join(
+            f"{name} {statistics.median(v):.1f} (x{ours / statistics.median(v):.2f})"
+            for name, v in row.baselines.items()
+            if v and statistics.median(v) > 0
+        )
+        metric = f"{row.metric} ({row.unit})"
+        lines.append(
+            f"{row.scenario:38} {metric:24} {_spread(row.ours):>26}  {base:52} {row.target}"
+        )
+    return "\n".join(lines)
