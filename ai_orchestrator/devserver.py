@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 
 from .config import ConfigError
+from .search import dev_server_args
 
 ENV_TEMPORAL_BIN = "AI_ORCHESTRATOR_TEMPORAL_BIN"
 
@@ -60,6 +61,7 @@ class DevServer:
         db_file: SQLite file for persistence; None keeps everything in memory.
         port: gRPC port (0 picks a free one).
         ui_port: Web UI port; None disables the UI.
+        search_attributes: register our search attributes (see :mod:`.search`).
         log_file: where the server's output goes (default: discarded).
     """
 
@@ -73,6 +75,7 @@ class DevServer:
         namespace: str = "default",
         log_file: Path | None = None,
         extra_args: tuple[str, ...] = (),
+        search_attributes: bool = True,
     ) -> None:
         self.db_file = db_file
         self.host = host
@@ -81,6 +84,7 @@ class DevServer:
         self.namespace = namespace
         self.log_file = log_file
         self.extra_args = extra_args
+        self.search_attributes = search_attributes
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -109,6 +113,8 @@ class DevServer:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
             cmd += ["--db-filename", str(self.db_file)]
         cmd += ["--ui-port", str(self.ui_port)] if self.ui_port else ["--headless"]
+        if self.search_attributes:
+            cmd += dev_server_args()
         return [*cmd, *self.extra_args]
 
     def _spawn(self) -> subprocess.Popen[bytes]:

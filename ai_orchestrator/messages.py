@@ -48,6 +48,9 @@ class RetrySettings(_Msg):
 class TaskInput(_Msg):
     task: Task
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    #: Set by the client when the namespace has our search attributes, so the
+    #: workflow keeps them up to date (older inputs lack it: replay is unchanged).
+    search_attributes: bool = False
 
 
 class CompletionRequest(_Msg):

@@ -25,6 +25,7 @@ from .client import TaskClient
 from .config import ConfigError, ProviderSettings, data_home, task_queue, temporal_connect_config
 from .converter import data_converter_from_env
 from .devserver import DevServer
+from .metrics import prometheus_runtime
 from .simulator import Simulator
 from .worker import build_worker
 
@@ -45,8 +46,11 @@ class LocalStack:
         ui_port: int | None = 8233,
         force_server: bool = False,
         simulator_tokens_per_second: float = 40.0,
+        metrics_address: str | None = None,
     ) -> None:
         self._config = temporal_connect_config()
+        if metrics_address:
+            self._config["runtime"] = prometheus_runtime(metrics_address)
         if port is not None:
             self._config["target_host"] = f"localhost:{port}"
         self.target: str = self._config["target_host"]

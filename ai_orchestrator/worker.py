@@ -29,7 +29,9 @@ from .config import (
     temporal_connect_config,
 )
 from .converter import data_converter_from_env
+from .exceptions import TemporalUnavailableError
 from .messages import MAX_OUTPUT_BYTES
+from .metrics import prometheus_runtime
 from .pricing import PricingTable
 from .workflows import TaskWorkflow
 
@@ -101,8 +103,23 @@ def build_worker(
     )
 
 
-async def connect_client(target_host: str | None = None, namespace: str | None = None) -> Client:
+async def connect_client(
+    target_host: str | None = None,
+    namespace: str | None = None,
+    *,
+    metrics_address: str | None = None,
+) -> Client:
+    """A client configured from the environment (Temporal envconfig, encryption).
+
+    With ``metrics_address``, the client's runtime (and so every worker built on
+    it) serves Prometheus metrics there.
+    """
     config = temporal_connect_config()
+    if metrics_address:
+        try:
+            config["runtime"] = prometheus_runtime(metrics_address)
+        except Exception as exc:
+            raise ConfigError(f"cannot serve metrics on {metrics_address}: {exc}") from None
     if target_host:
         config["target_host"] = target_host
     if namespace:
@@ -111,7 +128,7 @@ async def connect_client(target_host: str | None = None, namespace: str | None =
     try:
         return await Client.connect(data_converter=converter, **config)
     except Exception as exc:
-        raise ConfigError(
+        raise TemporalUnavailableError(
             f"cannot reach Temporal at {config['target_host']} (namespace "
             f"{config['namespace']}): {exc}. Start one with 'ai-orchestrator dev' or set "
             "TEMPORAL_ADDRESS."
@@ -134,10 +151,10 @@ async def run_until_signalled(worker: Worker) -> None:
             loop.remove_signal_handler(sig)
 
 
-async def serve(*, queue: str | None = None) -> None:
+async def serve(*, queue: str | None = None, metrics_address: str | None = None) -> None:
     """The production worker: a real provider is required, never the simulator."""
     provider = ProviderSettings.from_env().require()
-    client = await connect_client()
+    client = await connect_client(metrics_address=metrics_address)
     worker = build_worker(
         client, task_queue=queue or task_queue(), provider=provider, tuning=WorkerTuning.from_env()
     )

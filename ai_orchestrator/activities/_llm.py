@@ -20,11 +20,12 @@ from openai import AsyncOpenAI
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from ..chat import DEFAULT_MODEL, ChatStream, request_params
+from ..chat import DEFAULT_MODEL, ChatStream, request_params, resolve_model
 from ..errors import (
     CONFIGURATION_ERROR,
     DEADLINE_EXCEEDED,
     OUTPUT_TOO_LARGE,
+    RATE_LIMITED,
     WORKER_SHUTDOWN,
     classify,
     redact,
@@ -37,6 +38,7 @@ from ..messages import (
     CompletionOutput,
     CompletionRequest,
 )
+from ..metrics import TaskMetrics
 from ..pricing import PricingTable, UnknownModelError
 from ._publisher import ChunkPublisher
 
@@ -81,6 +83,12 @@ class LLMActivities:
         self._heartbeat_interval = heartbeat_interval
         self._secrets = tuple(s for s in secrets if s)
         self._max_output_bytes = max_output_bytes
+        self._metrics: TaskMetrics | None = None
+
+    def _meter(self) -> TaskMetrics:
+        if self._metrics is None:
+            self._metrics = TaskMetrics(activity.metric_meter())
+        return self._metrics
 
     @activity.defn(name=STREAM_ACTIVITY)
     async def stream_completion(self, request: CompletionRequest) -> CompletionOutput:
@@ -142,6 +150,10 @@ class LLMActivities:
         cost = self._pricing.cost(stream.model, usage.prompt_tokens, usage.completion_tokens)
         if cost is None:
             cost = self._pricing.cost(params["model"], usage.prompt_tokens, usage.completion_tokens)
+        metrics = self._meter()
+        metrics.completion(stream.model, usage.prompt_tokens, usage.completion_tokens, cost or 0.0)
+        if first_chunk is not None:
+            metrics.first_chunk.record(first_chunk, {"model": stream.model})
         return CompletionOutput(
             attempt=info.attempt,
             offset=offset,
@@ -174,6 +186,9 @@ class LLMActivities:
         self, exc: BaseException, request: CompletionRequest
     ) -> ApplicationError:
         verdict = classify(exc)
+        if verdict.retryable and verdict.error_type == RATE_LIMITED:
+            model = resolve_model(request.task, self._default_model)
+            self._meter().rate_limited.add(1, {"model": model})
         # Providers echo keys (masked) and sometimes the prompt in error bodies;
         # errors are stored in history, so neither may stay in the message.
         prompt = request.task.prompt

@@ -1,7 +1,15 @@
 """The client side: submit, follow, cancel and collect durable tasks."""
 
 from ..messages import MAX_INPUT_BYTES
-from ._events import Finished, Restart, StreamEvent, TextDelta
+from ._events import Finished, Restart, StreamEvent, TaskSummary, TextDelta
 from ._task_client import TaskClient
 
-__all__ = ["MAX_INPUT_BYTES", "Finished", "Restart", "StreamEvent", "TaskClient", "TextDelta"]
+__all__ = [
+    "MAX_INPUT_BYTES",
+    "Finished",
+    "Restart",
+    "StreamEvent",
+    "TaskClient",
+    "TaskSummary",
+    "TextDelta",
+]

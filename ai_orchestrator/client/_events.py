@@ -7,6 +7,7 @@ events show them, for consumers that render text and can take some back.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from ..core import Result
 
@@ -36,3 +37,19 @@ class Finished:
 
 
 StreamEvent = TextDelta | Restart | Finished
+
+
+@dataclass(frozen=True)
+class TaskSummary:
+    """One row of ``list``: what visibility knows, without reading history."""
+
+    task_id: str
+    status: str
+    model: str | None
+    task_type: str | None
+    priority: int | None
+    tokens: int | None
+    cost_usd: float | None
+    started_at: datetime | None
+    closed_at: datetime | None
+    summary: str | None = None

@@ -56,8 +56,11 @@ from ..messages import (
     TaskInput,
 )
 from ..pricing import PricingTable, UnknownModelError
+from ..search import COST_USD, MODEL, PRIORITY, STATUS, TASK_TYPE, TOKENS
+from ..search import initial as initial_search_attributes
+from ..search import missing as missing_search_attributes
 from ..streaming import PrefixGuard
-from ._events import Finished, Restart, StreamEvent, TextDelta
+from ._events import Finished, Restart, StreamEvent, TaskSummary, TextDelta
 from ._history import replay_history
 
 _UNAVAILABLE = frozenset(
@@ -130,6 +133,16 @@ class TaskClient(AsyncBasePlatformAdapter):
         self.pricing = pricing
         self.default_model = default_model
         self.poll_interval = poll_interval
+        self._searchable: bool | None = None
+
+    async def _search_attributes_ready(self) -> bool:
+        """Whether the namespace has our search attributes (checked once per client)."""
+        if self._searchable is None:
+            try:
+                self._searchable = not await missing_search_attributes(self.client)
+            except RPCError:
+                self._searchable = False  # no operator access: run without them
+        return self._searchable
 
     @classmethod
     async def connect(
@@ -184,7 +197,8 @@ class TaskClient(AsyncBasePlatformAdapter):
         model = self._validate(task)
         task_id = task.task_id or self._generate_task_id(task)
         task = task.model_copy(update={"task_id": task_id})
-        task_input = TaskInput(task=task, retry=self.retry)
+        searchable = await self._search_attributes_ready()
+        task_input = TaskInput(task=task, retry=self.retry, search_attributes=searchable)
         size = sum(p.ByteSize() for p in await self.client.data_converter.encode([task_input]))
         if size > MAX_INPUT_BYTES:
             raise TaskValidationError(
@@ -202,6 +216,7 @@ class TaskClient(AsyncBasePlatformAdapter):
                 priority=Priority(priority_key=task.priority),
                 static_summary=_summary(task, model),
                 static_details=_details(task, model),
+                search_attributes=initial_search_attributes(task, model) if searchable else None,
             )
         except WorkflowAlreadyStartedError:
             pass
@@ -380,6 +395,40 @@ class TaskClient(AsyncBasePlatformAdapter):
                     yield fresh
             elif event.result.status == TaskStatus.FAILED:
                 raise TaskFailedError(event.result)
+
+    async def list_tasks(self, query: str | None = None, *, limit: int = 50) -> list[TaskSummary]:
+        """Tasks matching a visibility query (newest first), e.g.
+        ``"AiModel = 'gpt-4o-mini' AND AiCostUsd > 0.01"``.
+
+        Raises:
+            TaskValidationError: the query is malformed (the server's message says why).
+        """
+        where = f"WorkflowType = '{WORKFLOW_TYPE}'" + (f" AND ({query})" if query else "")
+        rows: list[TaskSummary] = []
+        try:
+            async for wf in self.client.list_workflows(where, limit=limit):
+                attrs = wf.typed_search_attributes
+                status = attrs.get(STATUS)
+                if wf.status in _CLOSED_TO_STATUS:
+                    status = _CLOSED_TO_STATUS[wf.status].value
+                rows.append(
+                    TaskSummary(
+                        task_id=wf.id,
+                        status=status or TaskStatus.PENDING.value,
+                        model=attrs.get(MODEL),
+                        task_type=attrs.get(TASK_TYPE),
+                        priority=attrs.get(PRIORITY),
+                        tokens=attrs.get(TOKENS),
+                        cost_usd=attrs.get(COST_USD),
+                        started_at=wf.start_time,
+                        closed_at=wf.close_time,
+                    )
+                )
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.INVALID_ARGUMENT:
+                raise TaskValidationError(f"invalid query: {exc.message}") from None
+            raise self._translate(exc) from None
+        return rows
 
     # -- control ------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from ..options import DEFAULT_TIMEOUT_SECONDS, stream_activity_options
     from ..output import OutputBuffer
+    from ..search import COST_USD, STATUS, TOKENS
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -61,6 +62,21 @@ class TaskWorkflow:
             done=self._done,
         )
 
+    def _finish(
+        self, input: TaskInput, status: TaskStatus, tokens: int = 0, cost: float = 0.0
+    ) -> None:
+        """Record the outcome for operators: a metric, and the searchable status."""
+        self._done = True
+        self._status = status
+        workflow.metric_meter().create_counter(
+            "ai_orchestrator_tasks", "Tasks finished, by status"
+        ).add(1, {"status": status.value})
+        if input.search_attributes:
+            updates = [STATUS.value_set(status.value)]
+            if status == TaskStatus.COMPLETED:
+                updates += [TOKENS.value_set(tokens), COST_USD.value_set(cost)]
+            workflow.upsert_search_attributes(updates)
+
     @workflow.run
     async def run(self, input: TaskInput) -> Result:
         task = input.task
@@ -77,11 +93,10 @@ class TaskWorkflow:
                 **stream_activity_options(input.retry, timeout),
             )
         except ActivityError as err:
-            self._done = True
             if is_cancelled_exception(err):
-                self._status = TaskStatus.CANCELLED
+                self._finish(input, TaskStatus.CANCELLED)
                 raise
-            self._status = TaskStatus.FAILED
+            self._finish(input, TaskStatus.FAILED)
             cause = err.cause
             message = str(cause) if cause else str(err)
             error_type = cause.type if isinstance(cause, ApplicationError) else None
@@ -100,8 +115,7 @@ class TaskWorkflow:
                 type=TASK_FAILED,
                 non_retryable=True,
             )
-        self._done = True
-        self._status = TaskStatus.COMPLETED
+        self._finish(input, TaskStatus.COMPLETED, output.usage.total_tokens, output.cost)
         finished = workflow.now()
         return Result(
             task=task,

@@ -1,0 +1,197 @@
+"""``ai-orchestrator batch``: a JSONL file of prompts in, a JSONL file of results out.
+
+Kept apart from the ``cli`` package, which registers it; the CLI's helpers are
+imported inside the command because ``cli`` imports this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import TextIO
+
+import click
+
+from .batch import (
+    BatchInputError,
+    BatchProgress,
+    assign_task_ids,
+    batch_id_for,
+    check_batch_id,
+    read_tasks,
+    run_batch,
+    write_results,
+)
+
+
+def _cli_common() -> ModuleType:
+    """The CLI's shared helpers (exit codes, ``_run``, ``_fail``), imported late.
+
+    ``cli`` imports this module to register the command, so importing it at
+    module level would be circular. Works with ``cli`` as a module or a package.
+    """
+    try:
+        from .cli import _common  # type: ignore[attr-defined]
+    except ImportError:
+        from . import cli as _common
+    return _common
+
+
+#: Without a TTY, progress lines are for logs: at most one per this many seconds.
+PLAIN_PROGRESS_INTERVAL = 2.0
+_BAR_WIDTH = 20
+
+
+def default_output(prompts: Path) -> Path:
+    """``prompts.jsonl`` -> ``prompts.results.jsonl``, next to the input."""
+    return prompts.with_name(f"{prompts.stem if prompts.suffix else prompts.name}.results.jsonl")
+
+
+def progress_line(p: BatchProgress) -> str:
+    filled = _BAR_WIDTH * p.done // p.total if p.total else _BAR_WIDTH
+    bar = "#" * filled + "." * (_BAR_WIDTH - filled)
+    line = f"[{bar}] {p.done}/{p.total} done, {p.failed} failed, {p.running} running"
+    return line + (f", {p.cancelled} cancelled" if p.cancelled else "")
+
+
+class ProgressPrinter:
+    """Draws progress on stderr: one redrawn line on a TTY, throttled lines otherwise."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self._last: BatchProgress | None = None
+        self._printed: BatchProgress | None = None
+        self._printed_at = float("-inf")
+        self._width = 0
+
+    def __call__(self, progress: BatchProgress) -> None:
+        self._last = progress
+        if self.tty:
+            line = progress_line(progress)
+            self.stream.write("\r" + line.ljust(self._width))
+            self.stream.flush()
+            self._width = len(line)
+        elif time.monotonic() - self._printed_at >= PLAIN_PROGRESS_INTERVAL:
+            self._print_plain(progress)
+
+    def _print_plain(self, progress: BatchProgress) -> None:
+        self.stream.write(progress_line(progress) + "\n")
+        self.stream.flush()
+        self._printed, self._printed_at = progress, time.monotonic()
+
+    def close(self) -> None:
+        """End the redrawn line, or print the final state if it was throttled away."""
+        if self.tty:
+            if self._width:
+                self.stream.write("\n")
+                self.stream.flush()
+        elif self._last is not None and self._last != self._printed:
+            self._print_plain(self._last)
+
+
+@click.command(name="batch", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("prompts", metavar="PROMPTS.jsonl", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Results file (default: PROMPTS.results.jsonl next to the input).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="At most this many tasks submitted and unfinished at once.",
+)
+@click.option(
+    "--batch-id",
+    default=None,
+    help="Prefix of the task ids (default: batch-<sha256 of the file>[:12]).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+def batch_command(
+    prompts: Path, out: Path | None, concurrency: int, batch_id: str | None, as_json: bool
+) -> int:
+    """Run every prompt in PROMPTS.jsonl as a durable task; write results as JSONL.
+
+    Each non-blank line is a JSON string (the prompt) or an object with task
+    fields. Task ids come from the file's content and line position, so running
+    the same command again after an interruption resumes: nothing is started
+    twice, finished tasks are not paid for again.
+
+    \b
+    Example:
+      printf '%s\\n' '"Explain CRDTs in one line"' \\
+        '{"prompt": "Summarize RFC 9110", "constraints": {"max_tokens": 50}}' > p.jsonl
+      ai-orchestrator batch p.jsonl --concurrency 10   # -> p.results.jsonl
+
+    Exit status: 0 if every task completed, 1 if any failed or was cancelled,
+    2 for unusable input.
+    """
+    from .session import LocalStack
+
+    common = _cli_common()
+
+    try:
+        tasks = read_tasks(prompts)
+        batch_id = check_batch_id(batch_id) if batch_id is not None else batch_id_for(prompts)
+        tasks = assign_task_ids(tasks, batch_id)
+    except BatchInputError as exc:
+        common._fail(str(exc))
+    out = out or default_output(prompts)
+    if out.resolve() == prompts.resolve():
+        common._fail(f"--out {out} is the input file; choose another results file")
+    if not out.parent.is_dir():
+        common._fail(f"--out {out}: directory {out.parent} does not exist")
+
+    async def main() -> int:
+        async with LocalStack() as stack:
+            if stack.simulator is not None:
+                common._warn_simulator()
+            for note in stack.notes:
+                click.echo(note, err=True)
+            click.echo(f"batch {batch_id}: {len(tasks)} tasks, concurrency {concurrency}", err=True)
+            printer = ProgressPrinter()
+            try:
+                report = await run_batch(
+                    stack.task_client(),
+                    tasks,
+                    batch_id=batch_id,
+                    concurrency=concurrency,
+                    on_progress=printer,
+                )
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                printer.close()
+                click.echo(
+                    "batch interrupted; its submitted tasks stay in Temporal and continue "
+                    "on any worker. Run the same command again to resume.",
+                    err=True,
+                )
+                raise
+            except BaseException:
+                printer.close()
+                raise
+            printer.close()
+        write_results(out, report.results)
+        s = report.summary
+        click.echo(
+            f"batch {s.batch_id}: {s.completed}/{s.total} completed, {s.failed} failed, "
+            f"{s.cancelled} cancelled; {s.tokens} tokens, ${s.cost_usd:.6f}, "
+            f"{s.duration_seconds:.1f}s",
+            err=True,
+        )
+        click.echo(f"results: {out}", err=True)
+        if as_json:
+            click.echo(json.dumps({**s.to_dict(), "output": str(out)}, indent=2))
+        return common.EXIT_OK if s.ok else common.EXIT_FAILED
+
+    return common._run(main)
+
+
+__all__ = ["batch_command"]

@@ -1,0 +1,88 @@
+"""What every command shares: exit codes, one-line errors, connecting, printing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from dataclasses import asdict, is_dataclass
+from datetime import datetime
+from typing import Any, NoReturn
+
+import click
+from pydantic import BaseModel, ValidationError
+
+from ..config import ConfigError, ProviderSettings, task_queue
+from ..exceptions import TaskNotFoundError, TaskValidationError, TemporalUnavailableError
+
+#: Exit codes, documented in ``ai-orchestrator --help``.
+EXIT_OK = 0  # done, the task completed
+EXIT_FAILED = 1  # the task failed or was cancelled
+EXIT_USAGE = 2  # bad arguments, input or configuration; nothing happened
+EXIT_NOT_FOUND = 3  # no such task
+EXIT_UNAVAILABLE = 4  # Temporal could not be reached
+EXIT_RUNNING = 5  # the task is still running (result --timeout)
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 done, 1 task failed or cancelled, 2 bad input or configuration, "
+    "3 no such task, 4 Temporal unreachable, 5 still running, 130 interrupted."
+)
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(code)
+
+
+def _run(coro_fn: Callable[[], Coroutine[Any, Any, int | None]]) -> int:
+    """Run a command's coroutine; turn every expected failure into one line."""
+    try:
+        return asyncio.run(coro_fn()) or EXIT_OK
+    except TemporalUnavailableError as exc:  # before OSError: it is a ConnectionError
+        _fail(str(exc), EXIT_UNAVAILABLE)
+    except (ConfigError, TaskValidationError, OSError) as exc:
+        _fail(str(exc))
+    except ValidationError as exc:
+        _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+    except TaskNotFoundError as exc:
+        _fail(str(exc), EXIT_NOT_FOUND)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def _warn_simulator() -> None:
+    from ..simulator import SIMULATOR_BANNER
+
+    style = {"fg": "yellow", "bold": True} if sys.stderr.isatty() else {}
+    click.echo(click.style(SIMULATOR_BANNER, **style), err=True)
+
+
+async def connect_tasks():  # type: ignore[no-untyped-def]
+    """A TaskClient configured from the environment, like the worker's."""
+    from ..client import TaskClient
+    from ..worker import connect_client
+
+    client = await connect_client()
+    return TaskClient(
+        client, task_queue=task_queue(), default_model=ProviderSettings.from_env().default_model
+    )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: _plain(v) for k, v in asdict(value).items()}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(_plain(value), indent=2, default=str))

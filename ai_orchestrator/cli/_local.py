@@ -1,0 +1,162 @@
+"""Commands that bring their own stack when none is running: run, dev, simulator."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from ..core import Task, TaskConstraints
+from ..session import LocalStack
+from ._common import EXIT_OK, _run, _warn_simulator, emit_json
+from ._live import exit_code, follow, summary_line
+
+
+def task_options(fn):  # type: ignore[no-untyped-def]
+    """The options that shape a task, shared by run and submit."""
+    options = [
+        click.option(
+            "--model", default=None, help="Model name (default: the worker's, gpt-4o-mini)."
+        ),
+        click.option("--max-tokens", type=int, default=None),
+        click.option("--temperature", type=float, default=None),
+        click.option(
+            "--timeout",
+            "timeout_seconds",
+            type=float,
+            default=300.0,
+            show_default=True,
+            help="Seconds for the whole task, retries included.",
+        ),
+        click.option(
+            "--priority", type=int, default=3, show_default=True, help="1 (most urgent) to 5."
+        ),
+        click.option(
+            "--task-id", default=None, help="Idempotency key: re-submitting attaches to it."
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def build_task(
+    prompt: str,
+    model: str | None,
+    max_tokens: int | None,
+    temperature: float | None,
+    timeout_seconds: float,
+    priority: int,
+    task_id: str | None,
+) -> Task:
+    return Task(
+        prompt=prompt,
+        task_id=task_id,
+        priority=priority,
+        constraints=TaskConstraints(
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            timeout_seconds=timeout_seconds,
+        ),
+    )
+
+
+@click.command()
+@click.argument("prompt")
+@task_options
+def run(prompt: str, as_json: bool, **options: object) -> int:
+    """Submit PROMPT and stream the answer.
+
+    Starts an embedded Temporal and a worker when none is reachable, and the
+    simulator when no OPENAI_API_KEY / OPENAI_BASE_URL is set.
+
+    \b
+    Examples:
+      ai-orchestrator run "Explain backpressure in one paragraph"
+      ai-orchestrator run "Summarise: ..." --model gpt-4o --max-tokens 200 --json
+    """
+
+    async def main() -> int:
+        task = build_task(prompt, **options)  # type: ignore[arg-type]
+        async with LocalStack() as stack:
+            if stack.simulator is not None:
+                _warn_simulator()
+            for line in stack.notes:
+                click.echo(line, err=True)
+            client = stack.task_client()
+            task_id = await client.submit_task(task)
+            click.echo(f"task {task_id}", err=True)
+            model = (task.constraints and task.constraints.model) or client.default_model
+            try:
+                result = await follow(client, task_id, model, print_text=not as_json)
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                await client.cancel_task(task_id)
+                raise
+            if as_json:
+                emit_json(result)
+            else:
+                click.echo("")
+                click.echo(summary_line(result), err=True)
+            return exit_code(result)
+
+    return _run(main)
+
+
+@click.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where the SQLite file lives (default: ~/.ai-orchestrator).",
+)
+@click.option("--port", default=7233, show_default=True, help="Temporal gRPC port.")
+@click.option("--ui-port", default=8233, show_default=True, help="Temporal Web UI port.")
+@click.option(
+    "--metrics-address",
+    default=None,
+    envvar="AI_ORCHESTRATOR_METRICS_ADDRESS",
+    help="Serve Prometheus metrics, e.g. 127.0.0.1:9464.",
+)
+def dev(data_dir: str | None, port: int, ui_port: int, metrics_address: str | None) -> int:
+    """Temporal dev server (persistent, search attributes registered) + Web UI + a worker.
+
+    Uses OPENAI_API_KEY / OPENAI_BASE_URL when set, else the built-in simulator.
+    Runs until Ctrl-C.
+    """
+
+    async def main() -> None:
+        stack = LocalStack(
+            data_dir=data_dir,
+            port=port,
+            ui_port=ui_port,
+            force_server=True,
+            metrics_address=metrics_address,
+        )
+        async with stack:
+            if stack.simulator is not None:
+                _warn_simulator()
+            click.echo(f"Temporal:  {stack.target}  (data: {stack.db_file})", err=True)
+            click.echo(f"Web UI:    {stack.ui_url}", err=True)
+            click.echo(f"Provider:  {stack.provider_description}", err=True)
+            if metrics_address:
+                click.echo(f"Metrics:   http://{metrics_address}/metrics", err=True)
+            click.echo(f"Worker on task queue {stack.task_queue!r}. Ctrl-C to stop.", err=True)
+            await stack.wait_for_signal()
+
+    return _run(main)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@click.option("--tokens-per-second", default=50.0, show_default=True)
+def simulator(host: str, port: int, tokens_per_second: float) -> int:
+    """Run the OpenAI-compatible simulator (for tests and offline demos)."""
+    from ..simulator import serve_forever
+
+    _warn_simulator()
+    click.echo(f"Simulator: http://{host}:{port}/v1  (OPENAI_BASE_URL for workers)", err=True)
+    _run(lambda: serve_forever(host=host, port=port, tokens_per_second=tokens_per_second))
+    return EXIT_OK

@@ -1,0 +1,138 @@
+"""Every task command end to end, as scripts use them: real processes, --json parsed back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+
+from temporalio.client import Client
+
+from ai_orchestrator.devserver import DevServer, free_port, port_open
+from ai_orchestrator.simulator import Simulator
+
+from ..conftest import running_worker, unique
+from .processes import run_cli, spawn, stop, worker_env
+from .test_cli import assert_one_line_error
+
+
+async def test_submit_status_stream_result_list_cancel(
+    temporal: DevServer, client: Client, queue: str, sim: Simulator
+) -> None:
+    env = worker_env(temporal.target, queue, None, None)
+    async with running_worker(client, queue, sim):
+        code, out, err = await run_cli(
+            "submit", "count to ten", "--model", "gpt-4o", "--max-tokens", "12", "--json", env=env
+        )
+        assert code == 0, err
+        task_id = json.loads(out)["task_id"]
+
+        code, out, _ = await run_cli("stream", task_id, "--json", env=env)
+        events = [json.loads(line) for line in out.splitlines()]
+        assert code == 0 and events[-1]["type"] == "finished"
+        text = "".join(e["text"] for e in events if e["type"] == "delta")
+        assert text == events[-1]["result"]["output"] and len(text.split()) == 12
+
+        code, out, _ = await run_cli("status", task_id, "--json", env=env)
+        assert code == 0 and json.loads(out) == {"task_id": task_id, "status": "completed"}
+
+        code, out, err = await run_cli("result", task_id, "--json", env=env)
+        result = json.loads(out)
+        assert code == 0 and result["status"] == "completed" and result["output"] == text
+        assert result["cost"] > 0 and result["metadata"]["model"] == "gpt-4o"
+
+        code, out, _ = await run_cli("result", task_id, env=env)  # human-readable
+        assert code == 0 and out.strip() == text
+
+        query = f"TaskQueue = '{queue}' AND AiModel = 'gpt-4o'"
+        for _ in range(25):  # visibility is eventually consistent
+            code, out, _ = await run_cli("list", "--query", query, "--json", env=env)
+            rows = json.loads(out)
+            if rows and rows[0]["tokens"]:
+                break
+            await asyncio.sleep(0.2)
+        assert code == 0 and [r["task_id"] for r in rows] == [task_id]
+        assert rows[0]["status"] == "completed" and rows[0]["cost_usd"] == result["cost"]
+        code, out, _ = await run_cli("list", "--query", query, env=env)
+        assert task_id in out and "gpt-4o" in out
+
+        sim.tokens_per_second, sim.default_tokens = 10, 300
+        code, out, _ = await run_cli("submit", "a long one", "--json", env=env)
+        long_id = json.loads(out)["task_id"]
+        await sim.wait_until(lambda: len(sim.requests) == 2 and sim.requests[1].tokens_sent >= 3)
+        code, out, _ = await run_cli("cancel", long_id, "--json", env=env)
+        assert code == 0 and json.loads(out)["cancelled"] is True
+        code, out, _ = await run_cli("result", long_id, "--json", env=env)
+        cancelled = json.loads(out)
+        assert code == 1 and cancelled["status"] == "cancelled" and cancelled["partial_output"]
+        code, out, _ = await run_cli("cancel", long_id, "--json", env=env)
+        assert code == 1 and json.loads(out)["cancelled"] is False
+
+
+async def test_errors_are_one_line_with_meaningful_exit_codes(
+    temporal: DevServer, queue: str
+) -> None:
+    env = worker_env(temporal.target, queue, None, None)
+    missing = unique("nope")
+    for args, code, needle in [
+        (["status", missing], 3, None),
+        (["result", missing], 3, "no task"),
+        (["cancel", missing], 3, "no task"),
+        (["stream", missing], 3, "no task"),
+        (["list", "--query", "AiModel = = 'x'"], 2, "invalid query"),
+        (["submit", "x", "--priority", "9"], 2, "priority"),
+    ]:
+        got, out, err = await run_cli(*args, env=env)
+        if needle is None:
+            assert got == code and out.strip() == "unknown", (args, out, err)
+        else:
+            assert got == code and "Traceback" not in err, (args, err)
+            assert err.strip().startswith("error: ") and needle in err, (args, err)
+    unreachable = worker_env(f"127.0.0.1:{free_port()}", queue, None, None)
+    got, _, err = await run_cli("status", "x", env=unreachable, timeout=60)
+    assert_one_line_error(got, err, "cannot reach Temporal", code=4)
+
+
+async def test_setup_config_and_encryption_key(temporal: DevServer, queue: str) -> None:
+    env = worker_env(temporal.target, queue, None, "sk-config-secret-123456")
+    code, out, _ = await run_cli("setup", "--json", env=env)
+    setup = json.loads(out)
+    assert code == 0 and "AiCostUsd" in setup["search_attributes"] and setup["added"] == []
+    code, out, _ = await run_cli("config", env=env)
+    config = json.loads(out)
+    assert code == 0 and config["provider"]["api_key"] == "set" and "sk-config" not in out
+    assert config["task_queue"] == queue
+    code, out, _ = await run_cli("encryption-key", "k7", env=env)
+    assert code == 0 and out.startswith("k7:") and len(out.strip()) > 40
+
+
+async def test_dev_simulator_and_codec_server_start_and_stop(tmp_path: Path) -> None:
+    port, ui_port, sim_port, codec_port = free_port(), free_port(), free_port(), free_port()
+    env = worker_env(f"127.0.0.1:{port}", unique("devq"), None, None)
+    env["AI_ORCHESTRATOR_HOME"] = str(tmp_path)
+    env["AI_ORCHESTRATOR_ENCRYPTION_KEYS"] = "k1:" + "A" * 43 + "="
+    procs = [
+        await spawn(
+            "-m", "ai_orchestrator", "dev", "--port", str(port), "--ui-port", str(ui_port), env=env
+        ),
+        await spawn("-m", "ai_orchestrator", "simulator", "--port", str(sim_port), env=env),
+        await spawn("-m", "ai_orchestrator", "codec-server", "--port", str(codec_port), env=env),
+    ]
+    try:
+        for _ in range(100):
+            if all(port_open("127.0.0.1", p) for p in (port, ui_port, sim_port, codec_port)):
+                break
+            await asyncio.sleep(0.2)
+        assert all(port_open("127.0.0.1", p) for p in (port, ui_port, sim_port, codec_port))
+        code, out, err = await run_cli("run", "hello dev", "--json", env=env)
+        assert code == 0, err
+        assert json.loads(out)["status"] == "completed" and "running worker" in err
+        procs[0].send_signal(signal.SIGINT)
+        _, dev_err = await asyncio.wait_for(procs[0].communicate(), 30)
+        assert procs[0].returncode == 0, dev_err.decode()
+        assert "SIMULATOR" in dev_err.decode() and "Web UI" in dev_err.decode()
+        assert (tmp_path / "temporal.db").exists()
+    finally:
+        for proc in procs:
+            await stop(proc)
