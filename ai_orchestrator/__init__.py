@@ -15,7 +15,16 @@ from .adapters import (
     BasePlatformAdapter,
     ChatGPTAdapter,
 )
-from .client import Finished, Restart, StreamEvent, TaskClient, TextDelta
+from .batch import (
+    BatchInputError,
+    BatchProgress,
+    BatchReport,
+    BatchSummary,
+    read_tasks,
+    run_batch,
+    write_results,
+)
+from .client import Finished, Restart, StreamEvent, TaskClient, TaskSummary, TextDelta
 from .config import DEFAULT_TASK_QUEUE, ConfigError
 from .core import Platform, Result, Task, TaskConstraints, TaskStatus, TaskType
 from .exceptions import (
@@ -35,6 +44,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_TASK_QUEUE",
+    "BatchInputError",
+    "BatchProgress",
+    "BatchReport",
+    "BatchSummary",
     "AsyncBasePlatformAdapter",
     "AsyncChatGPTAdapter",
     "BasePlatformAdapter",
@@ -57,6 +70,7 @@ __all__ = [
     "TaskFailedError",
     "TaskNotFoundError",
     "TaskStatus",
+    "TaskSummary",
     "TaskType",
     "TaskValidationError",
     "TemporalUnavailableError",
@@ -66,6 +80,9 @@ __all__ = [
     "__version__",
     "allow_list",
     "collect_stream",
+    "read_tasks",
     "retry_on_rate_limit",
     "retry_on_transient",
+    "run_batch",
+    "write_results",
 ]

@@ -46,3 +46,25 @@ def test_commands_exist_in_the_cli() -> None:
         assert help_result.exit_code == 0, help_result.output
         for flag in (arg for arg in command[1:] if arg.startswith("--")):
             assert flag in help_result.output
+
+
+def test_every_environment_variable_is_one_the_code_reads() -> None:
+    source = "\n".join(p.read_text() for p in (ROOT / "ai_orchestrator").rglob("*.py"))
+    temporal_envconfig = {"TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE"}
+    for name, service in compose()["services"].items():
+        if service.get("build") != ".":
+            continue
+        for key in service.get("environment", {}):
+            assert key in temporal_envconfig or f'"{key}"' in source, (
+                f"{name}: {key} is read by nothing"
+            )
+
+
+def test_worker_depends_on_setup_and_exposes_metrics() -> None:
+    services = compose()["services"]
+    worker = services["worker"]
+    assert worker["depends_on"]["setup"]["condition"] == "service_completed_successfully"
+    assert services["setup"]["command"] == ["setup"]
+    port = worker["environment"]["AI_ORCHESTRATOR_METRICS_ADDRESS"].rsplit(":", 1)[1]
+    assert port in worker["expose"]
+    assert "ports" not in worker  # replicas (--scale) cannot share a host port
