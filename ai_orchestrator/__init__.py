@@ -44,13 +44,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_TASK_QUEUE",
+    "AsyncBasePlatformAdapter",
+    "AsyncChatGPTAdapter",
+    "BasePlatformAdapter",
     "BatchInputError",
     "BatchProgress",
     "BatchReport",
     "BatchSummary",
-    "AsyncBasePlatformAdapter",
-    "AsyncChatGPTAdapter",
-    "BasePlatformAdapter",
     "ChatGPTAdapter",
     "ConfigError",
     "Finished",
