@@ -24,7 +24,15 @@ from .batch import (
     run_batch,
     write_results,
 )
-from .client import Finished, Restart, StreamEvent, TaskClient, TaskSummary, TextDelta
+from .client import (
+    Finished,
+    Restart,
+    StreamEvent,
+    TaskClient,
+    TaskSummary,
+    TextDelta,
+    apply_event,
+)
 from .config import DEFAULT_TASK_QUEUE, ConfigError
 from .core import Platform, Result, Task, TaskConstraints, TaskStatus, TaskType
 from .exceptions import (
@@ -79,6 +87,7 @@ __all__ = [
     "Usage",
     "__version__",
     "allow_list",
+    "apply_event",
     "collect_stream",
     "read_tasks",
     "retry_on_rate_limit",

@@ -1,7 +1,7 @@
 """The client side: submit, follow, cancel and collect durable tasks."""
 
 from ..messages import MAX_INPUT_BYTES
-from ._events import Finished, Restart, StreamEvent, TaskSummary, TextDelta
+from ._events import Finished, Restart, StreamEvent, TaskSummary, TextDelta, apply_event
 from ._task_client import TaskClient
 
 __all__ = [
@@ -12,4 +12,5 @@ __all__ = [
     "TaskClient",
     "TaskSummary",
     "TextDelta",
+    "apply_event",
 ]

@@ -39,6 +39,24 @@ class Finished:
 StreamEvent = TextDelta | Restart | Finished
 
 
+def apply_event(shown: str, event: StreamEvent) -> str:
+    """The text a reader shows after ``event``: a restart takes back what it discards.
+
+    Folding every event of ``stream_events`` from ``""`` gives the final output.
+
+    Raises:
+        ValueError: ``shown`` does not end with the text a restart discards (events
+            were skipped or applied out of order).
+    """
+    if isinstance(event, Restart):
+        if not shown.endswith(event.discarded):
+            raise ValueError("restart does not match the text shown; events out of order?")
+        return shown[: len(shown) - len(event.discarded)]
+    if isinstance(event, TextDelta):
+        return shown + event.text
+    return shown
+
+
 @dataclass(frozen=True)
 class TaskSummary:
     """One row of ``list``: what visibility knows, without reading history."""
