@@ -26,6 +26,7 @@ ENV_FLUSH_INTERVAL = "AI_ORCHESTRATOR_FLUSH_INTERVAL"
 ENV_READ_TIMEOUT = "AI_ORCHESTRATOR_READ_TIMEOUT"
 ENV_RATE_LIMIT = "AI_ORCHESTRATOR_MAX_REQUESTS_PER_SECOND"
 ENV_GRACEFUL_SHUTDOWN = "AI_ORCHESTRATOR_GRACEFUL_SHUTDOWN_SECONDS"
+ENV_SIGNAL_BUDGET = "AI_ORCHESTRATOR_MAX_SIGNALS_PER_SECOND"
 
 
 class ConfigError(Exception):
@@ -84,7 +85,7 @@ class ProviderSettings:
             base_url=env.get("OPENAI_BASE_URL") or None,
             default_model=env.get(ENV_MODEL) or "gpt-4o-mini",
             read_timeout=_float(env, ENV_READ_TIMEOUT, 60.0),
-            flush_interval=_float(env, ENV_FLUSH_INTERVAL, 0.1),
+            flush_interval=_float(env, ENV_FLUSH_INTERVAL, 0.12),
         )
 
     @property
@@ -114,6 +115,7 @@ class WorkerTuning:
 
     max_requests_per_second: float | None = None
     graceful_shutdown_seconds: float = 10.0
+    max_signals_per_second: float = 50.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerTuning:
@@ -122,6 +124,7 @@ class WorkerTuning:
         return cls(
             max_requests_per_second=_float(env, ENV_RATE_LIMIT, 1.0) if rate else None,
             graceful_shutdown_seconds=_float(env, ENV_GRACEFUL_SHUTDOWN, 10.0),
+            max_signals_per_second=_float(env, ENV_SIGNAL_BUDGET, 50.0),
         )
 
 

@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 #: Heartbeats reach the server at most this often. Cancellation travels back on
 #: the heartbeat response, so this bounds cancel latency.
-HEARTBEAT_THROTTLE = timedelta(milliseconds=500)
+HEARTBEAT_THROTTLE = timedelta(seconds=1)
 
 
 #: Our package is passed through the sandbox whole: its __init__ imports the
@@ -85,6 +85,7 @@ def build_worker(
         default_model=provider.default_model,
         pricing=pricing,
         flush_interval=provider.flush_interval,
+        signals_per_second=tuning.max_signals_per_second,
         secrets=[s for s in (provider.api_key, *extra_secrets) if s],
         max_output_bytes=max_output_bytes,
     )

@@ -74,8 +74,8 @@ class BaselineActivities:
         loop = asyncio.get_running_loop()
         end = loop.time() + seconds
         while loop.time() < end:
+            await asyncio.sleep(1.0)
             activity.heartbeat()
-            await asyncio.sleep(0.5)
 
 
 @workflow.defn(name="BenchBare")
@@ -133,8 +133,8 @@ def baseline_worker(client: Client, queue: str, openai_client: AsyncOpenAI) -> W
         activities=[acts.bare_completion, acts.streams_completion, acts.parked],
         workflow_runner=BASELINE_RUNNER,
         max_concurrent_activities=1000,
-        max_heartbeat_throttle_interval=timedelta(milliseconds=500),
-        default_heartbeat_throttle_interval=timedelta(milliseconds=500),
+        max_heartbeat_throttle_interval=timedelta(seconds=1),
+        default_heartbeat_throttle_interval=timedelta(seconds=1),
     )
 
 

@@ -52,7 +52,7 @@ class Sizes:
     concurrent_rate: float
 
 
-FULL = Sizes(50, 500, 100, 1000, 100.0, 1000, 100, 10.0)
+FULL = Sizes(50, 500, 100, 1000, 100.0, 1000, 50, 5.0)
 SMOKE = Sizes(3, 20, 10, 50, 500.0, 10, 20, 20.0)
 
 
@@ -79,13 +79,42 @@ def rows_for(s: Sizes) -> dict[str, Row]:
     }
 
 
-async def one_run(b: Bench, s: Sizes, rows: dict[str, Row]) -> dict[str, Any]:
+SCENARIOS = ("latency", "throughput", "stream", "cancel", "kill", "concurrency")
+
+
+async def one_run(b: Bench, s: Sizes, rows: dict[str, Row], only: set[str]) -> dict[str, Any]:
     raw: dict[str, Any] = {}
-    raw["latency_ms"] = lat = await latency.one_at_a_time(b, s.latency_tasks)
-    rows["p50"].add(lat["ours"]["p50"], direct=lat["direct"]["p50"], bare=lat["bare"]["p50"])
-    rows["p95"].add(lat["ours"]["p95"], direct=lat["direct"]["p95"], bare=lat["bare"]["p95"])
-    raw["throughput"] = tput = await latency.throughput(b, s.load_tasks, s.load_open)
-    rows["tput"].add(tput["ours"], bare=tput["bare"])
+    if "latency" in only:
+        raw["latency_ms"] = lat = await latency.one_at_a_time(b, s.latency_tasks)
+        rows["p50"].add(lat["ours"]["p50"], direct=lat["direct"]["p50"], bare=lat["bare"]["p50"])
+        rows["p95"].add(lat["ours"]["p95"], direct=lat["direct"]["p95"], bare=lat["bare"]["p95"])
+    if "throughput" in only:
+        raw["throughput"] = tput = await latency.throughput(b, s.load_tasks, s.load_open)
+        rows["tput"].add(tput["ours"], bare=tput["bare"])
+    if "stream" in only:
+        await _stream(b, s, rows, raw)
+    if "cancel" in only:
+        raw["cancel_ms"] = await failures.cancel_latency_ms(b)
+        rows["cancel"].add(raw["cancel_ms"])
+    if "kill" in only:
+        retry = RetrySettings()
+        raw["sigkill_recovery_s"] = await failures.sigkill_recovery_s(b, retry)
+        rows["kill"].add(
+            raw["sigkill_recovery_s"], heartbeat_timeout=retry.heartbeat_timeout_seconds
+        )
+    if "concurrency" in only:
+        raw["concurrency"] = conc = await concurrency.concurrent_streams(
+            b, s.concurrent, s.concurrent_tokens, s.concurrent_rate
+        )
+        rows["rss"].add(conc["ours"]["worker_rss_mb"], parked=conc["parked"]["worker_rss_mb"])
+        rows["wft"].add(
+            conc["ours"]["workflow_task_timeouts"], parked=conc["parked"]["workflow_task_timeouts"]
+        )
+        rows["conc_s"].add(conc["ours"]["completion_s"], parked=conc["parked"]["completion_s"])
+    return raw
+
+
+async def _stream(b: Bench, s: Sizes, rows: dict[str, Row], raw: dict[str, Any]) -> None:
     b.sim.tokens_per_second = s.stream_rate
     ours = await streaming.ours(b, s.stream_tokens)
     streams = await streaming.workflow_streams(b, s.stream_tokens)
@@ -95,20 +124,6 @@ async def one_run(b: Bench, s: Sizes, rows: dict[str, Row]) -> dict[str, Any]:
         rows[key].add(ours[key], workflow_streams=streams[key], direct=direct[key])
     for key in ("events", "bytes"):
         rows[key].add(ours[key], workflow_streams=streams[key])
-    raw["cancel_ms"] = await failures.cancel_latency_ms(b)
-    rows["cancel"].add(raw["cancel_ms"])
-    retry = RetrySettings()
-    raw["sigkill_recovery_s"] = await failures.sigkill_recovery_s(b, retry)
-    rows["kill"].add(raw["sigkill_recovery_s"], heartbeat_timeout=retry.heartbeat_timeout_seconds)
-    raw["concurrency"] = conc = await concurrency.concurrent_streams(
-        b, s.concurrent, s.concurrent_tokens, s.concurrent_rate
-    )
-    rows["rss"].add(conc["ours"]["worker_rss_mb"], parked=conc["parked"]["worker_rss_mb"])
-    rows["wft"].add(
-        conc["ours"]["workflow_task_timeouts"], parked=conc["parked"]["workflow_task_timeouts"]
-    )
-    rows["conc_s"].add(conc["ours"]["completion_s"], parked=conc["parked"]["completion_s"])
-    return raw
 
 
 async def main(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
@@ -150,7 +165,7 @@ async def main(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
                     args.smoke,
                 )
                 for run in range(runs):
-                    raw["runs"].append(await one_run(bench, sizes, rows))
+                    raw["runs"].append(await one_run(bench, sizes, rows, set(args.only)))
                     print(
                         f"run {run + 1}/{runs} done ({time.perf_counter() - started:.0f}s)",
                         file=sys.stderr,
@@ -176,6 +191,13 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="every scenario, small, once")
     parser.add_argument("--out", default="bench/results/latest.json")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=SCENARIOS,
+        default=list(SCENARIOS),
+        help="run only these scenarios",
+    )
     arguments = parser.parse_args()
     table, raw_runs = asyncio.run(main(arguments))
     print(table)

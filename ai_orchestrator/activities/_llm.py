@@ -55,7 +55,12 @@ class LLMActivities:
         openai_client: built with ``max_retries=0`` (checked).
         default_model: used when a task names none.
         pricing: turns usage into cost; a strict table rejects unknown models.
-        flush_interval: seconds between chunk signals (and before the first).
+        flush_interval: seconds between chunk signals (and before the first) when
+            the worker is not busy.
+        signals_per_second: the worker's budget of chunk signals, shared by all
+            its streams: each signal costs a workflow task, so with many
+            concurrent streams each one signals less often (bigger batches)
+            instead of the worker falling behind on workflow tasks.
         heartbeat_interval: seconds between heartbeats; the worker's throttle
             decides how often they reach the server.
         secrets: strings that must never appear in an error message.
@@ -67,8 +72,9 @@ class LLMActivities:
         *,
         default_model: str = DEFAULT_MODEL,
         pricing: PricingTable | None = None,
-        flush_interval: float = 0.1,
-        heartbeat_interval: float = 0.5,
+        flush_interval: float = 0.12,
+        heartbeat_interval: float = 1.0,
+        signals_per_second: float = 50.0,
         secrets: Sequence[str] = (),
         max_output_bytes: int = MAX_OUTPUT_BYTES,
     ) -> None:
@@ -80,6 +86,8 @@ class LLMActivities:
         self._default_model = default_model
         self._pricing = pricing or PricingTable()
         self._flush_interval = flush_interval
+        self._signals_per_second = signals_per_second
+        self._streaming = 0
         self._heartbeat_interval = heartbeat_interval
         self._secrets = tuple(s for s in secrets if s)
         self._max_output_bytes = max_output_bytes
@@ -106,10 +114,11 @@ class LLMActivities:
         async def send(batch: ChunkBatch) -> None:
             await handle.signal(CHUNKS_SIGNAL, batch)
 
-        publisher = ChunkPublisher(send, attempt=info.attempt, interval=self._flush_interval)
+        publisher = ChunkPublisher(send, attempt=info.attempt, interval=self._signal_interval)
         stream = ChatStream(self._client, params)
         heartbeats = asyncio.create_task(self._heartbeat(info.attempt, stream))
         started = time.monotonic()
+        self._streaming += 1
         first_chunk: float | None = None
         size = 0
         try:
@@ -142,6 +151,7 @@ class LLMActivities:
             await publisher.finish()
             raise self._to_application_error(exc, request) from None
         finally:
+            self._streaming -= 1
             heartbeats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeats
@@ -168,11 +178,15 @@ class LLMActivities:
             first_chunk_seconds=first_chunk,
         )
 
+    def _signal_interval(self) -> float:
+        return max(self._flush_interval, self._streaming / self._signals_per_second)
+
     async def _heartbeat(self, attempt: int, stream: ChatStream) -> None:
         # Progress only, never text: heartbeat details are stored by the server.
+        # The first waits an interval: a short answer needs no heartbeat at all.
         while True:
-            activity.heartbeat({"attempt": attempt, "chars": stream.chars})
             await asyncio.sleep(self._heartbeat_interval)
+            activity.heartbeat({"attempt": attempt, "chars": stream.chars})
 
     def _too_large(self) -> ApplicationError:
         return ApplicationError(

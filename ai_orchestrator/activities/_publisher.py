@@ -19,13 +19,15 @@ from ..messages import ChunkBatch
 logger = logging.getLogger(__name__)
 
 SendBatch = Callable[[ChunkBatch], Awaitable[None]]
+#: Seconds between signals: fixed, or asked anew before each (it may grow with load).
+Interval = float | Callable[[], float]
 
 
 class ChunkPublisher:
-    def __init__(self, send: SendBatch, *, attempt: int, interval: float) -> None:
+    def __init__(self, send: SendBatch, *, attempt: int, interval: Interval) -> None:
         self._send = send
         self._attempt = attempt
-        self._interval = interval
+        self._interval = interval if callable(interval) else (lambda: interval)
         self._pending: list[str] = []
         self._pending_chunks = 0
         self._acked = 0
@@ -46,7 +48,7 @@ class ChunkPublisher:
         self._pending_chunks += 1
         loop = asyncio.get_running_loop()
         if self._next_send_at is None:
-            self._next_send_at = loop.time() + self._interval
+            self._next_send_at = loop.time() + self._interval()
         if not self._broken and not self._closing and (self._task is None or self._task.done()):
             self._task = asyncio.create_task(self._run())
 
@@ -60,7 +62,7 @@ class ChunkPublisher:
                 if self._closing:
                     return
             await self._send_pending()
-            self._next_send_at = loop.time() + self._interval
+            self._next_send_at = loop.time() + self._interval()
 
     async def _send_pending(self) -> None:
         text, chunks = "".join(self._pending), self._pending_chunks
