@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
+from temporalio.api.enums.v1 import TimeoutType
 from temporalio.client import Client
 
 from ai_orchestrator import Task, TaskClient, TaskConstraints
@@ -18,7 +19,7 @@ from .context import Bench, peak_rss_mb, stop
 async def _timeouts(client: Client, ids: list[str]) -> dict[str, int]:
     """Workflow-task and activity timeouts recorded in the runs' histories."""
     gate = asyncio.Semaphore(20)
-    counts = {"workflow_task_timeouts": 0, "activity_timeouts": 0}
+    counts = {"workflow_task_timeouts": 0, "sticky_schedule_to_start": 0, "activity_timeouts": 0}
 
     async def scan(workflow_id: str) -> None:
         async with gate:
@@ -26,6 +27,9 @@ async def _timeouts(client: Client, ids: list[str]) -> dict[str, int]:
         for event in history.events:
             if event.HasField("workflow_task_timed_out_event_attributes"):
                 counts["workflow_task_timeouts"] += 1
+                kind = event.workflow_task_timed_out_event_attributes.timeout_type
+                if kind == TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_START:
+                    counts["sticky_schedule_to_start"] += 1
             if event.HasField("activity_task_timed_out_event_attributes"):
                 counts["activity_timeouts"] += 1
 

@@ -165,7 +165,10 @@ async def main(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
                     args.smoke,
                 )
                 for run in range(runs):
-                    raw["runs"].append(await one_run(bench, sizes, rows, set(args.only)))
+                    only = set(args.only)
+                    if run >= args.heavy_runs:
+                        only.discard("concurrency")
+                    raw["runs"].append(await one_run(bench, sizes, rows, only))
                     print(
                         f"run {run + 1}/{runs} done ({time.perf_counter() - started:.0f}s)",
                         file=sys.stderr,

@@ -60,9 +60,10 @@ def render(rows: list[Row]) -> str:
             continue
         ours = statistics.median(row.ours)
         base = "; ".join(
-            f"{name} {statistics.median(v):.1f} (x{ours / statistics.median(v):.2f})"
+            f"{name} {statistics.median(v):.1f}"
+            + (f" (x{ours / statistics.median(v):.2f})" if statistics.median(v) else "")
             for name, v in row.baselines.items()
-            if v and statistics.median(v) > 0
+            if v
         )
         metric = f"{row.metric} ({row.unit})"
         lines.append(
