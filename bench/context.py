@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from openai import AsyncOpenAI
@@ -28,6 +28,7 @@ class Bench:
     queue: str
     base_queue: str
     smoke: bool
+    _drains: list[asyncio.Task[None]] = field(default_factory=list)
 
     def env(self, queue: str, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "TEMPORAL_"))}
@@ -41,6 +42,31 @@ class Bench:
         )
         return env
 
+    async def spawn_ready(self, queue: str, timeout: float = 60) -> asyncio.subprocess.Process:
+        """An ``ai-orchestrator worker`` process, returned once it says it is listening."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "ai_orchestrator",
+            "worker",
+            env=self.env(queue),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert proc.stderr is not None
+
+        async def listening() -> None:
+            assert proc.stderr is not None
+            while b"worker listening" not in await proc.stderr.readline():
+                if proc.returncode is not None:
+                    raise RuntimeError("worker exited before it was ready")
+
+        await asyncio.wait_for(listening(), timeout)
+        # Keep draining, or a chatty worker would block on a full pipe.
+        self._drains.append(asyncio.create_task(_drain(proc.stderr)))
+        return proc
+
     async def spawn(self, module: str, *args: str, queue: str) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
             sys.executable,
@@ -52,6 +78,11 @@ class Bench:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.readline():
+        pass
 
 
 def peak_rss_mb(pid: int) -> float:

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-
-from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
 from ai_orchestrator import RetrySettings, Task, TaskClient
 
@@ -29,39 +24,26 @@ async def cancel_latency_ms(b: Bench) -> float:
     return (ended - start) * 1000
 
 
-async def _activity_pollers(b: Bench, queue: str) -> int:
-    response = await b.client.workflow_service.describe_task_queue(
-        DescribeTaskQueueRequest(
-            namespace=b.client.namespace,
-            task_queue=TaskQueue(name=queue),
-            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-        )
-    )
-    return len(response.pollers)
-
-
 async def sigkill_recovery_s(b: Bench, retry: RetrySettings) -> float:
     """From SIGKILL of the streaming worker to the next attempt's first token.
 
-    A standby worker is already polling, as in any deployment with more than one.
+    Two workers poll the queue, as in any deployment with more than one; the one
+    that the server says runs the attempt is killed.
     """
     b.sim.tokens_per_second, b.sim.default_tokens = 20, 400
     queue = f"kill-{uuid.uuid4().hex[:8]}"
     tasks = TaskClient(b.client, task_queue=queue, retry=retry)
-    first = await b.spawn("ai_orchestrator", "worker", queue=queue)
-    standby = None
+    workers = [await b.spawn_ready(queue), await b.spawn_ready(queue)]
     try:
         index = len(b.sim.requests)
         task_id = await tasks.submit_task(Task(prompt="survive"))
         await b.sim.wait_for_tokens_sent(index, 10, timeout=60)
-        standby = await b.spawn("ai_orchestrator", "worker", queue=queue)
-        for _ in range(150):
-            if await _activity_pollers(b, queue) >= 2:
-                break
-            await asyncio.sleep(0.2)
+        desc = await b.client.get_workflow_handle(task_id).describe()
+        holder = desc.raw_description.pending_activities[0].last_worker_identity
+        victim = next(w for w in workers if holder.startswith(f"{w.pid}@"))
         killed = time.monotonic()
-        first.kill()
-        await first.wait()
+        victim.kill()
+        await victim.wait()
         await b.sim.wait_for_requests(index + 2, timeout=60)
         await b.sim.wait_until(lambda: bool(b.sim.requests[index + 1].token_sent_at), timeout=30)
         recovery = b.sim.requests[index + 1].token_sent_at[0] - killed
@@ -69,6 +51,5 @@ async def sigkill_recovery_s(b: Bench, retry: RetrySettings) -> float:
         await tasks.get_result(task_id, timeout=30)
         return recovery
     finally:
-        await stop(first)
-        if standby is not None:
-            await stop(standby)
+        for worker in workers:
+            await stop(worker)

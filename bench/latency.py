@@ -12,7 +12,7 @@ from ai_orchestrator import Task
 
 from .baselines import BareWorkflow
 from .context import Bench
-from .stats import pct
+from .stats import history_stats, pct
 
 
 async def _timed(awaitable: Awaitable[Any]) -> float:
@@ -22,7 +22,8 @@ async def _timed(awaitable: Awaitable[Any]) -> float:
 
 
 async def one_at_a_time(b: Bench, n: int) -> dict[str, dict[str, float]]:
-    """p50/p95 ms of ours, a direct SDK call and a bare one-activity workflow, interleaved."""
+    """p50/p95 ms of ours, a direct SDK call and a bare one-activity workflow, interleaved;
+    and the history events of one short task of each workflow kind."""
     b.sim.tokens_per_second, b.sim.default_tokens = 0, 16
     runs: dict[str, list[float]] = {"ours": [], "direct": [], "bare": []}
     for i in range(n):
@@ -35,7 +36,13 @@ async def one_at_a_time(b: Bench, n: int) -> dict[str, dict[str, float]]:
         )
         runs["bare"].append(await _timed(bare))
         runs["ours"].append(await _timed(b.tasks.execute(Task(prompt=f"ours {i}"))))
-    return {k: {"p50": pct(v, 0.5), "p95": pct(v, 0.95)} for k, v in runs.items()}
+    summary = {k: {"p50": pct(v, 0.5), "p95": pct(v, 0.95)} for k, v in runs.items()}
+    short = await b.tasks.execute(Task(prompt="one short task"))
+    bare_id = f"bare-{uuid.uuid4().hex}"
+    await b.client.execute_workflow(BareWorkflow.run, "short", id=bare_id, task_queue=b.base_queue)
+    summary["ours"]["events"] = (await history_stats(b.client, short.task.task_id or ""))[0]
+    summary["bare"]["events"] = (await history_stats(b.client, bare_id))[0]
+    return summary
 
 
 async def throughput(b: Bench, total: int, open_max: int) -> dict[str, float]:

@@ -63,6 +63,7 @@ def rows_for(s: Sizes) -> dict[str, Row]:
     return {
         "p50": Row(one, "p50 latency", "ms", target="<= bare x1.05"),
         "p95": Row(one, "p95 latency", "ms", target="<= bare x1.05"),
+        "short_events": Row(one, "history events", "count"),
         "tput": Row(load, "throughput", "tasks/s", target=">= bare x0.95"),
         "lag_p50": Row(stream, "chunk lag p50", "ms", target="<= 100 ms"),
         "lag_p95": Row(stream, "chunk lag p95", "ms", target="<= 250 ms"),
@@ -88,6 +89,7 @@ async def one_run(b: Bench, s: Sizes, rows: dict[str, Row], only: set[str]) -> d
         raw["latency_ms"] = lat = await latency.one_at_a_time(b, s.latency_tasks)
         rows["p50"].add(lat["ours"]["p50"], direct=lat["direct"]["p50"], bare=lat["bare"]["p50"])
         rows["p95"].add(lat["ours"]["p95"], direct=lat["direct"]["p95"], bare=lat["bare"]["p95"])
+        rows["short_events"].add(lat["ours"]["events"], bare=lat["bare"]["events"])
     if "throughput" in only:
         raw["throughput"] = tput = await latency.throughput(b, s.load_tasks, s.load_open)
         rows["tput"].add(tput["ours"], bare=tput["bare"])
@@ -194,6 +196,12 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="every scenario, small, once")
     parser.add_argument("--out", default="bench/results/latest.json")
+    parser.add_argument(
+        "--heavy-runs",
+        type=int,
+        default=1,
+        help="runs of the 1000-stream scenario (about 3 minutes each)",
+    )
     parser.add_argument(
         "--only",
         nargs="+",

@@ -8,13 +8,16 @@ import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from pydantic import BaseModel, ValidationError
 
 from ..config import ConfigError, ProviderSettings, task_queue
 from ..exceptions import TaskNotFoundError, TaskValidationError, TemporalUnavailableError
+
+if TYPE_CHECKING:
+    from ..client import TaskClient
 
 #: Exit codes, documented in ``ai-orchestrator --help``.
 EXIT_OK = 0  # done, the task completed
@@ -59,8 +62,11 @@ def _warn_simulator() -> None:
     click.echo(click.style(SIMULATOR_BANNER, **style), err=True)
 
 
-async def connect_tasks():  # type: ignore[no-untyped-def]
-    """A TaskClient configured from the environment, like the worker's."""
+async def connect_tasks() -> TaskClient:
+    """A TaskClient configured from the environment, like the worker's.
+
+    Imported late: ``--help`` and argument errors should not pay for Temporal.
+    """
     from ..client import TaskClient
     from ..worker import connect_client
 
