@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -68,3 +72,29 @@ def test_worker_depends_on_setup_and_exposes_metrics() -> None:
     port = worker["environment"]["AI_ORCHESTRATOR_METRICS_ADDRESS"].rsplit(":", 1)[1]
     assert port in worker["expose"]
     assert "ports" not in worker  # replicas (--scale) cannot share a host port
+
+
+@pytest.mark.skipif(
+    shutil.which("docker-compose") is None,
+    reason="docker-compose (Debian package) not installed; .ci/run installs it",
+)
+def test_a_real_compose_implementation_accepts_the_file(tmp_path: Path) -> None:
+    def check(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["docker-compose", "-f", str(path), "config", "-q"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "OPENAI_API_KEY": ""},
+        )
+
+    ok = check(ROOT / "docker-compose.yml")
+    assert ok.returncode == 0, ok.stderr
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(
+        (ROOT / "docker-compose.yml")
+        .read_text()
+        .replace("condition: service_completed_successfully", "condition: whenever")
+    )
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    assert check(broken).returncode != 0  # positive control: the checker does reject errors
