@@ -24,7 +24,8 @@ from ai_orchestrator.worker import build_worker
 #: A fake key with a distinctive shape: tests search history and errors for it.
 SECRET_KEY = "sk-test-0123456789abcdefSECRETxyz"
 
-#: Fast retries so fault tests take seconds, bounded so they cannot storm.
+#: Fast retries so fault tests take seconds, bounded so they cannot storm. (Temporal
+#: rounds delays under 1 s up to 1 s; the short interval matters for Retry-After tests.)
 FAST_RETRY = RetrySettings(
     max_attempts=4,
     initial_interval_seconds=0.2,

@@ -43,3 +43,29 @@ async def stop(proc: asyncio.subprocess.Process) -> None:
     if proc.returncode is None:
         proc.kill()
         await proc.wait()
+
+
+async def spawn_ready_worker(
+    env: dict[str, str], timeout: float = 60
+) -> asyncio.subprocess.Process:
+    """A ``worker`` process, returned once it logs that it is polling; stderr keeps draining."""
+    proc = await spawn("-m", "ai_orchestrator", "worker", env=env)
+    assert proc.stderr is not None
+
+    async def listening() -> None:
+        assert proc.stderr is not None
+        while b"worker listening" not in await proc.stderr.readline():
+            if proc.returncode is not None:
+                raise RuntimeError("worker exited before it was ready")
+
+    await asyncio.wait_for(listening(), timeout)
+    _DRAINS.add(asyncio.create_task(_drain(proc.stderr)))
+    return proc
+
+
+_DRAINS: set[asyncio.Task[None]] = set()
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.readline():
+        pass

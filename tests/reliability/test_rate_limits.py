@@ -32,6 +32,7 @@ async def test_repeated_429_waits_each_time_then_succeeds(
     assert result.status == TaskStatus.COMPLETED
     assert len(sim.requests) == 4  # faults + 1
     asked = [1.0, 1.5, 0.5]
+    print(f"429 x3: {len(sim.requests)} requests, gaps {[round(g, 2) for g in gaps(sim)]} s")
     for gap, wanted in zip(gaps(sim), asked, strict=True):
         assert gap >= wanted, f"waited {gap:.2f}s, Retry-After asked {wanted}s"
     assert activity_attempts(await history_events(client, result.task.task_id or "")) == [4]
