@@ -6,6 +6,8 @@ progress, a worker on the task queue; they never start one.
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from ..client import Finished, Restart, TextDelta
@@ -142,8 +144,6 @@ def stream(task_id: str, as_json: bool) -> int:
 
 
 def emit_line(event: dict[str, object]) -> None:
-    import json
-
     click.echo(json.dumps(event))
 
 

@@ -120,11 +120,19 @@ async def test_dev_simulator_and_codec_server_start_and_stop(tmp_path: Path) -> 
         await spawn("-m", "ai_orchestrator", "codec-server", "--port", str(codec_port), env=env),
     ]
     try:
-        for _ in range(100):
-            if all(port_open("127.0.0.1", p) for p in (port, ui_port, sim_port, codec_port)):
+        ports = {"dev": port, "ui": ui_port, "simulator": sim_port, "codec-server": codec_port}
+        for _ in range(300):  # 60 s: a fresh clone starts three interpreters without bytecode
+            closed = [name for name, p in ports.items() if not port_open("127.0.0.1", p)]
+            exited = [proc for proc in procs if proc.returncode is not None]
+            if not closed or exited:
                 break
             await asyncio.sleep(0.2)
-        assert all(port_open("127.0.0.1", p) for p in (port, ui_port, sim_port, codec_port))
+        if closed:
+            details = []
+            for proc in procs:
+                if proc.returncode is not None and proc.stderr is not None:
+                    details.append((await proc.stderr.read()).decode()[-2000:])
+            raise AssertionError(f"not listening: {closed}; exited processes said: {details}")
         code, out, err = await run_cli("run", "hello dev", "--json", env=env)
         assert code == 0, err
         assert json.loads(out)["status"] == "completed" and "running worker" in err
