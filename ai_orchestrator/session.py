@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
@@ -27,7 +28,7 @@ from .converter import data_converter_from_env
 from .devserver import DevServer
 from .metrics import prometheus_runtime
 from .simulator import Simulator
-from .worker import build_worker
+from .worker import running
 
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
@@ -62,6 +63,7 @@ class LocalStack:
         self.server: DevServer | None = None
         self.simulator: Simulator | None = None
         self.worker: Worker | None = None
+        self._worker_cm: AbstractAsyncContextManager[Worker] | None = None
         self.client: Client | None = None
         self.provider: ProviderSettings | None = None
         self.notes: list[str] = []
@@ -139,8 +141,8 @@ class LocalStack:
             await self.simulator.start()
             provider = replace(provider, base_url=self.simulator.base_url, api_key="simulator")
         self.provider = provider
-        self.worker = build_worker(client, task_queue=self.task_queue, provider=provider)
-        await self.worker.__aenter__()
+        self._worker_cm = running(client, task_queue=self.task_queue, provider=provider)
+        self.worker = await self._worker_cm.__aenter__()
 
     async def __aexit__(
         self,
@@ -148,9 +150,9 @@ class LocalStack:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self.worker is not None:
-            worker, self.worker = self.worker, None
-            await worker.__aexit__(None, None, None)
+        if self._worker_cm is not None:
+            worker_cm, self._worker_cm, self.worker = self._worker_cm, None, None
+            await worker_cm.__aexit__(None, None, None)
         if self.simulator is not None:
             await self.simulator.stop()
         if self.server is not None:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 from openai import AsyncOpenAI, Timeout
 from temporalio.client import Client
@@ -73,15 +75,17 @@ def build_worker(
     max_cached_workflows: int = 1000,
     extra_secrets: Sequence[str] = (),
     max_output_bytes: int = MAX_OUTPUT_BYTES,
+    llm: AsyncOpenAI | None = None,
 ) -> Worker:
     """A worker for task workflows and provider calls on ``task_queue``.
 
     The client's data converter is used as is: encryption, if any, is set on
-    the client (see :func:`connect_client`).
+    the client (see :func:`connect_client`). Prefer :func:`running`, which also
+    closes the provider client when the worker stops.
     """
     tuning = tuning or WorkerTuning()
     activities = LLMActivities(
-        openai_client(provider),
+        llm or openai_client(provider),
         default_model=provider.default_model,
         pricing=pricing,
         flush_interval=provider.flush_interval,
@@ -102,6 +106,18 @@ def build_worker(
         max_task_queue_activities_per_second=tuning.max_requests_per_second,
         max_cached_workflows=max_cached_workflows,
     )
+
+
+@asynccontextmanager
+async def running(
+    client: Client, *, task_queue: str, provider: ProviderSettings, **options: Any
+) -> AsyncIterator[Worker]:
+    """Build and run a worker; on exit stop it, then close its provider client."""
+    async with openai_client(provider) as llm:
+        worker = build_worker(client, task_queue=task_queue, provider=provider, llm=llm, **options)
+        async with worker:
+            logger.info("worker listening on task queue %r", task_queue)
+            yield worker
 
 
 async def connect_client(
@@ -136,17 +152,14 @@ async def connect_client(
         ) from None
 
 
-async def run_until_signalled(worker: Worker) -> None:
-    """Run ``worker`` until SIGINT/SIGTERM, then shut it down gracefully."""
+async def until_signalled() -> None:
+    """Return on SIGINT or SIGTERM (the caller then shuts down gracefully)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with worker:
-            logger.info("worker listening on task queue %r", worker.task_queue)
-            await stop.wait()
-            logger.info("shutting down: finishing in-flight work")
+        await stop.wait()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
@@ -156,10 +169,11 @@ async def serve(*, queue: str | None = None, metrics_address: str | None = None)
     """The production worker: a real provider is required, never the simulator."""
     provider = ProviderSettings.from_env().require()
     client = await connect_client(metrics_address=metrics_address)
-    worker = build_worker(
+    async with running(
         client, task_queue=queue or task_queue(), provider=provider, tuning=WorkerTuning.from_env()
-    )
-    await run_until_signalled(worker)
+    ):
+        await until_signalled()
+        logger.info("shutting down: finishing in-flight work")
 
 
 def main() -> int:

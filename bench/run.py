@@ -33,7 +33,7 @@ from ai_orchestrator.config import ProviderSettings
 from ai_orchestrator.converter import data_converter
 from ai_orchestrator.devserver import DevServer
 from ai_orchestrator.simulator import Simulator
-from ai_orchestrator.worker import build_worker
+from ai_orchestrator.worker import running
 from bench import concurrency, failures, latency, streaming
 from bench.baselines import baseline_worker
 from bench.context import Bench
@@ -153,7 +153,7 @@ async def main(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
             )
             openai_client = AsyncOpenAI(api_key="sk-bench", base_url=sim.base_url, max_retries=0)
             async with (
-                build_worker(client, task_queue=queue, provider=provider),
+                running(client, task_queue=queue, provider=provider),
                 baseline_worker(client, base_queue, openai_client),
             ):
                 bench = Bench(

@@ -19,7 +19,7 @@ from ai_orchestrator.config import ProviderSettings
 from ai_orchestrator.converter import data_converter
 from ai_orchestrator.devserver import DevServer
 from ai_orchestrator.simulator import Simulator
-from ai_orchestrator.worker import build_worker
+from ai_orchestrator.worker import running
 
 #: A fake key with a distinctive shape: tests search history and errors for it.
 SECRET_KEY = "sk-test-0123456789abcdefSECRETxyz"
@@ -77,8 +77,7 @@ async def running_worker(
     client: Client, queue: str, sim: Simulator, **options: object
 ) -> AsyncIterator[Worker]:
     provider = options.pop("provider", None) or provider_for(sim)
-    worker = build_worker(client, task_queue=queue, provider=provider, **options)  # type: ignore[arg-type]
-    async with worker:
+    async with running(client, task_queue=queue, provider=provider, **options) as worker:  # type: ignore[arg-type]
         yield worker
 
 

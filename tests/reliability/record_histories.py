@@ -19,7 +19,7 @@ from ai_orchestrator.converter import data_converter
 from ai_orchestrator.devserver import DevServer
 from ai_orchestrator.messages import RetrySettings
 from ai_orchestrator.simulator import Fault, Simulator
-from ai_orchestrator.worker import build_worker
+from ai_orchestrator.worker import running
 
 HERE = Path(__file__).parent / "histories"
 RETRY = RetrySettings(initial_interval_seconds=0.2, heartbeat_timeout_seconds=2.0)
@@ -35,7 +35,7 @@ async def record() -> None:
             read_timeout=5,
             flush_interval=0.1,
         )
-        async with build_worker(client, task_queue="record", provider=provider):
+        async with running(client, task_queue="record", provider=provider):
             tasks = TaskClient(client, task_queue="record", retry=RETRY)
             await tasks.execute(Task(prompt="happy path", task_id="happy"))
             sim.script(Fault.disconnect(after_tokens=12))
