@@ -107,32 +107,44 @@ async def test_setup_config_and_encryption_key(temporal: DevServer, queue: str) 
     assert code == 0 and out.startswith("k7:") and len(out.strip()) > 40
 
 
+async def wait_listening(procs: list[asyncio.subprocess.Process], ports: dict[str, int]) -> None:
+    """Until every port accepts connections; on failure say which, and what exited said."""
+    for _ in range(300):  # 60 s: a fresh clone starts interpreters without bytecode
+        closed = [name for name, p in ports.items() if not port_open("127.0.0.1", p)]
+        if not closed or any(proc.returncode is not None for proc in procs):
+            break
+        await asyncio.sleep(0.2)
+    if closed:
+        details = [
+            (await proc.stderr.read()).decode()[-2000:]
+            for proc in procs
+            if proc.returncode is not None and proc.stderr is not None
+        ]
+        raise AssertionError(f"not listening: {closed}; exited processes said: {details}")
+
+
 async def test_dev_simulator_and_codec_server_start_and_stop(tmp_path: Path) -> None:
-    port, ui_port, sim_port, codec_port = free_port(), free_port(), free_port(), free_port()
+    port, ui_port = free_port(), free_port()
     env = worker_env(f"127.0.0.1:{port}", unique("devq"), None, None)
     env["AI_ORCHESTRATOR_HOME"] = str(tmp_path)
     env["AI_ORCHESTRATOR_ENCRYPTION_KEYS"] = "k1:" + "A" * 43 + "="
     procs = [
         await spawn(
             "-m", "ai_orchestrator", "dev", "--port", str(port), "--ui-port", str(ui_port), env=env
-        ),
-        await spawn("-m", "ai_orchestrator", "simulator", "--port", str(sim_port), env=env),
-        await spawn("-m", "ai_orchestrator", "codec-server", "--port", str(codec_port), env=env),
+        )
     ]
     try:
-        ports = {"dev": port, "ui": ui_port, "simulator": sim_port, "codec-server": codec_port}
-        for _ in range(300):  # 60 s: a fresh clone starts three interpreters without bytecode
-            closed = [name for name, p in ports.items() if not port_open("127.0.0.1", p)]
-            exited = [proc for proc in procs if proc.returncode is not None]
-            if not closed or exited:
-                break
-            await asyncio.sleep(0.2)
-        if closed:
-            details = []
-            for proc in procs:
-                if proc.returncode is not None and proc.stderr is not None:
-                    details.append((await proc.stderr.read()).decode()[-2000:])
-            raise AssertionError(f"not listening: {closed}; exited processes said: {details}")
+        # The dev server binds random ports of its own (HTTP API, metrics): pick the
+        # others only once it is up, so they cannot collide.
+        await wait_listening(procs, {"dev": port, "ui": ui_port})
+        sim_port, codec_port = free_port(), free_port()
+        procs += [
+            await spawn("-m", "ai_orchestrator", "simulator", "--port", str(sim_port), env=env),
+            await spawn(
+                "-m", "ai_orchestrator", "codec-server", "--port", str(codec_port), env=env
+            ),
+        ]
+        await wait_listening(procs, {"simulator": sim_port, "codec-server": codec_port})
         code, out, err = await run_cli("run", "hello dev", "--json", env=env)
         assert code == 0, err
         assert json.loads(out)["status"] == "completed" and "running worker" in err
