@@ -10,7 +10,6 @@ worker talks to the built-in simulator, and the caller is told so.
 from __future__ import annotations
 
 import asyncio
-import signal
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +27,7 @@ from .converter import data_converter_from_env
 from .devserver import DevServer
 from .metrics import prometheus_runtime
 from .simulator import Simulator
-from .worker import running
+from .worker import running, until_signalled
 
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
@@ -165,12 +164,4 @@ class LocalStack:
         return TaskClient(self.client, task_queue=self.task_queue, default_model=model)
 
     async def wait_for_signal(self) -> None:
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            await stop.wait()
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+        await until_signalled()
