@@ -7,6 +7,7 @@ import asyncio
 import click
 
 from ..core import Task, TaskConstraints
+from ..metrics import ENV_METRICS
 from ..session import LocalStack
 from ._common import EXIT_OK, _run, _warn_simulator, emit_json
 from ._live import exit_code, follow, summary_line
@@ -116,7 +117,7 @@ def run(prompt: str, as_json: bool, **options: object) -> int:
 @click.option(
     "--metrics-address",
     default=None,
-    envvar="AI_ORCHESTRATOR_METRICS_ADDRESS",
+    envvar=ENV_METRICS,
     help="Serve Prometheus metrics, e.g. 127.0.0.1:9464.",
 )
 def dev(data_dir: str | None, port: int, ui_port: int, metrics_address: str | None) -> int:

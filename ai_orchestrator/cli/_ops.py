@@ -8,6 +8,7 @@ import logging
 import click
 
 from ..config import ConfigError, ProviderSettings, data_home, task_queue, temporal_connect_config
+from ..metrics import ENV_METRICS
 from ._common import EXIT_OK, _fail, _run, emit_json
 
 
@@ -16,7 +17,7 @@ from ._common import EXIT_OK, _fail, _run, emit_json
 @click.option(
     "--metrics-address",
     default=None,
-    envvar="AI_ORCHESTRATOR_METRICS_ADDRESS",
+    envvar=ENV_METRICS,
     help="Serve Prometheus metrics on HOST:PORT (e.g. 0.0.0.0:9464).",
 )
 def worker(queue: str | None, metrics_address: str | None) -> int:
