@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from types import TracebackType
 
+from temporalio.client import Client
+
 from .config import ConfigError
 from .search import dev_server_args
 
@@ -132,12 +134,17 @@ class DevServer:
             )
 
     async def start(self, timeout: float = 30.0) -> DevServer:
+        """Start the server and return once it answers RPCs, not merely once its port opens.
+
+        The frontend accepts connections a moment before it is healthy; a client
+        connecting in that window gets "Frontend is not healthy yet".
+        """
         if port_open(self.host, self.port):
             raise ConfigError(f"port {self.port} is already in use; cannot start Temporal there")
         self.process = self._spawn()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while not await asyncio.to_thread(port_open, self.host, self.port):
+        while not await self._answers():
             if self.process.poll() is not None:
                 raise ConfigError(
                     f"the Temporal dev server exited with code {self.process.returncode}"
@@ -148,6 +155,15 @@ class DevServer:
                 raise ConfigError(f"the Temporal dev server did not start within {timeout:.0f}s")
             await asyncio.sleep(0.1)
         return self
+
+    async def _answers(self) -> bool:
+        if not await asyncio.to_thread(port_open, self.host, self.port):
+            return False
+        try:
+            await Client.connect(self.target, namespace=self.namespace)
+        except RuntimeError:  # "Failed client connect: ... not healthy yet"
+            return False
+        return True
 
     def kill(self) -> None:
         """SIGKILL, as a crash would (tests use it)."""
