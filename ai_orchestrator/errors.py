@@ -6,9 +6,11 @@ in the in-process layer, so the two can never disagree. The rules follow the
 openai SDK's own ``_should_retry``: 408/409/429/5xx and connection faults retry,
 other 4xx do not, ``x-should-retry`` overrides, and Retry-After
 (``retry-after-ms`` first, then ``retry-after`` in seconds or as a date) is
-honoured. Two cases the SDK gets wrong for us are handled here too: a 429 whose
-body says the quota is exhausted will not heal by waiting, and a stream that
-ends without a finish reason is reported by the SDK as success.
+honoured. Three cases the SDK gets wrong for us are handled here too: a 429
+whose body says the quota is exhausted will not heal by waiting, a stream that
+ends without a finish reason is reported by the SDK as success, and an error
+event inside a 200 stream (``data: {"error": {...}}``) surfaces as a bare
+``APIError`` with no status, so it is judged by its ``code``/``type`` instead.
 
 Error type names are constants so the raiser, the workflow and the tests agree.
 """
@@ -38,6 +40,9 @@ CONFIGURATION_ERROR = "ConfigurationError"
 TASK_FAILED = "TaskFailed"
 OUTPUT_TOO_LARGE = "OutputTooLarge"
 WORKER_SHUTDOWN = "WorkerShutdown"
+#: The provider stopped the answer with ``finish_reason="content_filter"``;
+#: the same prompt will be filtered again, so it is never retried.
+CONTENT_FILTERED = "ContentFiltered"
 
 _RETRYABLE_STATUSES = frozenset({408, 409, 429})
 
@@ -56,6 +61,34 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
 
 _TRANSPORT_ERRORS = _transport_errors()
 _QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
+# Codes and types seen in in-stream error events (OpenAI, Azure, and
+# OpenAI-compatible servers that relay Anthropic-style types).
+_STREAM_RATE_LIMIT = frozenset({"rate_limit_exceeded", "requests", "tokens", "rate_limit_error"})
+_STREAM_UNAVAILABLE = frozenset(
+    {"server_error", "overloaded_error", "api_error", "service_unavailable", "internal_error"}
+)
+_STREAM_REJECTED = frozenset(
+    {
+        "invalid_request_error",
+        "context_length_exceeded",
+        "invalid_prompt",
+        "invalid_api_key",
+        "authentication_error",
+        "permission_error",
+        "permission_denied",
+        "not_found_error",
+        "model_not_found",
+        "content_policy_violation",
+        "string_above_max_length",
+        "unsupported_value",
+        "unsupported_parameter",
+        "invalid_value",
+    }
+)
+#: Shorter echoes are too likely to occur by chance in unrelated text.
+_MIN_ECHO_CHARS = 16
+#: Providers often truncate what they quote; this prefix is removed too.
+_ECHO_PREFIX_CHARS = 64
 
 
 class IncompleteStreamError(Exception):
@@ -124,6 +157,33 @@ def _status_message(status: int, request_id: str | None, body: Any, fallback: st
     return f"provider returned HTTP {status}{rid}: {detail}"
 
 
+def _stream_error_verdict(exc: openai.APIError) -> Verdict:
+    """Judge an error event the provider sent inside an HTTP 200 stream.
+
+    There is no status code to go by, so the event's ``code`` decides and,
+    when the code is missing or unknown, its ``type``: a stream cut by an
+    overloaded server heals on retry, a context-length error never does.
+    """
+    body = _error_body(exc.body)
+    type_, code = body.get("type"), body.get("code")
+    detail = body.get("message") or exc.message
+    message = (
+        f"provider sent an error event inside the stream (type={type_!r}, code={code!r}): {detail}"
+    )
+    for key in (code, type_):
+        if not isinstance(key, str):
+            continue
+        if key in _QUOTA_CODES:
+            return Verdict(False, QUOTA_EXHAUSTED, message)
+        if key in _STREAM_RATE_LIMIT:
+            return Verdict(True, RATE_LIMITED, message)
+        if key in _STREAM_UNAVAILABLE:
+            return Verdict(True, PROVIDER_UNAVAILABLE, message)
+        if key in _STREAM_REJECTED:
+            return Verdict(False, PROVIDER_REJECTED, message)
+    return Verdict(True, INCOMPLETE_STREAM, message)
+
+
 def classify(exc: BaseException) -> Verdict:
     """Decide whether ``exc`` from a provider call deserves another attempt."""
     if isinstance(exc, IncompleteStreamError):
@@ -158,7 +218,10 @@ def classify(exc: BaseException) -> Verdict:
     if isinstance(exc, (ConnectionError, TimeoutError, *_TRANSPORT_ERRORS)):
         return Verdict(True, CONNECTION_FAILED, f"{type(exc).__name__}: {exc}")
     if isinstance(exc, openai.APIError):
-        # Malformed stream data surfaces as a bare APIError; a later attempt may succeed.
+        if _error_body(exc.body):
+            # The SDK raises a bare APIError whose body is the event's "error" object.
+            return _stream_error_verdict(exc)
+        # Anything else bare from the SDK is a damaged stream; a later attempt may succeed.
         return Verdict(True, INCOMPLETE_STREAM, f"provider stream error: {exc}")
     return Verdict(False, CONFIGURATION_ERROR, f"{type(exc).__name__}: {exc}")
 
@@ -176,3 +239,26 @@ def redact(text: str, *secrets: str | None) -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "[redacted]")
     return _KEY_PATTERN.sub("sk-[redacted]", text)
+
+
+def _render(value: Any) -> str:
+    # Same rendering as chat.build_messages (which imports this module, hence the copy).
+    return value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+
+
+def redaction_echoes(prompt: str, context: Mapping[str, Any]) -> tuple[str, ...]:
+    """The strings an error message must not echo, longest first, for :func:`redact`.
+
+    Providers quote inputs in error bodies (e.g. "invalid prompt: ..."), and
+    error messages are stored in workflow history and logs. ``context`` is as
+    private as the prompt, so each rendered value counts too. Each one and its
+    first 64 characters are listed (providers truncate what they quote); values
+    under 16 characters are left out, as they would match unrelated text.
+    Longest first, so a prefix is never replaced before the whole it starts.
+    """
+    echoes: set[str] = set()
+    for text in (prompt, *(_render(value) for value in context.values())):
+        if len(text) >= _MIN_ECHO_CHARS:
+            echoes.add(text)
+            echoes.add(text[:_ECHO_PREFIX_CHARS])
+    return tuple(sorted(echoes, key=lambda s: (-len(s), s)))

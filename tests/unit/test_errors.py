@@ -10,6 +10,7 @@ import pytest
 
 from ai_orchestrator.errors import (
     CONNECTION_FAILED,
+    CONTENT_FILTERED,
     INCOMPLETE_STREAM,
     PROVIDER_REJECTED,
     PROVIDER_UNAVAILABLE,
@@ -19,6 +20,7 @@ from ai_orchestrator.errors import (
     classify,
     parse_retry_after,
     redact,
+    redaction_echoes,
 )
 
 REQUEST = httpx2.Request("POST", "http://provider.test/v1/chat/completions")
@@ -111,3 +113,75 @@ def test_malformed_stream_data_retries() -> None:
 
 def test_raw_transport_error_retries() -> None:
     assert classify(httpx2.RemoteProtocolError("incomplete chunked read")).retryable
+
+
+def stream_error_event(
+    type_: str | None, code: str | None, message: str = "upstream said no"
+) -> openai.APIError:
+    """Exactly what openai._streaming does with ``data: {"error": {...}}`` in a 200 stream."""
+    data = {"error": {"message": message, "type": type_, "code": code, "param": None}}
+    return openai.APIError(message=message, request=REQUEST, body=data["error"])
+
+
+@pytest.mark.parametrize(
+    ("type_", "code", "error_type", "retryable"),
+    [
+        ("requests", "rate_limit_exceeded", RATE_LIMITED, True),
+        ("tokens", None, RATE_LIMITED, True),
+        ("insufficient_quota", "insufficient_quota", QUOTA_EXHAUSTED, False),
+        ("invalid_request_error", "billing_hard_limit_reached", QUOTA_EXHAUSTED, False),
+        ("server_error", None, PROVIDER_UNAVAILABLE, True),
+        ("overloaded_error", None, PROVIDER_UNAVAILABLE, True),
+        ("api_error", None, PROVIDER_UNAVAILABLE, True),
+        (None, "service_unavailable", PROVIDER_UNAVAILABLE, True),
+        ("invalid_request_error", None, PROVIDER_REJECTED, False),
+        ("invalid_request_error", "context_length_exceeded", PROVIDER_REJECTED, False),
+        ("invalid_request_error", "invalid_prompt", PROVIDER_REJECTED, False),
+        ("server_error", "context_length_exceeded", PROVIDER_REJECTED, False),  # code wins
+        ("mystery_error", "mystery_code", INCOMPLETE_STREAM, True),
+        (None, None, INCOMPLETE_STREAM, True),
+    ],
+)
+def test_error_event_inside_stream_is_judged_by_code_then_type(
+    type_: str | None, code: str | None, error_type: str, retryable: bool
+) -> None:
+    verdict = classify(stream_error_event(type_, code))
+    assert (verdict.error_type, verdict.retryable) == (error_type, retryable)
+    assert verdict.message.startswith("provider sent an error event inside the stream")
+    assert f"type={type_!r}" in verdict.message and f"code={code!r}" in verdict.message
+    assert "upstream said no" in verdict.message
+    assert verdict.status_code is None and verdict.retry_after is None
+
+
+def test_bare_api_error_without_body_stays_incomplete_stream() -> None:
+    verdict = classify(openai.APIError("An error occurred during streaming", REQUEST, body=None))
+    assert verdict.retryable and verdict.error_type == INCOMPLETE_STREAM
+    assert "provider stream error" in verdict.message
+
+
+def test_content_filtered_constant() -> None:
+    assert CONTENT_FILTERED == "ContentFiltered"
+
+
+def test_redaction_echoes_cover_prompt_and_context_values() -> None:
+    prompt = "Summarise the confidential merger memo for the board, section by section"
+    context = {
+        "memo": "Acme buys Globex for 4.2bn; announce on the 14th; do not leak this",
+        "client": {"name": "Initech Holdings", "tier": "gold"},
+        "short": "tiny",
+        "number": 7,
+    }
+    echoes = redaction_echoes(prompt, context)
+    rendered = '{"name": "Initech Holdings", "tier": "gold"}'
+    for text in (prompt, context["memo"], rendered):
+        assert text in echoes and text[:64] in echoes
+    assert "tiny" not in echoes and "7" not in echoes
+    assert list(echoes) == sorted(echoes, key=len, reverse=True)  # wholes before prefixes
+    quoted = f"invalid prompt: {prompt[:64]}... and {context['memo']}"
+    cleaned = redact(quoted, *echoes)
+    assert "merger" not in cleaned and "Globex" not in cleaned
+
+
+def test_redaction_echoes_skip_short_inputs() -> None:
+    assert redaction_echoes("hi there", {}) == ()
+    assert redaction_echoes("exactly sixteen!", {}) == ("exactly sixteen!",)
