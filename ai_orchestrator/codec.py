@@ -48,7 +48,6 @@ import temporalio.converter
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 #: Environment variable holding ``id:base64key`` entries; the first is active.
 ENV_ENCRYPTION_KEYS = "AI_ORCHESTRATOR_ENCRYPTION_KEYS"
@@ -230,10 +229,14 @@ def encrypted_data_converter(codec: EncryptionCodec) -> temporalio.converter.Dat
 
     The failure converter moves failure messages and stack traces into encoded
     attributes, so they pass through the codec too: an error message that
-    quotes a prompt is encrypted like the prompt itself.
+    quotes a prompt is encrypted like the prompt itself. Decoding is as
+    lenient about unknown fields as the unencrypted converter.
     """
+    # Imported here: converter.py imports this module for EncryptionCodec.
+    from .converter import lenient_pydantic_data_converter
+
     return dataclasses.replace(
-        pydantic_data_converter,
+        lenient_pydantic_data_converter,
         payload_codec=codec,
         failure_converter_class=temporalio.converter.DefaultFailureConverterWithEncodedAttributes,
     )

@@ -9,16 +9,39 @@ keep working.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any
+from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 #: Temporal's default priority range is 1 (most urgent) to 5; 3 is its default.
 PRIORITY_HIGHEST = 1
 PRIORITY_LOWEST = 5
 PRIORITY_DEFAULT = 3
+#: A week: the longest task whose checkpoints and retries stay well inside
+#: Temporal's per-run history limits (51,200 events, 50 MB, 10,000 signals).
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600.0
+
+
+def decoded_leniently(info: ValidationInfo) -> bool:
+    """True when a payload from Temporal is being decoded, not a model built by a user.
+
+    A check users must pass at construction must not turn an input that is
+    already in history (written by an older client) into a decoding failure
+    that jams its run.
+    """
+    context = info.context
+    return isinstance(context, dict) and bool(context.get("ai_orchestrator_ignore_unknown_fields"))
 
 
 def _utcnow() -> datetime:
@@ -61,17 +84,69 @@ class Platform(str, Enum):
     GEMINI = "gemini"
 
 
+#: Validation context under which our models drop unknown fields instead of
+#: refusing them. Only the data converter passes it (see converter.py): a
+#: payload written by a newer client may carry fields this worker does not
+#: know, and refusing it would fail every workflow task of that run forever.
+LENIENT_CONTEXT: Final[dict[str, Any]] = {"ai_orchestrator_ignore_unknown_fields": True}
+
+
+def _field_keys(model: type[BaseModel]) -> frozenset[str]:
+    """Every key that validation would accept for a field: names and aliases."""
+    keys: set[str] = set()
+    for name, field in model.model_fields.items():
+        keys.add(name)
+        if field.alias:
+            keys.add(field.alias)
+        alias = field.validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else [alias]
+        keys.update(choice for choice in choices if isinstance(choice, str))
+    return frozenset(keys)
+
+
 class _Model(BaseModel):
+    """Strict for users (a typo fails at construction), lenient when decoding.
+
+    ``extra="forbid"`` stays the rule; only validation under
+    :data:`LENIENT_CONTEXT` drops unknown keys first. The context reaches
+    nested models too, so ``task.constraints`` is tolerated like ``task``.
+    """
+
     model_config = ConfigDict(validate_assignment=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_unknown_fields(cls, data: Any, info: ValidationInfo) -> Any:
+        context = info.context
+        if not isinstance(data, dict) or not isinstance(context, Mapping):
+            return data
+        if not all(context.get(key) == value for key, value in LENIENT_CONTEXT.items()):
+            return data
+        known = _field_keys(cls)
+        return {key: value for key, value in data.items() if key in known}
 
 
 class TaskConstraints(_Model):
     """Limits on one task; None leaves the choice to the server or the adapter."""
 
     max_tokens: int | None = Field(default=None, gt=0)
+    #: The whole task, every attempt and wait included; at most a week (history
+    #: must stay within Temporal's limits, and live text is checkpointed into it).
     timeout_seconds: float | None = Field(default=300.0, gt=0)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     model: str | None = None
+
+    @field_validator("timeout_seconds")
+    @classmethod
+    def _timeout_within_history_limits(
+        cls, value: float | None, info: ValidationInfo
+    ) -> float | None:
+        if value is not None and value > MAX_TIMEOUT_SECONDS and not decoded_leniently(info):
+            raise ValueError(
+                f"timeout_seconds must be at most {MAX_TIMEOUT_SECONDS:,.0f} (a week): a longer "
+                "task could outgrow Temporal's per-run history limits"
+            )
+        return value
 
     @field_validator("model")
     @classmethod
