@@ -1,19 +1,31 @@
-"""Record the workflow histories that the replay tests check in.
+"""Record workflow histories for the replay tests (tests/reliability/test_replay.py).
 
-Run ``python -m tests.reliability.record_histories`` after an intended change to
-workflow behaviour, and commit the new files with a note on why they changed.
-A change to the workflow that breaks replay of these files would break every
-task in flight when it is deployed.
+Histories are ADDED, never re-recorded. Every file in ``histories/`` is evidence
+that runs started on some past version of the workflow survive a deploy of the
+current code, so an existing file is never overwritten: this script records only
+the names whose file does not exist yet. When the workflow changes (behind
+``workflow.patched``), bump ``VERSION`` (``v2``, ``v3``...) and run it again: it
+records new names (``v2-...``) next to the old ones, which must keep replaying.
+
+Run ``python -m tests.reliability.record_histories`` from a checkout of the code
+that should be recorded (e.g. a ``git worktree`` of ``main``, so nobody's
+uncommitted edits leak in). ``happy``, ``retry`` and ``cancel`` were recorded by an
+earlier version of this script, before the ``v1-`` names.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from ai_orchestrator import Task, TaskClient
+from ai_orchestrator.codec import EncryptionCodec
 from ai_orchestrator.config import ProviderSettings
 from ai_orchestrator.converter import data_converter
 from ai_orchestrator.devserver import DevServer
@@ -22,11 +34,125 @@ from ai_orchestrator.simulator import Fault, Simulator
 from ai_orchestrator.worker import running
 
 HERE = Path(__file__).parent / "histories"
+VERSION = "v1"
 RETRY = RetrySettings(initial_interval_seconds=0.2, heartbeat_timeout_seconds=2.0)
+FEW_ATTEMPTS = RetrySettings(
+    max_attempts=3, initial_interval_seconds=0.2, heartbeat_timeout_seconds=2.0
+)
+# A TEST key, public on purpose: the encrypted histories must be decodable by
+# test_replay.py. Never use it for anything real.
+TEST_KEY_ID = "replay-test"
+TEST_KEY = bytes(range(32))
+
+
+def replay_codec() -> EncryptionCodec:
+    return EncryptionCodec({TEST_KEY_ID: TEST_KEY}, TEST_KEY_ID)
+
+
+@dataclass
+class Ctx:
+    server: DevServer
+    sim: Simulator
+    client: Client
+    provider: ProviderSettings
+
+    def tasks(self, retry: RetrySettings = RETRY, queue: str = "record") -> TaskClient:
+        return TaskClient(self.client, task_queue=queue, retry=retry)
+
+
+@contextmanager
+def pace(sim: Simulator, *, tokens_per_second: float, tokens: int) -> Iterator[None]:
+    saved = sim.tokens_per_second, sim.default_tokens
+    sim.tokens_per_second, sim.default_tokens = tokens_per_second, tokens
+    try:
+        yield
+    finally:
+        sim.tokens_per_second, sim.default_tokens = saved
+
+
+async def completed_search_attributes(ctx: Ctx, wid: str) -> None:
+    await ctx.tasks().execute(Task(prompt="completed with search attributes", task_id=wid))
+
+
+async def failed(ctx: Ctx, wid: str) -> None:
+    ctx.sim.script(Fault.status(400))
+    await ctx.tasks().execute(Task(prompt="bad request", task_id=wid))
+
+
+async def failed_retries_exhausted(ctx: Ctx, wid: str) -> None:
+    ctx.sim.script(Fault.status(503, times=50))
+    await ctx.tasks(FEW_ATTEMPTS).execute(Task(prompt="provider down", task_id=wid))
+    ctx.sim.reset()
+
+
+async def rate_limited(ctx: Ctx, wid: str) -> None:
+    ctx.sim.script(Fault.rate_limit(retry_after=1))
+    await ctx.tasks().execute(Task(prompt="rate limited, then served", task_id=wid))
+
+
+async def encrypted(ctx: Ctx, wid: str) -> None:
+    client = await Client.connect(ctx.server.target, data_converter=data_converter(replay_codec()))
+    async with running(client, task_queue="record-encrypted", provider=ctx.provider):
+        tasks = TaskClient(client, task_queue="record-encrypted", retry=RETRY)
+        await tasks.execute(Task(prompt="secret prompt, encrypted in history", task_id=wid))
+
+
+async def cancelled_before_start(ctx: Ctx, wid: str) -> None:
+    queue = "record-idle"  # no worker listens here until the cancel is requested
+    tasks = ctx.tasks(queue=queue)
+    await tasks.submit_task(Task(prompt="cancelled before any worker", task_id=wid))
+    assert await tasks.cancel_task(wid)
+    async with running(ctx.client, task_queue=queue, provider=ctx.provider):
+        await tasks.get_result(wid)
+
+
+async def cancelled_mid_stream(ctx: Ctx, wid: str) -> None:
+    tasks = ctx.tasks()
+    with pace(ctx.sim, tokens_per_second=20, tokens=100):
+        await tasks.submit_task(Task(prompt="cancelled mid-stream", task_id=wid))
+        await ctx.sim.wait_for_requests(1)
+        await ctx.sim.wait_for_tokens_sent(0, 10)
+        await asyncio.sleep(0.3)  # let a chunk signal or two land first
+        await tasks.cancel_task(wid)
+        await tasks.get_result(wid)
+
+
+async def restarted_twice(ctx: Ctx, wid: str) -> None:
+    ctx.sim.script(Fault.disconnect(after_tokens=8), Fault.disconnect(after_tokens=15))
+    await ctx.tasks().execute(Task(prompt="two cut streams, then served", task_id=wid))
+
+
+async def long_stream(ctx: Ctx, wid: str) -> None:
+    with pace(ctx.sim, tokens_per_second=60, tokens=300):
+        await ctx.tasks().execute(Task(prompt="a long answer", task_id=wid))
+
+
+Recipe = Callable[[Ctx, str], Awaitable[None]]
+COMPLETED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
+FAILED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED
+CANCELED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED
+
+#: kind -> (how to produce it, the history's final event, minimum chunk signals)
+RECIPES: dict[str, tuple[Recipe, EventType.ValueType, int]] = {
+    "completed-search-attributes": (completed_search_attributes, COMPLETED, 2),
+    "failed": (failed, FAILED, 0),
+    "failed-retries-exhausted": (failed_retries_exhausted, FAILED, 0),
+    "rate-limited": (rate_limited, COMPLETED, 2),
+    "encrypted": (encrypted, COMPLETED, 2),
+    "cancelled-before-start": (cancelled_before_start, CANCELED, 0),
+    "cancelled-mid-stream": (cancelled_mid_stream, CANCELED, 1),
+    "restarted-twice": (restarted_twice, COMPLETED, 2),
+    "long-stream": (long_stream, COMPLETED, 20),
+}
 
 
 async def record() -> None:
-    async with DevServer() as server, Simulator(tokens_per_second=50, default_tokens=30) as sim:
+    todo = {f"{VERSION}-{k}": v for k, v in RECIPES.items()}
+    todo = {name: v for name, v in todo.items() if not (HERE / f"{name}.json").exists()}
+    if not todo:
+        print(f"nothing to record: every {VERSION}- history exists (they are never re-recorded)")
+        return
+    async with DevServer() as server, Simulator(tokens_per_second=100, default_tokens=30) as sim:
         client = await Client.connect(server.target, data_converter=data_converter())
         provider = ProviderSettings(
             api_key="sk-record",
@@ -35,19 +161,29 @@ async def record() -> None:
             read_timeout=5,
             flush_interval=0.1,
         )
+        ctx = Ctx(server, sim, client, provider)
         async with running(client, task_queue="record", provider=provider):
-            tasks = TaskClient(client, task_queue="record", retry=RETRY)
-            await tasks.execute(Task(prompt="happy path", task_id="happy"))
-            sim.script(Fault.disconnect(after_tokens=12))
-            await tasks.execute(Task(prompt="retried after a cut stream", task_id="retry"))
-            await tasks.submit_task(Task(prompt="cancelled mid-stream", task_id="cancel"))
-            await sim.wait_for_tokens_sent(len(sim.requests) - 1, 10)
-            await tasks.cancel_task("cancel")
-            await tasks.get_result("cancel")
-            for name in ("happy", "retry", "cancel"):
+            for name, (recipe, final, min_signals) in todo.items():
+                sim.reset()
+                await recipe(ctx, name)
                 history = await client.get_workflow_handle(name).fetch_history()
-                (HERE / f"{name}.json").write_text(history.to_json())
-                print(f"recorded {name}: {len(history.events)} events")
+                last = history.events[-1].event_type
+                signals = sum(
+                    e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+                    for e in history.events
+                )
+                if last != final or signals < min_signals:
+                    raise SystemExit(
+                        f"{name}: ends with {EventType.Name(last)} after {signals} signals; "
+                        f"expected {EventType.Name(final)} after >= {min_signals}. Not saved."
+                    )
+                path = HERE / f"{name}.json"
+                with path.open("x") as f:  # "x": never overwrite a recorded history
+                    f.write(history.to_json())
+                print(
+                    f"recorded {name}: {len(history.events)} events, {signals} signals, "
+                    f"ends {EventType.Name(last)}"
+                )
 
 
 if __name__ == "__main__":

@@ -1,55 +1,166 @@
-"""Recorded histories must replay on today's workflow code (no non-determinism)."""
+"""Recorded histories must replay on today's workflow code (no non-determinism).
+
+Every ``histories/*.json`` is replayed: each was recorded from a past version of
+the workflow (``v1-*`` from the code before ``workflow.patched`` was first used)
+and stands for runs in flight during a deploy. Files are only ever added (see
+record_histories.py); a history that stops replaying means the change needs a
+``workflow.patched`` branch, not a re-recording.
+
+What replay can and cannot prove (measured on temporalio 1.35, Python SDK):
+it DETECTS a changed command sequence (an extra timer or search-attribute upsert
+before the activity) and a changed activity type or activity id. It does NOT
+detect a changed start-to-close, schedule-to-close or heartbeat timeout, retry
+policy, or activity task queue; nor a changed activity input, workflow result,
+or signal/query handler logic. Those replay "green" on old histories, so a
+change to them needs its own reasoning about in-flight runs. (In
+v1-cancelled-before-start the workflow is cancelled before its first command is
+sent, so even a new timer or activity id replays there; an upsert does not.)
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import pytest
 from temporalio import workflow
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
+from temporalio.converter import DataConverter
 from temporalio.worker import Replayer
 
+from ai_orchestrator.codec import EncryptionCodec
 from ai_orchestrator.converter import data_converter
+from ai_orchestrator.core import Result
 from ai_orchestrator.messages import WORKFLOW_TYPE, TaskInput
+from ai_orchestrator.search import STATUS
 from ai_orchestrator.worker import WORKFLOW_RUNNER
-from ai_orchestrator.workflows import TaskWorkflow
+from ai_orchestrator.workflows import TaskWorkflow, _task
 
 HISTORIES = Path(__file__).parent / "histories"
+PATHS = sorted(HISTORIES.glob("*.json"))
+
+#: Histories may be added, never removed: each name here must still be on disk.
+RECORDED = {
+    "happy",
+    "retry",
+    "cancel",
+    "v1-completed-search-attributes",
+    "v1-failed",
+    "v1-failed-retries-exhausted",
+    "v1-rate-limited",
+    "v1-encrypted",
+    "v1-cancelled-before-start",
+    "v1-cancelled-mid-stream",
+    "v1-restarted-twice",
+    "v1-long-stream",
+}
+
+# A TEST key, public on purpose (the same bytes are in record_histories.py): the
+# ``*encrypted*`` histories were recorded with it. Never use it for real data.
+TEST_KEY_ID = "replay-test"
+TEST_KEY = bytes(range(32))
+
+CLOSED = {
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
+}
+
+
+def converter_for(name: str) -> DataConverter:
+    if "encrypted" in name:
+        return data_converter(EncryptionCodec({TEST_KEY_ID: TEST_KEY}, TEST_KEY_ID))
+    return data_converter()
+
+
+def load(path: Path) -> WorkflowHistory:
+    return WorkflowHistory.from_json(path.stem, path.read_text())
+
+
+async def replay(workflow_class: type, history: WorkflowHistory) -> BaseException | None:
+    replayer = Replayer(
+        workflows=[workflow_class],
+        data_converter=converter_for(history.workflow_id),
+        workflow_runner=WORKFLOW_RUNNER,
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    return result.replay_failure
+
+
+def test_no_recorded_history_was_removed() -> None:
+    assert RECORDED <= {p.stem for p in PATHS}
+
+
+@pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
+async def test_recorded_history_replays(path: Path) -> None:
+    history = load(path)
+    assert history.events[-1].event_type in CLOSED  # a whole run, start to end
+    failure = await replay(TaskWorkflow, history)
+    assert failure is None, failure
+
+
+# -- positive controls: one-line changes to the real workflow that replay must catch --
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
-class ChangedWorkflow:
-    """An incompatible rewrite: it sleeps where the real workflow runs the activity."""
+class Unchanged(TaskWorkflow):
+    """The base of the controls below; it must replay, so they fail for their one line."""
 
     @workflow.run
-    async def run(self, input: TaskInput) -> None:
-        await workflow.sleep(timedelta(seconds=1))
+    async def run(self, input: TaskInput) -> Result:
+        return await super().run(input)
 
 
-def replayer() -> Replayer:
-    return Replayer(
-        workflows=[TaskWorkflow], data_converter=data_converter(), workflow_runner=WORKFLOW_RUNNER
+@workflow.defn(name=WORKFLOW_TYPE)
+class TimerFirst(TaskWorkflow):
+    @workflow.run
+    async def run(self, input: TaskInput) -> Result:
+        await workflow.sleep(0.001)  # the one change: a timer before the activity
+        return await super().run(input)
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class UpsertFirst(TaskWorkflow):
+    @workflow.run
+    async def run(self, input: TaskInput) -> Result:
+        workflow.upsert_search_attributes([STATUS.value_set("running")])  # the one change
+        return await super().run(input)
+
+
+def activity_options_plus(**extra: Any) -> AbstractContextManager[Any]:
+    """TaskWorkflow itself, with ``extra`` added to its provider activity's options."""
+    real = _task.stream_activity_options
+    return mock.patch.object(
+        _task, "stream_activity_options", lambda *args: {**real(*args), **extra}
     )
 
 
-@pytest.mark.parametrize("name", ["happy", "retry", "cancel"])
-async def test_recorded_history_replays(name: str) -> None:
-    history = WorkflowHistory.from_json(name, (HISTORIES / f"{name}.json").read_text())
-    signals = sum(
-        1 for e in history.events if e.HasField("workflow_execution_signaled_event_attributes")
-    )
-    assert signals >= 2  # the histories exercise the chunk channel
-    result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
-    assert result.replay_failure is None, result.replay_failure
+Change = tuple[type, Callable[[], AbstractContextManager[Any]]]
+DETECTED: dict[str, Change] = {
+    "extra timer before the activity": (TimerFirst, nullcontext),
+    "extra search-attribute upsert": (UpsertFirst, nullcontext),
+    "different activity id": (TaskWorkflow, lambda: activity_options_plus(activity_id="2")),
+    "different activity type": (
+        TaskWorkflow,
+        lambda: mock.patch.object(_task, "STREAM_ACTIVITY", "ai_orchestrator.other"),
+    ),
+}
+CONTROL_HISTORIES = ["v1-completed-search-attributes", "v1-restarted-twice", "v1-failed"]
 
 
-async def test_replay_detects_a_changed_workflow() -> None:
-    """Positive control: a workflow that schedules something else must fail replay."""
-    history = WorkflowHistory.from_json("happy", (HISTORIES / "happy.json").read_text())
-    result = await Replayer(
-        workflows=[ChangedWorkflow],
-        data_converter=data_converter(),
-        workflow_runner=WORKFLOW_RUNNER,
-    ).replay_workflow(history, raise_on_replay_failure=False)
-    assert result.replay_failure is not None
+@pytest.mark.parametrize("name", CONTROL_HISTORIES)
+async def test_unchanged_subclass_replays(name: str) -> None:
+    assert await replay(Unchanged, load(HISTORIES / f"{name}.json")) is None
+
+
+@pytest.mark.parametrize("name", CONTROL_HISTORIES)
+@pytest.mark.parametrize("change", DETECTED)
+async def test_replay_detects_a_subtle_change(change: str, name: str) -> None:
+    workflow_class, patch = DETECTED[change]
+    with patch():
+        failure = await replay(workflow_class, load(HISTORIES / f"{name}.json"))
+    assert failure is not None and "Nondeterminism" in str(failure), failure
