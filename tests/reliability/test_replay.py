@@ -10,9 +10,11 @@ What replay can and cannot prove (measured on temporalio 1.35, Python SDK):
 it DETECTS a changed command sequence (an extra timer or search-attribute upsert
 before the activity) and a changed activity type or activity id. It does NOT
 detect a changed start-to-close, schedule-to-close or heartbeat timeout, retry
-policy, or activity task queue; nor a changed activity input, workflow result,
-or signal/query handler logic. Those replay "green" on old histories, so a
-change to them needs its own reasoning about in-flight runs. (In
+policy, or activity task queue; nor a changed activity input or workflow result
+value, nor a signal handler change that leaves the commands as they were (one
+that changes them is caught: a handler dropping chunks fails the final check,
+so the run fails instead of completing). Those replay "green" on old
+histories, so such a change needs its own reasoning about in-flight runs. (In
 v1-cancelled-before-start the workflow is cancelled before its first command is
 sent, so even a new timer or activity id replays there; an upsert does not.)
 """
