@@ -27,10 +27,18 @@ Design choices, and why:
   the *active* one; it decrypts with whichever key a payload names. To rotate,
   put a new key first and keep the old ones listed until no open history still
   needs them.
-* **Unencrypted payloads pass through decode untouched**, so histories written
-  before encryption was turned on stay readable after it is turned on. (Turning
-  encryption *off* again needs the codec to stay configured for decoding old
-  histories.)
+* **Decode refuses unencrypted payloads.** With encryption on, anyone who can
+  write to the Temporal server (send a signal, start a run with the plain
+  ``temporal`` CLI) could otherwise inject plaintext, e.g. chunks into a task's
+  answer; GCM only vouches for payloads that are encrypted. A refused payload
+  fails the workflow task, so the run waits (visibly, with
+  :class:`PayloadDecryptionError` naming the switch below) instead of taking
+  unauthenticated input. The exception is the **migration switch**
+  ``AI_ORCHESTRATOR_ENCRYPTION_ACCEPT_PLAINTEXT=1``: turn it on only while
+  histories written before encryption was turned on are still open, and off
+  once they have closed. (Turning encryption *off* again needs the codec to
+  stay configured for decoding old histories.) The codec server decodes for
+  display only, so it shows plaintext payloads as they are.
 
 Keys come from ``AI_ORCHESTRATOR_ENCRYPTION_KEYS`` (see
 :meth:`EncryptionCodec.from_env`); error messages never contain key material.
@@ -40,6 +48,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
@@ -51,6 +60,11 @@ from temporalio.api.common.v1 import Payload
 
 #: Environment variable holding ``id:base64key`` entries; the first is active.
 ENV_ENCRYPTION_KEYS = "AI_ORCHESTRATOR_ENCRYPTION_KEYS"
+
+#: Migration switch: ``1`` lets decode accept unencrypted payloads (see module doc).
+ENV_ACCEPT_PLAINTEXT = "AI_ORCHESTRATOR_ENCRYPTION_ACCEPT_PLAINTEXT"
+_TRUE_VALUES = frozenset({"1", "true", "yes", "on"})
+_FALSE_VALUES = frozenset({"", "0", "false", "no", "off"})
 
 #: ``encoding`` metadata value marking a payload this codec encrypted.
 ENCODING = b"binary/encrypted"
@@ -64,7 +78,7 @@ _TAG_SIZE = 16
 
 
 class PayloadDecryptionError(ValueError):
-    """An encrypted payload cannot be decrypted (unknown key id or tampered data).
+    """A payload cannot be decrypted (unknown key id, tampered data, or not encrypted).
 
     A ``ValueError`` subclass so callers can treat it like any bad input; the
     message names the key id but never contains key material or plaintext.
@@ -76,10 +90,17 @@ class EncryptionCodec(temporalio.converter.PayloadCodec):
 
     Encode always uses ``active_key_id``; decode picks the key named in each
     payload's ``encryption-key-id`` metadata, so payloads written under an older
-    key stay readable as long as that key is still listed.
+    key stay readable as long as that key is still listed. Decode refuses
+    unencrypted payloads unless ``accept_plaintext`` is set (migration only).
     """
 
-    def __init__(self, keys: Mapping[str, bytes], active_key_id: str) -> None:
+    def __init__(
+        self,
+        keys: Mapping[str, bytes],
+        active_key_id: str,
+        *,
+        accept_plaintext: bool = False,
+    ) -> None:
         """Check and hold the keys.
 
         Raises:
@@ -103,6 +124,7 @@ class EncryptionCodec(temporalio.converter.PayloadCodec):
             )
         self._ciphers = ciphers
         self._active_key_id = active_key_id
+        self._accept_plaintext = bool(accept_plaintext)
 
     @property
     def active_key_id(self) -> str:
@@ -114,16 +136,31 @@ class EncryptionCodec(temporalio.converter.PayloadCodec):
         """All ids this codec can decrypt, in the order given (ids are not secret)."""
         return tuple(self._ciphers)
 
+    @property
+    def accept_plaintext(self) -> bool:
+        """Whether decode lets unencrypted payloads through (the migration switch)."""
+        return self._accept_plaintext
+
+    def with_accept_plaintext(self, accept: bool) -> EncryptionCodec:
+        """The same keys with the switch set; for the codec server, which only displays."""
+        clone = copy.copy(self)
+        clone._accept_plaintext = bool(accept)
+        return clone
+
     def __repr__(self) -> str:
         """Show key ids only, so a logged codec never leaks key material."""
-        return f"EncryptionCodec(key_ids={list(self._ciphers)!r}, active={self._active_key_id!r})"
+        plaintext = ", accept_plaintext=True" if self._accept_plaintext else ""
+        return (
+            f"EncryptionCodec(key_ids={list(self._ciphers)!r}, "
+            f"active={self._active_key_id!r}{plaintext})"
+        )
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         """Encrypt each payload (proto and all) under the active key."""
         return [self._encrypt(payload) for payload in payloads]
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        """Decrypt encrypted payloads; pass anything else through unchanged."""
+        """Decrypt each payload; refuse unencrypted ones unless ``accept_plaintext``."""
         return [self._decrypt(payload) for payload in payloads]
 
     def _encrypt(self, payload: Payload) -> Payload:
@@ -138,8 +175,17 @@ class EncryptionCodec(temporalio.converter.PayloadCodec):
         )
 
     def _decrypt(self, payload: Payload) -> Payload:
-        if payload.metadata.get("encoding") != ENCODING:
-            return payload
+        encoding = payload.metadata.get("encoding")
+        if encoding != ENCODING:
+            if self._accept_plaintext:
+                return payload
+            shown = (encoding or b"none").decode("utf-8", errors="replace")[:40]
+            raise PayloadDecryptionError(
+                f"refusing an unencrypted payload (encoding {shown!r}): with encryption on, "
+                "every payload must be encrypted, or anyone who can write to the Temporal "
+                "server could inject data. If histories written before encryption was "
+                f"turned on are still open, set {ENV_ACCEPT_PLAINTEXT}=1 until they close"
+            )
         raw_id = payload.metadata.get(METADATA_KEY_ID, b"")
         key_id = raw_id.decode("utf-8", errors="replace")
         cipher = self._ciphers.get(key_id)
@@ -171,14 +217,19 @@ class EncryptionCodec(temporalio.converter.PayloadCodec):
         urlsafe base64 of 32 bytes, padding optional, whitespace around entries
         tolerated); the first entry is the active key, later ones are kept only
         for decoding older payloads. Unset or blank means encryption is off.
+        ``AI_ORCHESTRATOR_ENCRYPTION_ACCEPT_PLAINTEXT`` (``1``/``true``/``yes``/
+        ``on`` or ``0``/``false``/``no``/``off``, default off) sets
+        ``accept_plaintext``; it is checked even when no keys are set, so a
+        typo is caught before encryption is turned on.
 
         Raises:
-            ValueError: the value is malformed. The message names the variable,
+            ValueError: a value is malformed. The message names the variable,
                 the entry's position and the problem; it never includes key
                 material (not even key ids, since a mis-ordered entry could put
                 a key where the id belongs).
         """
         source = os.environ if env is None else env
+        accept_plaintext = _parse_switch(source.get(ENV_ACCEPT_PLAINTEXT, ""))
         raw = source.get(ENV_ENCRYPTION_KEYS, "")
         if not raw.strip():
             return None
@@ -206,7 +257,18 @@ class EncryptionCodec(temporalio.converter.PayloadCodec):
             first_id = first_id or key_id
         if first_id is None:
             raise ValueError(f"{ENV_ENCRYPTION_KEYS} is set but contains no id:base64key entries")
-        return cls(keys, first_id)
+        return cls(keys, first_id, accept_plaintext=accept_plaintext)
+
+
+def _parse_switch(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE_VALUES:
+        return True
+    if value in _FALSE_VALUES:
+        return False
+    # Echo only short values: a long one may be a key pasted into the wrong variable.
+    shown = repr(raw.strip()) if len(raw.strip()) <= 8 else f"a {len(raw.strip())}-character value"
+    raise ValueError(f"{ENV_ACCEPT_PLAINTEXT} must be 1/true/yes/on or 0/false/no/off, got {shown}")
 
 
 def _decode_base64(text: str) -> bytes | None:

@@ -156,7 +156,9 @@ def codec_app(
     if token is not None and not token.strip():
         raise ValueError("codec server token must not be empty (pass None for no token)")
     app = web.Application(middlewares=[_authorise], client_max_size=MAX_BODY_BYTES)
-    app[_CODEC_KEY] = codec
+    # Decoding here is for display only (nothing decoded reaches a workflow), so
+    # plaintext payloads, e.g. from before encryption was on, are shown as is.
+    app[_CODEC_KEY] = codec.with_accept_plaintext(True)
     app[_TOKEN_KEY] = token
     app[_ORIGIN_KEY] = allow_origin
     app.on_response_prepare.append(_add_cors_headers)

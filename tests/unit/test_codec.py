@@ -23,6 +23,7 @@ from temporalio.api.failure.v1 import Failure
 from temporalio.exceptions import ApplicationError
 
 from ai_orchestrator.codec import (
+    ENV_ACCEPT_PLAINTEXT,
     ENV_ENCRYPTION_KEYS,
     EncryptionCodec,
     PayloadDecryptionError,
@@ -127,9 +128,43 @@ async def test_key_id_is_bound_as_associated_data() -> None:
         await same_key_twice.decode([encoded])
 
 
-async def test_unencrypted_payloads_pass_through(codec: EncryptionCodec) -> None:
+@pytest.mark.parametrize(
+    "payload",
+    [plain_payload(), Payload(metadata={"encoding": b"binary/null"}), Payload()],
+    ids=["json", "null", "bare"],
+)
+async def test_unencrypted_payloads_are_refused(codec: EncryptionCodec, payload: Payload) -> None:
+    # Anyone who can write to the Temporal server could otherwise inject plaintext.
+    with pytest.raises(PayloadDecryptionError, match="refusing an unencrypted payload") as info:
+        await codec.decode([payload])
+    assert ENV_ACCEPT_PLAINTEXT in str(info.value)
+    assert SECRET.decode() not in str(info.value)
+
+
+async def test_one_plaintext_payload_fails_the_whole_batch(codec: EncryptionCodec) -> None:
+    [encrypted] = await codec.encode([plain_payload()])
+    with pytest.raises(PayloadDecryptionError):
+        await codec.decode([encrypted, plain_payload()])
+
+
+async def test_migration_switch_lets_plaintext_through() -> None:
+    codec = EncryptionCodec({"k1": KEY_OLD}, "k1", accept_plaintext=True)
+    assert codec.accept_plaintext
+    [encrypted] = await codec.encode([plain_payload()])
     payloads = [plain_payload(), Payload(metadata={"encoding": b"binary/null"}), Payload()]
-    assert await codec.decode(payloads) == payloads
+    assert await codec.decode([*payloads, encrypted]) == [*payloads, plain_payload()]
+    assert "accept_plaintext=True" in repr(codec)
+
+
+async def test_with_accept_plaintext_copies_keys_and_leaves_the_original_strict(
+    codec: EncryptionCodec,
+) -> None:
+    lenient = codec.with_accept_plaintext(True)
+    assert lenient.accept_plaintext and not codec.accept_plaintext
+    [encrypted] = await codec.encode([plain_payload()])
+    assert await lenient.decode([encrypted, plain_payload()]) == [plain_payload()] * 2
+    with pytest.raises(PayloadDecryptionError):
+        await codec.decode([plain_payload()])
 
 
 def test_constructor_validates_keys() -> None:
@@ -200,6 +235,42 @@ def test_from_env_malformed_never_echoes_keys(value: str, problem: str) -> None:
     for material in (GOOD, SHORT, b64(KEY_NEW), "not*base64"):
         assert material not in message
         assert material[:12] not in message
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        *[("1", True), ("true", True), (" Yes ", True), ("ON", True)],
+        *[("0", False), ("false", False), ("no", False), ("off", False), ("", False)],
+    ],
+)
+def test_from_env_reads_the_migration_switch(value: str, expected: bool) -> None:
+    env = {ENV_ENCRYPTION_KEYS: f"k:{b64(KEY_OLD)}", ENV_ACCEPT_PLAINTEXT: value}
+    codec = EncryptionCodec.from_env(env)
+    assert codec is not None and codec.accept_plaintext is expected
+
+
+def test_from_env_switch_defaults_off() -> None:
+    codec = EncryptionCodec.from_env({ENV_ENCRYPTION_KEYS: f"k:{b64(KEY_OLD)}"})
+    assert codec is not None and not codec.accept_plaintext
+
+
+@pytest.mark.parametrize("value", ["2", "ture", "enabled"])
+def test_from_env_bad_switch_is_a_clear_error(value: str) -> None:
+    env = {ENV_ENCRYPTION_KEYS: f"k:{b64(KEY_OLD)}", ENV_ACCEPT_PLAINTEXT: value}
+    with pytest.raises(ValueError, match=ENV_ACCEPT_PLAINTEXT) as info:
+        EncryptionCodec.from_env(env)
+    assert repr(value) in str(info.value) and "1/true/yes/on" in str(info.value)
+    # Checked even while encryption is off, so a typo surfaces before it matters.
+    with pytest.raises(ValueError, match=ENV_ACCEPT_PLAINTEXT):
+        EncryptionCodec.from_env({ENV_ACCEPT_PLAINTEXT: value})
+
+
+def test_from_env_bad_switch_never_echoes_a_pasted_key() -> None:
+    key = b64(KEY_OLD)
+    with pytest.raises(ValueError, match="44-character value") as info:
+        EncryptionCodec.from_env({ENV_ACCEPT_PLAINTEXT: key})
+    assert key not in str(info.value)
 
 
 def test_generate_key_makes_usable_distinct_keys() -> None:
@@ -315,6 +386,16 @@ async def test_server_rejects_bad_json_with_one_line_error(
         assert response.status == 400
         error = (await response.json())["error"]
         assert "\n" not in error and "Traceback" not in error
+
+
+async def test_server_shows_plaintext_payloads_as_they_are(
+    server: TestClient[web.Request, web.Application], codec: EncryptionCodec
+) -> None:
+    # Display only: histories from before encryption must stay readable in the UI.
+    assert not codec.accept_plaintext
+    response = await server.post("/decode", json=payloads_json(plain_payload()))
+    assert response.status == 200
+    assert parse_payloads(await response.json()) == [plain_payload()]
 
 
 async def test_server_reports_undecryptable_payloads(
