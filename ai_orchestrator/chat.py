@@ -77,11 +77,14 @@ class ChatStream:
         self.usage: Usage | None = None
         self.chunks = 0
         self.chars = 0
+        #: True once the provider accepted the request: from then on it bills.
+        self.opened = False
 
     async def __aenter__(self) -> ChatStream:
         self._stream = await self._client.chat.completions.create(
             **self._params, stream=True, stream_options={"include_usage": True}
         )
+        self.opened = True
         return self
 
     async def __aexit__(

@@ -6,9 +6,9 @@ secret: the API key and endpoint live only in the worker's process.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
-from .core import Task, TaskStatus
+from .core import Task, TaskStatus, decoded_leniently
 
 #: Signal, query and activity names, fixed so that clients and workers of
 #: different versions (and other languages) address the same things.
@@ -35,14 +35,93 @@ class Usage(_Msg):
     estimated: bool = False
 
 
-class RetrySettings(_Msg):
-    """How Temporal retries one task's provider calls; bounded by design."""
+class AttemptBill(_Msg):
+    """What one provider attempt cost, whether or not its answer was used.
 
-    max_attempts: int = Field(default=5, ge=1, le=100)
+    Providers bill every attempt that generated tokens: a retried, cancelled or
+    crashed attempt is paid for like a successful one, so results report the
+    sum over all attempts. ``estimated`` marks counts derived from streamed
+    chunks because the provider never sent usage (the stream broke first).
+    """
+
+    attempt: int
+    generation: int = 0
+    model: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    estimated: bool = False
+    cost: float = 0.0
+    #: completed, failed, cancelled, handed_over, lost (its worker died) or streaming.
+    outcome: str = ""
+    error_type: str | None = None
+
+
+class Ledger(_Msg):
+    """Every attempt a task paid for, carried across attempts in heartbeat details."""
+
+    attempts: list[AttemptBill] = Field(default_factory=list)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(a.prompt_tokens for a in self.attempts)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(a.completion_tokens for a in self.attempts)
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def cost(self) -> float:
+        return sum((a.cost for a in self.attempts), 0.0)
+
+    @property
+    def estimated(self) -> bool:
+        return any(a.estimated for a in self.attempts)
+
+
+#: Temporal's own floor for heartbeats is its throttle; below a second, a busy
+#: worker's heartbeat can miss the timeout and every attempt becomes a billed zombie.
+MIN_HEARTBEAT_TIMEOUT_SECONDS = 1.0
+
+
+class RetrySettings(_Msg):
+    """How one task's provider calls are retried; every bound is checked at construction.
+
+    ``max_attempts`` bounds the attempts that end in a *provider fault* (HTTP 5xx,
+    a broken or malformed stream, a connection failure). Rate-limit waits, a dead
+    or stopping worker and a Temporal outage do not count: they are bounded only by
+    the task's ``timeout_seconds``, so a durable task never gives up on them while
+    its time lasts.
+    """
+
+    max_attempts: int = Field(default=8, ge=1, le=100)
     initial_interval_seconds: float = Field(default=1.0, gt=0)
     backoff_coefficient: float = Field(default=2.0, ge=1.0)
     max_interval_seconds: float = Field(default=30.0, gt=0)
     heartbeat_timeout_seconds: float = Field(default=3.0, gt=0)
+
+    @model_validator(mode="after")
+    def _temporal_would_accept(self, info: ValidationInfo) -> RetrySettings:
+        # Temporal rejects these only when the workflow schedules the activity,
+        # and then retries that workflow task forever: refuse them here instead.
+        if decoded_leniently(info):
+            return self
+        if self.max_interval_seconds < self.initial_interval_seconds:
+            raise ValueError(
+                f"max_interval_seconds ({self.max_interval_seconds}) must be at least "
+                f"initial_interval_seconds ({self.initial_interval_seconds}); Temporal "
+                "rejects such a retry policy"
+            )
+        if self.heartbeat_timeout_seconds < MIN_HEARTBEAT_TIMEOUT_SECONDS:
+            raise ValueError(
+                f"heartbeat_timeout_seconds must be at least {MIN_HEARTBEAT_TIMEOUT_SECONDS:g}: "
+                "workers heartbeat at a third of it and Temporal throttles heartbeats, so a "
+                "shorter timeout would expire under a live attempt and pay the provider again"
+            )
+        return self
 
 
 class TaskInput(_Msg):
@@ -58,6 +137,55 @@ class CompletionRequest(_Msg):
     #: Absolute deadline (epoch seconds) of the whole task, so an attempt can
     #: refuse to wait out a Retry-After that would outlive it.
     deadline_epoch: float | None = None
+    #: Set by workflows that let the activity bound provider faults itself
+    #: (Temporal then retries without an attempt limit, within the deadline).
+    #: None: an older run whose retry policy counts every attempt.
+    retry: RetrySettings | None = None
+
+
+class AttemptState(_Msg):
+    """Heartbeat details: what the next attempt must know about the earlier ones.
+
+    Temporal hands the last heartbeat of any attempt to the next one, including
+    the heartbeat an attempt sends just before it fails. No text and no secret
+    goes here: the server stores heartbeat details in clear unless encryption
+    is on.
+    """
+
+    attempt: int
+    generation: int
+    #: Characters and chunks this attempt has streamed so far.
+    chars: int = 0
+    chunks: int = 0
+    model: str = ""
+    #: Provider faults over every attempt of this activity, this one included.
+    provider_faults: int = 0
+    #: Chunk signals sent over every attempt (history grows with them).
+    signals: int = 0
+    #: Attempts already closed (billed or not); this one is added when it ends.
+    ledger: Ledger = Field(default_factory=Ledger)
+    #: True once this attempt's own bill is in ``ledger``.
+    closed: bool = False
+
+    def settled(self, prompt_tokens: int) -> Ledger:
+        """The ledger with this attempt included even if it never closed its own bill.
+
+        An attempt that did not close (its worker died, its heartbeat timed out)
+        was billed for what it streamed by its last heartbeat: an estimate,
+        since later text is unknown. ``prompt_tokens`` is the caller's estimate.
+        """
+        if self.closed or not (self.chunks or self.chars):
+            return self.ledger
+        lost = AttemptBill(
+            attempt=self.attempt,
+            generation=self.generation,
+            model=self.model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=self.chunks,
+            estimated=True,
+            outcome="lost",
+        )
+        return Ledger(attempts=[*self.ledger.attempts, lost])
 
 
 class CompletionOutput(_Msg):
@@ -78,15 +206,36 @@ class CompletionOutput(_Msg):
     chunks: int = 0
     signals: int = 0
     first_chunk_seconds: float | None = None
+    #: The stream this text belongs to (see :class:`ChunkBatch`); None from older workers.
+    generation: int | None = None
+    #: Every attempt the provider billed, this one included; None from older workers.
+    ledger: Ledger | None = None
 
 
 class ChunkBatch(_Msg):
-    """Text produced by one attempt since ``offset``; a newer attempt supersedes."""
+    """Text of one stream since ``offset``; a newer stream supersedes an older one.
+
+    A stream is identified by the workflow run that scheduled it and its
+    generation (the attempt that started generating it). The run id matters
+    because an operator reset starts a new run whose attempts count from 1
+    again and re-applies the old run's signals: without it, the old run's text
+    would be taken for the new run's and spliced in. Batches from older workers
+    carry neither, and are identified by ``attempt`` alone, as they always were.
+    """
 
     attempt: int
     offset: int
     text: str
     chunks: int = 0
+    run_id: str | None = None
+    generation: int | None = None
+    #: What the provider billed so far over every attempt, for a task that ends
+    #: cancelled or failed before an attempt completes.
+    ledger: Ledger | None = None
+
+    @property
+    def stream(self) -> int:
+        return self.attempt if self.generation is None else self.generation
 
 
 class ProgressQuery(_Msg):

@@ -1,8 +1,11 @@
 """The one rule for assembling streamed output, used by the workflow and the client.
 
-Chunks arrive as batches tagged with the attempt that produced them. A batch
-from a newer attempt means the provider call started over, so the text of the
-older attempt is dropped rather than mixed in; batches from an older attempt
+Chunks arrive as batches tagged with the stream that produced them: the run
+that scheduled the provider call and its generation (the attempt that started
+generating). A batch of another run is ignored: an operator reset re-applies
+the old run's signals to the new run, and they must not splice into its text.
+A batch of a newer generation means the provider call started over, so the
+older text is dropped rather than mixed in; batches of an older generation
 arrive late and are ignored; overlapping batches are deduplicated by offset.
 The workflow runs this on live signals, the client runs it over recorded
 history (to recover the partial output of a cancelled run), so both agree.
@@ -10,14 +13,23 @@ history (to recover the partial output of a cancelled run), so both agree.
 
 from __future__ import annotations
 
-from .messages import ChunkBatch
+from .messages import ChunkBatch, Ledger
 
 
 class OutputBuffer:
-    def __init__(self) -> None:
+    """Args:
+    run_id: the run whose output this is; batches tagged with another run are
+        ignored. None accepts every batch (older histories carry no run id).
+    """
+
+    def __init__(self, run_id: str | None = None) -> None:
+        self.run_id = run_id
+        #: The stream (generation) whose text this is; 0 before any text.
         self.attempt = 0
         self.chunks = 0
         self.restarts = 0
+        #: The newest account of what the provider billed, from this run's batches.
+        self.ledger: Ledger | None = None
         self._parts: list[str] = []
         self._length = 0
         self._joined: str | None = ""
@@ -34,13 +46,18 @@ class OutputBuffer:
         return self._joined
 
     def apply(self, batch: ChunkBatch) -> bool:
-        """Fold one batch in; returns False if it was stale or left a gap."""
-        if batch.attempt < self.attempt:
+        """Fold one batch in; returns False if it was stale, of another run, or left a gap."""
+        if batch.run_id is not None and self.run_id is not None and batch.run_id != self.run_id:
             return False
-        if batch.attempt > self.attempt:
+        stream = batch.stream
+        if stream < self.attempt:
+            return False
+        if batch.ledger is not None:
+            self.ledger = batch.ledger
+        if stream > self.attempt:
             if self._length or self.attempt:
                 self.restarts += 1
-            self.attempt = batch.attempt
+            self.attempt = stream
             self._parts, self._length, self._joined, self.chunks = [], 0, "", 0
         if batch.offset > self._length:
             return False

@@ -4,13 +4,15 @@ The openai client is injected with ``max_retries=0``: Temporal's retry policy is
 the only retry layer, so each attempt is visible in history and Retry-After is
 honoured through ``next_retry_delay``. The activity heartbeats on its own
 schedule (not per chunk) so that a cancel reaches it and a dead worker is
-noticed within the heartbeat timeout even while the provider is silent.
+noticed within the heartbeat timeout even while the provider is silent. Its
+heartbeat details carry what the next attempt must know (see ``_attempts``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -18,34 +20,55 @@ from datetime import timedelta
 
 from openai import AsyncOpenAI
 from temporalio import activity
+from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.exceptions import ApplicationError
 
 from ..chat import DEFAULT_MODEL, ChatStream, request_params, resolve_model
 from ..errors import (
+    CANCELLED_BEFORE_START,
     CONFIGURATION_ERROR,
+    CONTENT_FILTERED,
     DEADLINE_EXCEEDED,
     OUTPUT_TOO_LARGE,
+    PROVIDER_FAULTS_EXHAUSTED,
     RATE_LIMITED,
     WORKER_SHUTDOWN,
     classify,
     redact,
+    redaction_echoes,
 )
 from ..messages import (
     CHUNKS_SIGNAL,
     MAX_OUTPUT_BYTES,
     STREAM_ACTIVITY,
+    AttemptState,
     ChunkBatch,
     CompletionOutput,
     CompletionRequest,
 )
 from ..metrics import TaskMetrics
 from ..pricing import PricingTable, UnknownModelError
+from . import _attempts
 from ._publisher import ChunkPublisher
 
 logger = logging.getLogger(__name__)
 
 #: How long a cancelled attempt may spend delivering its last text.
 _FINAL_FLUSH_TIMEOUT = 2.0
+#: How long an attempt that found its task cancelled waits for Temporal to say so.
+_CANCEL_DELIVERY_TIMEOUT = 10.0
+#: Checkpoints widen as a run gets older, so that even a week-long task sends a
+#: bounded number of signals: one per this fraction of the run's age at most.
+_RUN_AGE_DIVISOR = 200.0
+
+
+def json_size(text: str) -> int:
+    """Bytes ``text`` takes inside a JSON payload, escapes included.
+
+    A tab, a newline or a quote takes two bytes there and a control character
+    six, so an answer's raw size can be a fraction of what Temporal stores.
+    """
+    return len(json.dumps(text, ensure_ascii=False).encode()) - 2
 
 
 class LLMActivities:
@@ -61,9 +84,10 @@ class LLMActivities:
             its streams: each signal costs a workflow task, so with many
             concurrent streams each one signals less often (bigger batches)
             instead of the worker falling behind on workflow tasks.
-        heartbeat_interval: seconds between heartbeats; the worker's throttle
-            decides how often they reach the server.
+        heartbeat_interval: the longest gap between heartbeats; it shrinks to a
+            third of a task's heartbeat timeout when that is shorter.
         secrets: strings that must never appear in an error message.
+        max_output_bytes: the answer's size once JSON-encoded, as Temporal stores it.
     """
 
     def __init__(
@@ -106,50 +130,107 @@ class LLMActivities:
             self._pricing.check(params["model"])
         except UnknownModelError as exc:
             raise ApplicationError(str(exc), type=CONFIGURATION_ERROR, non_retryable=True) from None
-
+        prompt_chars = sum(len(m["content"]) for m in params["messages"])
+        state = _attempts.begin(
+            info.attempt, _attempts.inherited(info.heartbeat_details), prompt_chars
+        )
+        state.model = params["model"]
         handle = activity.client().get_workflow_handle(
             info.workflow_id, run_id=info.workflow_run_id
         )
+        if info.attempt > 1:
+            # Temporal retries an attempt that timed out even when the task was
+            # cancelled meanwhile (its dead worker never heard the cancel): look
+            # before paying the provider for an answer nobody wants.
+            await self._refuse_if_cancelled(handle, state)
 
         async def send(batch: ChunkBatch) -> None:
             await handle.signal(CHUNKS_SIGNAL, batch)
 
-        publisher = ChunkPublisher(send, attempt=info.attempt, interval=self._signal_interval)
+        publisher = ChunkPublisher(
+            send,
+            attempt=info.attempt,
+            run_id=info.workflow_run_id,
+            generation=state.generation,
+            interval=self._interval_for(request),
+            max_signals=max(0, _attempts.MAX_RUN_SIGNALS - state.signals),
+        )
         stream = ChatStream(self._client, params)
-        heartbeats = asyncio.create_task(self._heartbeat(info.attempt, stream))
+        interval = self._heartbeat_every(info.heartbeat_timeout)
+        heartbeats = asyncio.create_task(self._heartbeat(state, stream, publisher, interval))
         started = time.monotonic()
         self._streaming += 1
         first_chunk: float | None = None
         size = 0
+
+        def close(outcome: str, error_type: str | None = None) -> None:
+            state.chars, state.chunks = stream.chars, stream.chunks
+            bill = _attempts.close(
+                state,
+                outcome=outcome,
+                pricing=self._pricing,
+                usage=stream.usage,
+                opened=stream.opened,
+                prompt_chars=prompt_chars,
+                error_type=error_type,
+            )
+            if bill is not None:
+                self._meter().completion(
+                    bill.model, bill.prompt_tokens, bill.completion_tokens, bill.cost
+                )
+
         try:
             async with stream:
                 async for delta in stream:
                     if first_chunk is None:
                         first_chunk = time.monotonic() - started
-                    size += len(delta.encode())
+                    size += json_size(delta)
                     if size > self._max_output_bytes:
                         raise self._too_large()
                     publisher.add(delta)
+            if stream.finish_reason == "content_filter":
+                raise ApplicationError(
+                    f"the provider's content filter stopped the answer after {stream.chars} "
+                    "characters (finish_reason=content_filter); the partial output is kept. "
+                    "The same prompt would be filtered again, so it is not retried.",
+                    type=CONTENT_FILTERED,
+                    non_retryable=True,
+                )
             offset, tail = await publisher.finish()
         except asyncio.CancelledError:
             # The stream is closed already (the provider stops generating); keep
             # what was produced so the cancelled task reports its partial output.
-            await publisher.flush(_FINAL_FLUSH_TIMEOUT)
             details = activity.cancellation_details()
-            if details is not None and details.worker_shutdown and not details.cancel_requested:
+            handover = (
+                details is not None and details.worker_shutdown and not details.cancel_requested
+            )
+            close("handed_over" if handover else "cancelled")
+            await publisher.flush(_FINAL_FLUSH_TIMEOUT, ledger=state.ledger)
+            if handover:
                 # Not the user's cancel: hand the attempt to another worker now
                 # rather than after the heartbeat timeout.
+                activity.heartbeat(self._details(state, stream, publisher))
                 raise ApplicationError(
                     "the worker shut down mid-stream; another worker takes over",
                     type=WORKER_SHUTDOWN,
                 ) from None
             raise
-        except ApplicationError:
-            await publisher.flush(_FINAL_FLUSH_TIMEOUT)
-            raise
+        except ApplicationError as exc:
+            close("failed", exc.type)
+            await publisher.flush(_FINAL_FLUSH_TIMEOUT, ledger=state.ledger)
+            raise ApplicationError(
+                exc.message,
+                state.ledger,
+                type=exc.type,
+                non_retryable=exc.non_retryable,
+                next_retry_delay=exc.next_retry_delay,
+            ) from None
         except Exception as exc:
+            error = self._to_application_error(exc, request, state)
+            close("failed", error.type)
             await publisher.finish()
-            raise self._to_application_error(exc, request) from None
+            activity.heartbeat(self._details(state, stream, publisher))
+            raise error from None
         finally:
             self._streaming -= 1
             heartbeats.cancel()
@@ -157,13 +238,12 @@ class LLMActivities:
                 await heartbeats
 
         usage = stream.final_usage()
+        close("completed")
         cost = self._pricing.cost(stream.model, usage.prompt_tokens, usage.completion_tokens)
         if cost is None:
             cost = self._pricing.cost(params["model"], usage.prompt_tokens, usage.completion_tokens)
-        metrics = self._meter()
-        metrics.completion(stream.model, usage.prompt_tokens, usage.completion_tokens, cost or 0.0)
         if first_chunk is not None:
-            metrics.first_chunk.record(first_chunk, {"model": stream.model})
+            self._meter().first_chunk.record(first_chunk, {"model": stream.model})
         return CompletionOutput(
             attempt=info.attempt,
             offset=offset,
@@ -176,37 +256,104 @@ class LLMActivities:
             chunks=stream.chunks,
             signals=publisher.signals,
             first_chunk_seconds=first_chunk,
+            generation=state.generation,
+            ledger=state.ledger,
         )
 
-    def _signal_interval(self) -> float:
-        return max(self._flush_interval, self._streaming / self._signals_per_second)
+    # -- cancellation before the provider is called ----------------------------------
 
-    async def _heartbeat(self, attempt: int, stream: ChatStream) -> None:
+    async def _refuse_if_cancelled(self, handle: object, state: AttemptState) -> None:
+        info = activity.info()
+        try:
+            desc = await handle.describe()  # type: ignore[attr-defined]
+        except Exception as exc:  # the check must not turn an outage into a failure
+            logger.warning("could not check for a cancel before calling the provider: %s", exc)
+            return
+        requested = any(
+            p.activity_id == info.activity_id
+            and p.state == PendingActivityState.PENDING_ACTIVITY_STATE_CANCEL_REQUESTED
+            for p in desc.raw_description.pending_activities
+        )
+        if not requested:
+            return
+        # Let Temporal deliver the cancel (the heartbeat's answer carries it), so
+        # the attempt ends as cancelled, not failed; the provider is never called.
+        activity.heartbeat(state)
+        try:
+            await asyncio.sleep(_CANCEL_DELIVERY_TIMEOUT)
+        except asyncio.CancelledError:
+            raise
+        raise ApplicationError(
+            "the task was cancelled before this attempt called the provider",
+            state.ledger,
+            type=CANCELLED_BEFORE_START,
+            non_retryable=True,
+        )
+
+    # -- pacing ------------------------------------------------------------------------
+
+    def _interval_for(self, request: CompletionRequest) -> object:
+        """Seconds until the next chunk signal, asked anew before each one."""
+        constraints = request.task.effective_constraints
+        run_started = (
+            request.deadline_epoch - (constraints.timeout_seconds or 0.0)
+            if request.deadline_epoch is not None
+            else time.time()
+        )
+
+        def interval() -> float:
+            busy = self._streaming / self._signals_per_second
+            age = max(0.0, time.time() - run_started) / _RUN_AGE_DIVISOR
+            return max(self._flush_interval, busy, age)
+
+        return interval
+
+    def _heartbeat_every(self, timeout: timedelta | None) -> float:
+        if timeout is None:
+            return self._heartbeat_interval
+        return min(self._heartbeat_interval, timeout.total_seconds() / 3)
+
+    @staticmethod
+    def _details(state: AttemptState, stream: ChatStream, publisher: ChunkPublisher) -> object:
         # Progress only, never text: heartbeat details are stored by the server.
+        return state.model_copy(
+            update={
+                "chars": stream.chars,
+                "chunks": stream.chunks,
+                "signals": state.signals + publisher.signals,
+            }
+        )
+
+    async def _heartbeat(
+        self, state: AttemptState, stream: ChatStream, publisher: ChunkPublisher, every: float
+    ) -> None:
         # The first waits an interval: a short answer needs no heartbeat at all.
         while True:
-            await asyncio.sleep(self._heartbeat_interval)
-            activity.heartbeat({"attempt": attempt, "chars": stream.chars})
+            await asyncio.sleep(every)
+            activity.heartbeat(self._details(state, stream, publisher))
+
+    # -- errors ------------------------------------------------------------------------
 
     def _too_large(self) -> ApplicationError:
         return ApplicationError(
-            f"the answer exceeded {self._max_output_bytes:,} bytes, more than a Temporal payload "
-            "can safely carry; the stream was stopped. Set max_tokens to bound it.",
+            f"the answer exceeded {self._max_output_bytes:,} bytes once encoded, more than a "
+            "Temporal payload can safely carry; the stream was stopped. Set max_tokens to "
+            "bound it.",
             type=OUTPUT_TOO_LARGE,
             non_retryable=True,
         )
 
     def _to_application_error(
-        self, exc: BaseException, request: CompletionRequest
+        self, exc: BaseException, request: CompletionRequest, state: AttemptState
     ) -> ApplicationError:
         verdict = classify(exc)
         if verdict.retryable and verdict.error_type == RATE_LIMITED:
             model = resolve_model(request.task, self._default_model)
             self._meter().rate_limited.add(1, {"model": model})
-        # Providers echo keys (masked) and sometimes the prompt in error bodies;
-        # errors are stored in history, so neither may stay in the message.
-        prompt = request.task.prompt
-        echoes = (prompt, prompt[:64]) if len(prompt) >= 16 else ()
+        # Providers echo keys (masked) and sometimes the prompt or context in error
+        # bodies; errors are stored in history, so none of them may stay in the message.
+        task = request.task
+        echoes = redaction_echoes(task.prompt, task.context)
         message = redact(verdict.message, *self._secrets, *echoes)
         deadline = request.deadline_epoch
         if verdict.retryable and verdict.retry_after is not None and deadline is not None:
@@ -216,15 +363,29 @@ class LLMActivities:
                     f"rate limited beyond the task's deadline: the provider asked to wait "
                     f"{verdict.retry_after:.1f}s but only {max(0.0, remaining):.1f}s remain; "
                     f"{message}",
+                    state.ledger,
                     type=DEADLINE_EXCEEDED,
                     non_retryable=True,
                 )
-        if not verdict.retryable:
+        retryable = verdict.retryable
+        if retryable and verdict.error_type in _attempts.PROVIDER_FAULTS:
+            state.provider_faults += 1
+            bound = request.retry.max_attempts if request.retry is not None else None
+            if bound is not None and state.provider_faults >= bound:
+                return ApplicationError(
+                    f"gave up after {state.provider_faults} provider faults "
+                    f"(RetrySettings.max_attempts={bound}); the last: {message}",
+                    state.ledger,
+                    type=PROVIDER_FAULTS_EXHAUSTED,
+                    non_retryable=True,
+                )
+        if not retryable:
             logger.warning("non-retryable provider error: %s", message)
         return ApplicationError(
             message,
+            state.ledger,
             type=verdict.error_type,
-            non_retryable=not verdict.retryable,
+            non_retryable=not retryable,
             next_retry_delay=(
                 timedelta(seconds=verdict.retry_after) if verdict.retry_after else None
             ),

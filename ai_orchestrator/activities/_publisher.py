@@ -6,6 +6,10 @@ arrives while a signal is in flight, or within ``interval`` of the last one,
 waits and goes out in the next batch. The first batch waits a full interval,
 so an answer that completes within it sends no signal at all: its text travels
 in the activity result, and a short task costs what a bare activity costs.
+
+A signal that fails for a passing reason (the server restarting, a timeout) is
+retried with backoff: the text is only lost to live readers for a moment, never
+for the rest of the attempt. Only a run that no longer exists stops it.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from ..messages import ChunkBatch
+from temporalio.service import RPCError, RPCStatusCode
+
+from ..messages import ChunkBatch, Ledger
 
 logger = logging.getLogger(__name__)
 
@@ -22,12 +28,41 @@ SendBatch = Callable[[ChunkBatch], Awaitable[None]]
 #: Seconds between signals: fixed, or asked anew before each (it may grow with load).
 Interval = float | Callable[[], float]
 
+_RETRY_FIRST = 0.5
+_RETRY_MAX = 5.0
+
+
+def _gone(exc: BaseException) -> bool:
+    """The run is closed or unknown: no later signal can land either."""
+    return isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND
+
 
 class ChunkPublisher:
-    def __init__(self, send: SendBatch, *, attempt: int, interval: Interval) -> None:
+    """Args:
+    send: delivers one batch (a signal to the run).
+    attempt: the activity attempt publishing.
+    run_id: the run the text belongs to (see :class:`ChunkBatch`).
+    generation: the stream the text belongs to; a newer one supersedes it.
+    interval: seconds between signals.
+    max_signals: signals this attempt may still send (the run's budget).
+    """
+
+    def __init__(
+        self,
+        send: SendBatch,
+        *,
+        attempt: int,
+        interval: Interval,
+        run_id: str | None = None,
+        generation: int | None = None,
+        max_signals: int | None = None,
+    ) -> None:
         self._send = send
         self._attempt = attempt
+        self._run_id = run_id
+        self._generation = generation
         self._interval = interval if callable(interval) else (lambda: interval)
+        self._max_signals = max_signals
         self._pending: list[str] = []
         self._pending_chunks = 0
         self._acked = 0
@@ -36,6 +71,7 @@ class ChunkPublisher:
         self._sending = False
         self._closing = False
         self._broken = False
+        self._failures = 0
         self.signals = 0
 
     @property
@@ -43,34 +79,54 @@ class ChunkPublisher:
         """Characters the workflow has certainly received."""
         return self._acked
 
+    def _exhausted(self) -> bool:
+        return self._max_signals is not None and self.signals >= self._max_signals
+
     def add(self, text: str) -> None:
         self._pending.append(text)
         self._pending_chunks += 1
         loop = asyncio.get_running_loop()
         if self._next_send_at is None:
             self._next_send_at = loop.time() + self._interval()
-        if not self._broken and not self._closing and (self._task is None or self._task.done()):
+        if (
+            not self._broken
+            and not self._closing
+            and not self._exhausted()
+            and (self._task is None or self._task.done())
+        ):
             self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        while self._pending and not self._closing and not self._broken:
+        while self._pending and not self._closing and not self._broken and not self._exhausted():
             assert self._next_send_at is not None
             delay = self._next_send_at - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
                 if self._closing:
                     return
-            await self._send_pending()
-            self._next_send_at = loop.time() + self._interval()
+            sent = await self._send_pending()
+            if sent:
+                self._next_send_at = loop.time() + self._interval()
+            else:
+                backoff = min(_RETRY_MAX, _RETRY_FIRST * 2 ** (self._failures - 1))
+                self._next_send_at = loop.time() + backoff
 
-    async def _send_pending(self) -> None:
+    async def _send_pending(self, ledger: Ledger | None = None) -> bool:
         text, chunks = "".join(self._pending), self._pending_chunks
         self._pending, self._pending_chunks = [], 0
         self._sending = True
         try:
             await self._send(
-                ChunkBatch(attempt=self._attempt, offset=self._acked, text=text, chunks=chunks)
+                ChunkBatch(
+                    attempt=self._attempt,
+                    offset=self._acked,
+                    text=text,
+                    chunks=chunks,
+                    run_id=self._run_id,
+                    generation=self._generation,
+                    ledger=ledger,
+                )
             )
         except asyncio.CancelledError:
             # Unknown whether it landed; resending from the same offset is safe
@@ -78,16 +134,22 @@ class ChunkPublisher:
             self._pending.insert(0, text)
             self._pending_chunks += chunks
             raise
-        except Exception as exc:  # the workflow may be gone; the result still carries the text
-            logger.warning("chunk signal failed, keeping text for the result: %s", exc)
+        except Exception as exc:  # the result still carries the text; retry unless gone
             self._pending.insert(0, text)
             self._pending_chunks += chunks
-            self._broken = True
-            return
+            self._failures += 1
+            if _gone(exc):
+                logger.warning("the run is gone; chunk text stays in the result: %s", exc)
+                self._broken = True
+            else:
+                logger.warning("chunk signal failed (try %d), retrying: %s", self._failures, exc)
+            return False
         finally:
             self._sending = False
+        self._failures = 0
         self._acked += len(text)
         self.signals += 1
+        return True
 
     async def _stop(self) -> None:
         self._closing = True
@@ -104,11 +166,15 @@ class ChunkPublisher:
         await self._stop()
         return self._acked, "".join(self._pending)
 
-    async def flush(self, timeout: float) -> None:
-        """Deliver everything now, best effort: used on cancel to keep the partial output."""
+    async def flush(self, timeout: float, ledger: Ledger | None = None) -> None:
+        """Deliver everything now, best effort: on cancel, to keep the partial output.
+
+        ``ledger`` travels with the last batch (sent even without text), so a task
+        that ends here still reports what the provider billed.
+        """
         await self._stop()
-        if self._pending and not self._broken:
+        if (self._pending or (ledger is not None and ledger.attempts)) and not self._broken:
             try:
-                await asyncio.wait_for(self._send_pending(), timeout)
+                await asyncio.wait_for(self._send_pending(ledger), timeout)
             except (asyncio.TimeoutError, asyncio.CancelledError):
                 logger.warning("final chunk signal did not complete within %.1fs", timeout)

@@ -5,26 +5,44 @@ activity) and answers queries about it; clients poll those queries, so
 following a task adds nothing to its history. It fails (not returns an error
 result) when the task fails, and is cancelled when the task is cancelled, so
 the Web UI shows each run's real outcome.
+
+Versioning: runs in flight when a worker is upgraded replay on the new code,
+so every change of behaviour is taken only by runs for which
+``workflow.patched`` says so; the recorded histories in
+``tests/reliability/histories`` (added, never re-recorded) prove the old paths
+still replay. ``EDGES`` (2026-11) covers: provider faults bounded by the
+activity instead of Temporal's attempt count, the billed ledger in results,
+search attributes in every end state, and a result too large for Temporal
+failing clearly instead of jamming the run.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    TimeoutError,
+    is_cancelled_exception,
+)
 
 with workflow.unsafe.imports_passed_through():
-    from ..core import Platform, Result, TaskStatus
-    from ..errors import TASK_FAILED
+    from ..core import LENIENT_CONTEXT, Platform, Result, Task, TaskStatus
+    from ..errors import OUTPUT_TOO_LARGE, TASK_FAILED
     from ..messages import (
         CHUNKS_SIGNAL,
         PROGRESS_QUERY,
         STREAM_ACTIVITY,
         WORKFLOW_TYPE,
+        AttemptState,
         ChunkBatch,
         CompletionOutput,
         CompletionRequest,
+        Ledger,
         Progress,
         ProgressQuery,
         TaskInput,
@@ -33,12 +51,29 @@ with workflow.unsafe.imports_passed_through():
     from ..output import OutputBuffer
     from ..search import COST_USD, STATUS, TOKENS
 
+#: See the module docstring; never rename or remove while runs may carry it.
+EDGES = "ai-orchestrator-2026-11-edges"
+#: Temporal refuses payloads over 2 MB; a result this large fails the task
+#: clearly rather than being refused at completion, forever.
+MAX_RESULT_BYTES = 1_900_000
+
+
+def _ledger(value: Any) -> Ledger | None:
+    try:
+        return Ledger.model_validate(value, context=LENIENT_CONTEXT)
+    except ValueError:
+        return None
+
+
+def _estimate_prompt_tokens(task: Task) -> int:
+    return (len(task.prompt) + sum(len(str(v)) for v in task.context.values()) + 3) // 4
+
 
 @workflow.defn(name=WORKFLOW_TYPE)
 class TaskWorkflow:
     @workflow.init
     def __init__(self, input: TaskInput) -> None:
-        self._buffer = OutputBuffer()
+        self._buffer = OutputBuffer(run_id=workflow.info().run_id)
         self._status = TaskStatus.PENDING
         self._done = False
 
@@ -63,9 +98,19 @@ class TaskWorkflow:
         )
 
     def _finish(
-        self, input: TaskInput, status: TaskStatus, tokens: int = 0, cost: float = 0.0
+        self,
+        input: TaskInput,
+        status: TaskStatus,
+        tokens: int = 0,
+        cost: float = 0.0,
+        *,
+        every_end_state: bool = False,
     ) -> None:
-        """Record the outcome for operators: a metric, and the searchable status."""
+        """Record the outcome for operators: a metric, and the searchable status.
+
+        Runs before ``EDGES`` only recorded tokens and cost for completed tasks;
+        keeping their exact commands is what lets them replay.
+        """
         self._done = True
         self._status = status
         workflow.metric_meter().create_counter(
@@ -73,9 +118,26 @@ class TaskWorkflow:
         ).add(1, {"status": status.value})
         if input.search_attributes:
             updates = [STATUS.value_set(status.value)]
-            if status == TaskStatus.COMPLETED:
-                updates += [TOKENS.value_set(tokens), COST_USD.value_set(cost)]
+            if every_end_state or status == TaskStatus.COMPLETED:
+                updates += [TOKENS.value_set(int(tokens)), COST_USD.value_set(float(cost))]
             workflow.upsert_search_attributes(updates)
+
+    def _billed(self, err: BaseException | None, task: Task) -> Ledger:
+        """What the provider billed, from the failure or the last checkpoint."""
+        cause = err.cause if isinstance(err, ActivityError) else None
+        if isinstance(cause, ApplicationError) and cause.details:
+            ledger = _ledger(cause.details[0])
+            if ledger is not None:
+                return ledger
+        if isinstance(cause, TimeoutError) and cause.last_heartbeat_details:
+            try:
+                state = AttemptState.model_validate(
+                    cause.last_heartbeat_details[0], context=LENIENT_CONTEXT
+                )
+                return state.settled(_estimate_prompt_tokens(task))
+            except ValueError:
+                pass
+        return self._buffer.ledger or Ledger()
 
     @workflow.run
     async def run(self, input: TaskInput) -> Result:
@@ -84,30 +146,59 @@ class TaskWorkflow:
         started = workflow.now()
         timeout = timedelta(seconds=constraints.timeout_seconds or DEFAULT_TIMEOUT_SECONDS)
         self._status = TaskStatus.RUNNING
+        edges = workflow.patched(EDGES)
         try:
             output: CompletionOutput = await workflow.execute_activity(
                 STREAM_ACTIVITY,
-                CompletionRequest(task=task, deadline_epoch=(started + timeout).timestamp()),
+                CompletionRequest(
+                    task=task,
+                    deadline_epoch=(started + timeout).timestamp(),
+                    retry=input.retry if edges else None,
+                ),
                 result_type=CompletionOutput,
                 summary=f"chat completion ({constraints.model or 'default model'})",
-                **stream_activity_options(input.retry, timeout),
+                **stream_activity_options(input.retry, timeout, activity_counts_faults=edges),
             )
         except ActivityError as err:
+            billed = self._billed(err, task) if edges else Ledger()
             if is_cancelled_exception(err):
-                self._finish(input, TaskStatus.CANCELLED)
+                self._finish(
+                    input, TaskStatus.CANCELLED, billed.tokens, billed.cost, every_end_state=edges
+                )
                 raise
-            self._finish(input, TaskStatus.FAILED)
+            self._finish(
+                input, TaskStatus.FAILED, billed.tokens, billed.cost, every_end_state=edges
+            )
             cause = err.cause
             message = str(cause) if cause else str(err)
             error_type = cause.type if isinstance(cause, ApplicationError) else None
             raise ApplicationError(
-                f"task failed: {message}", type=error_type or TASK_FAILED, non_retryable=True
+                f"task failed: {message}",
+                *([billed] if edges else []),
+                type=error_type or TASK_FAILED,
+                non_retryable=True,
             ) from err
+        except asyncio.CancelledError:
+            # Cancelled before the activity was even scheduled: older runs left
+            # their searchable status as it was.
+            if edges:
+                billed = self._buffer.ledger or Ledger()
+                self._finish(
+                    input, TaskStatus.CANCELLED, billed.tokens, billed.cost, every_end_state=True
+                )
+            raise
 
+        generation = output.generation if output.generation is not None else output.attempt
         self._buffer.apply(
-            ChunkBatch(attempt=output.attempt, offset=output.offset, text=output.tail)
+            ChunkBatch(
+                attempt=output.attempt,
+                offset=output.offset,
+                text=output.tail,
+                run_id=workflow.info().run_id,
+                generation=generation,
+            )
         )
-        if self._buffer.attempt != output.attempt or self._buffer.length != (
+        if self._buffer.attempt != generation or self._buffer.length != (
             output.offset + len(output.tail)
         ):
             raise ApplicationError(
@@ -115,23 +206,27 @@ class TaskWorkflow:
                 type=TASK_FAILED,
                 non_retryable=True,
             )
-        self._finish(input, TaskStatus.COMPLETED, output.usage.total_tokens, output.cost)
+        ledger = output.ledger if edges and output.ledger is not None else None
+        tokens = ledger.tokens if ledger else output.usage.total_tokens
+        cost = ledger.cost if ledger else output.cost
         finished = workflow.now()
-        return Result(
+        result = Result(
             task=task,
             platform=Platform.CHATGPT,
             output=self._buffer.text,
             success=True,
             status=TaskStatus.COMPLETED,
-            cost=output.cost,
-            tokens_used=output.usage.total_tokens,
+            cost=cost,
+            tokens_used=tokens,
             duration_seconds=(finished - started).total_seconds(),
             completed_at=finished,
             metadata={
                 "model": output.model,
-                "input_tokens": output.usage.prompt_tokens,
-                "output_tokens": output.usage.completion_tokens,
-                "usage_estimated": output.usage.estimated,
+                "input_tokens": ledger.prompt_tokens if ledger else output.usage.prompt_tokens,
+                "output_tokens": (
+                    ledger.completion_tokens if ledger else output.usage.completion_tokens
+                ),
+                "usage_estimated": ledger.estimated if ledger else output.usage.estimated,
                 "cost_known": output.cost_known,
                 "finish_reason": output.finish_reason,
                 "attempts": output.attempt,
@@ -139,5 +234,26 @@ class TaskWorkflow:
                 "chunks": output.chunks,
                 "signals": output.signals,
                 "first_chunk_seconds": output.first_chunk_seconds,
+                **(
+                    {
+                        "answer_usage": output.usage.model_dump(),
+                        "billing": [bill.model_dump() for bill in ledger.attempts],
+                    }
+                    if ledger
+                    else {}
+                ),
             },
         )
+        if edges and len(result.output) + len(task.prompt) > MAX_RESULT_BYTES // 8:
+            # Measured only for big results: encoding twice is not free.
+            size = len(result.model_dump_json().encode())
+            if size > MAX_RESULT_BYTES:
+                self._finish(input, TaskStatus.FAILED, tokens, cost, every_end_state=True)
+                raise ApplicationError(
+                    f"the result is {size:,} bytes once encoded, over what Temporal stores "
+                    f"({MAX_RESULT_BYTES:,}); shorten the prompt or set max_tokens",
+                    type=OUTPUT_TOO_LARGE,
+                    non_retryable=True,
+                )
+        self._finish(input, TaskStatus.COMPLETED, tokens, cost)
+        return result

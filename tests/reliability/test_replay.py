@@ -137,7 +137,7 @@ def activity_options_plus(**extra: Any) -> AbstractContextManager[Any]:
     """TaskWorkflow itself, with ``extra`` added to its provider activity's options."""
     real = _task.stream_activity_options
     return mock.patch.object(
-        _task, "stream_activity_options", lambda *args: {**real(*args), **extra}
+        _task, "stream_activity_options", lambda *args, **kwargs: {**real(*args, **kwargs), **extra}
     )
 
 

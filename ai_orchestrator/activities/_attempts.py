@@ -1,0 +1,109 @@
+"""What one attempt knows about the attempts before it, and what it leaves to the next.
+
+Temporal retries the provider activity on its own; the only thing an attempt
+inherits is the last heartbeat any earlier attempt recorded. That is enough to
+keep two promises that span attempts:
+
+* **Bounded provider faults, unbounded patience.** Only provider faults (5xx,
+  broken streams, connection failures) count against ``RetrySettings.max_attempts``;
+  an attempt lost with its worker, handed over at shutdown, or waiting out a
+  rate limit does not, so a task keeps going while its time budget lasts.
+* **Every attempt billed is reported.** An attempt that streamed text and then
+  broke, was cancelled, or died with its worker was still paid for; its bill
+  (real usage, or an estimate from what it streamed) joins the ledger that the
+  final result, the search attributes and the metrics report.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from ..core import LENIENT_CONTEXT
+from ..errors import CONNECTION_FAILED, INCOMPLETE_STREAM, PROVIDER_UNAVAILABLE
+from ..messages import AttemptBill, AttemptState, Ledger, Usage
+from ..pricing import PricingTable
+
+#: Failures that count against ``RetrySettings.max_attempts``. Rate limits are
+#: waits the provider asked for, not faults; worker deaths and shutdowns never
+#: reach an attempt's own error handling.
+PROVIDER_FAULTS = frozenset({PROVIDER_UNAVAILABLE, CONNECTION_FAILED, INCOMPLETE_STREAM})
+
+#: Chunk signals allowed over all attempts of one run; past it the text travels
+#: in the result only (Temporal refuses a run's 10,001st signal).
+MAX_RUN_SIGNALS = 2_000
+
+
+def estimate_tokens(chars: int) -> int:
+    """About four characters a token, the usual rule for English text."""
+    return math.ceil(chars / 4) if chars > 0 else 0
+
+
+def inherited(details: Sequence[Any]) -> AttemptState | None:
+    """The previous attempt's state from heartbeat details, if it left any we can read."""
+    if not details or not isinstance(details[0], dict):
+        return None
+    try:
+        return AttemptState.model_validate(details[0], context=LENIENT_CONTEXT)
+    except ValueError:
+        return None  # an older worker's heartbeat ({"attempt", "chars"}): nothing to inherit
+
+
+def begin(attempt: int, prior: AttemptState | None, prompt_chars: int) -> AttemptState:
+    """The state of a new attempt, with an earlier attempt that died closed as lost."""
+    if prior is None:
+        return AttemptState(attempt=attempt, generation=attempt)
+    # An earlier attempt that never closed its bill died with its worker or lost
+    # its heartbeat mid-stream: the provider billed what it had streamed.
+    ledger = (
+        prior.settled(estimate_tokens(prompt_chars)) if prior.attempt < attempt else prior.ledger
+    )
+    return AttemptState(
+        attempt=attempt,
+        generation=attempt,
+        provider_faults=prior.provider_faults,
+        signals=prior.signals,
+        ledger=Ledger(attempts=list(ledger.attempts)),
+    )
+
+
+def close(
+    state: AttemptState,
+    *,
+    outcome: str,
+    pricing: PricingTable,
+    usage: Usage | None,
+    opened: bool,
+    prompt_chars: int,
+    error_type: str | None = None,
+) -> AttemptBill | None:
+    """Add this attempt's bill to the ledger (once); None if the provider billed nothing.
+
+    A request refused before generating (an HTTP error, a rate limit) costs
+    nothing; a stream that was opened was billed for its prompt and for every
+    chunk it produced, whether or not the answer is used.
+    """
+    if state.closed:
+        return None
+    state.closed = True
+    if usage is not None and not usage.estimated:
+        prompt, completion, estimated = usage.prompt_tokens, usage.completion_tokens, False
+    elif opened:
+        prompt, completion, estimated = estimate_tokens(prompt_chars), state.chunks, True
+    else:
+        return None
+    cost = pricing.cost(state.model, prompt, completion) or 0.0
+    bill = AttemptBill(
+        attempt=state.attempt,
+        generation=state.generation,
+        model=state.model,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        estimated=estimated,
+        cost=cost,
+        outcome=outcome,
+        error_type=error_type,
+    )
+    state.ledger.attempts.append(bill)
+    return bill
