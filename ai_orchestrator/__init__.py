@@ -38,6 +38,7 @@ from .core import Platform, Result, Task, TaskConstraints, TaskStatus, TaskType
 from .exceptions import (
     StreamRestartedError,
     TaskFailedError,
+    TaskIdConflictError,
     TaskNotFoundError,
     TaskValidationError,
     TemporalUnavailableError,
@@ -76,6 +77,7 @@ __all__ = [
     "TaskClient",
     "TaskConstraints",
     "TaskFailedError",
+    "TaskIdConflictError",
     "TaskNotFoundError",
     "TaskStatus",
     "TaskSummary",

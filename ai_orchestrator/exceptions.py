@@ -14,12 +14,34 @@ class TaskValidationError(ValueError):
     """The task was refused before anything started; nothing was submitted."""
 
 
+class TaskIdConflictError(TaskValidationError):
+    """The task id already names a different task (another prompt, model or option).
+
+    A task id is an idempotency key: re-submitting it attaches to the existing
+    run only when the task is the same. Attaching to a different one would hand
+    back someone else's answer, so nothing is started and this is raised.
+    """
+
+    def __init__(self, message: str, task_id: str) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+
+
 class TaskNotFoundError(LookupError):
     """No task with this id exists in the namespace."""
 
 
 class TemporalUnavailableError(ConnectionError):
-    """Temporal could not be reached; tasks are not lost, retry the call later."""
+    """Temporal could not be reached; tasks are not lost, retry the call later.
+
+    ``task_id`` is set when the call was a submission: the task may or may not
+    have started, and re-submitting the same id (the same ``Task`` object, whose
+    generated id was assigned onto it) attaches instead of paying twice.
+    """
+
+    def __init__(self, message: str, task_id: str | None = None) -> None:
+        super().__init__(message)
+        self.task_id = task_id
 
 
 class TaskFailedError(RuntimeError):
@@ -33,6 +55,7 @@ class TaskFailedError(RuntimeError):
 __all__ = [
     "StreamRestartedError",
     "TaskFailedError",
+    "TaskIdConflictError",
     "TaskNotFoundError",
     "TaskValidationError",
     "TemporalUnavailableError",

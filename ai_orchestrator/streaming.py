@@ -72,16 +72,20 @@ class StreamRestartedError(Exception):
     Attributes:
         delivered: the text the consumer had received before the restart.
         attempt: the attempt that replaced it.
+        final: the task's final text, when the error is raised at its end (the new
+            attempt ended shorter than, or different from, what was streamed).
     """
 
-    def __init__(self, delivered: str, attempt: int) -> None:
+    def __init__(self, delivered: str, attempt: int, final: str | None = None) -> None:
+        how = "differs from" if final is None else "is not"
         super().__init__(
-            f"the task restarted (attempt {attempt}) and its new output differs from the "
+            f"the task restarted (attempt {attempt}) and its new output {how} the "
             f"{len(delivered)} characters already streamed; use stream_events() to follow "
             "restarts, or get_result() for the final text"
         )
         self.delivered = delivered
         self.attempt = attempt
+        self.final = final
 
 
 class PrefixGuard:
@@ -107,3 +111,16 @@ class PrefixGuard:
         fresh = self._current[known:]
         self.delivered = self._current
         return fresh
+
+    def finish(self, final: str) -> None:
+        """Check, at the end, that what was given out is exactly ``final``.
+
+        ``feed`` withholds a new attempt's text until it passes what was given,
+        so an attempt that ends *shorter* (a prefix of the old text) never
+        contradicts it, yet the consumer holds text the answer does not have.
+
+        Raises:
+            StreamRestartedError: the delivered text is not the final text.
+        """
+        if self.delivered != final:
+            raise StreamRestartedError(self.delivered, self._attempt, final=final)

@@ -28,7 +28,7 @@ from ._common import (
 )
 from ._local import dev, run, simulator
 from ._ops import codec_server, encryption_key, setup, show_config, worker
-from ._tasks import cancel, list_tasks, result, status, stream, submit
+from ._tasks import cancel, list_tasks, rerun, result, status, stream, submit
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
@@ -43,6 +43,7 @@ def cli(verbose: bool) -> None:
       OPENAI_API_KEY=... ai-orchestrator worker
       ai-orchestrator submit "Draft the changelog"   # prints a task id
       ai-orchestrator stream TASK_ID
+      ai-orchestrator rerun TASK_ID          # again, after it failed or was cancelled
       ai-orchestrator batch prompts.jsonl --concurrency 20
       ai-orchestrator list -q "AiModel = 'gpt-4o' AND AiCostUsd > 0.01"
     """
@@ -65,6 +66,7 @@ def _register() -> None:
         result,
         stream,
         cancel,
+        rerun,
         list_tasks,
         batch_command,
         setup,

@@ -89,8 +89,6 @@ def result(task_id: str, timeout: float | None, as_json: bool) -> int:
 
     async def main() -> int:
         res = await (await connect_tasks()).get_result(task_id, timeout=timeout)
-        if res.status == TaskStatus.UNKNOWN:
-            raise TaskNotFoundError(f"no task with id {task_id!r}")
         if as_json:
             emit_json(res)
         else:
@@ -172,6 +170,33 @@ def cancel(task_id: str, as_json: bool) -> int:
     return _run(main)
 
 
+@click.command()
+@click.argument("task_id")
+@click.option("--json", "as_json", is_flag=True)
+def rerun(task_id: str, as_json: bool) -> int:
+    """Run a failed, cancelled or terminated task again, with the same input.
+
+    A completed task is refused (exit 2: its result stays available; submit a
+    new task to pay for another answer). A task still running is left alone
+    (exit 5). Follow the new run with `ai-orchestrator stream TASK_ID`.
+    """
+
+    async def main() -> int:
+        tasks = await connect_tasks()
+        before = await tasks.get_status(task_id)
+        if before == TaskStatus.UNKNOWN:
+            raise TaskNotFoundError(f"no task with id {task_id!r}")
+        await tasks.rerun_task(task_id)
+        started = before not in (TaskStatus.PENDING, TaskStatus.RUNNING)
+        if as_json:
+            emit_json({"task_id": task_id, "rerun": started, "status_before": before.value})
+        else:
+            click.echo(f"re-running {task_id}" if started else f"{task_id} is still {before.value}")
+        return EXIT_OK if started else EXIT_RUNNING
+
+    return _run(main)
+
+
 @click.command(name="list")
 @click.option(
     "--query",
@@ -217,4 +242,4 @@ def list_tasks(query: str | None, limit: int, as_json: bool) -> int:
     return _run(main)
 
 
-__all__ = ["cancel", "list_tasks", "result", "status", "stream", "submit"]
+__all__ = ["cancel", "list_tasks", "rerun", "result", "status", "stream", "submit"]

@@ -42,6 +42,7 @@ from ..converter import data_converter_from_env
 from ..core import Platform, Result, Task, TaskStatus
 from ..exceptions import (
     TaskFailedError,
+    TaskIdConflictError,
     TaskNotFoundError,
     TaskValidationError,
     TemporalUnavailableError,
@@ -61,18 +62,33 @@ from ..search import initial as initial_search_attributes
 from ..search import missing as missing_search_attributes
 from ..streaming import PrefixGuard
 from ._events import Finished, Restart, StreamEvent, TaskSummary, TextDelta
-from ._history import replay_history
+from ._history import HistoryView, replay_history
+from ._identity import FINGERPRINT_MEMO, fingerprint
+from ._stuck import stuck_attempt, watch_stuck
 
 _UNAVAILABLE = frozenset(
     {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
 )
 
 
-def _unavailable(client: Client, exc: RPCError) -> TemporalUnavailableError:
-    return TemporalUnavailableError(
+def _unavailable(
+    client: Client, exc: RPCError, task_id: str | None = None
+) -> TemporalUnavailableError:
+    where = (
         f"Temporal at {client.service_client.config.target_host} is unavailable "
-        f"({exc.status.name if exc.status else 'error'}: {exc.message}); the task is safe "
-        "in Temporal, try again when the server is back"
+        f"({exc.status.name if exc.status else 'error'}: {exc.message})"
+    )
+    if task_id is None:
+        return TemporalUnavailableError(
+            f"{where}; the task is safe in Temporal, try again when the server is back"
+        )
+    # A plain "try again" would make the caller build a new Task with a new id,
+    # and a second paid run if the first start did reach the server.
+    return TemporalUnavailableError(
+        f"{where}; task {task_id!r} may or may not have started. When the server is "
+        f"back, resubmit the same Task (or one with task_id={task_id!r}): it attaches "
+        "to the run if there is one and starts it otherwise, never twice",
+        task_id=task_id,
     )
 
 
@@ -194,16 +210,25 @@ class TaskClient(AsyncBasePlatformAdapter):
         """Start the task's workflow and return its id.
 
         Idempotent: submitting a task id that already exists (running or ended)
-        starts nothing and returns the id.
+        with the same task starts nothing and returns the id. A task without an
+        id gets a generated one, assigned onto ``task`` itself before anything
+        is sent, so re-submitting the same object after an error is idempotent too.
 
         Raises:
+            TaskIdConflictError: the id already names a different task; nothing
+                was started (see :mod:`ai_orchestrator.client._identity`).
             TaskValidationError: the task cannot run; nothing was started.
+            TemporalUnavailableError: Temporal did not answer; ``.task_id`` says
+                which id to resubmit.
         """
         model = self._validate(task)
-        task_id = task.task_id or self._generate_task_id(task)
-        task = task.model_copy(update={"task_id": task_id})
+        if task.task_id is None:
+            task.task_id = self._generate_task_id(task)
+        task_id = task.task_id
         searchable = await self._search_attributes_ready()
-        task_input = TaskInput(task=task, retry=self.retry, search_attributes=searchable)
+        task_input = TaskInput(
+            task=task.model_copy(deep=True), retry=self.retry, search_attributes=searchable
+        )
         # The JSON is what the converter stores (encryption adds a few dozen bytes).
         size = len(task_input.model_dump_json().encode())
         if size > MAX_INPUT_BYTES:
@@ -211,23 +236,138 @@ class TaskClient(AsyncBasePlatformAdapter):
                 f"task is {size:,} bytes once encoded; the limit is {MAX_INPUT_BYTES:,} bytes "
                 "(Temporal's payload limit is 2 MB per payload). Shorten the prompt or context."
             )
+        mine = fingerprint(task)
         try:
-            await self.client.start_workflow(
-                WORKFLOW_TYPE,
+            await self._start(task_input, model, mine, WorkflowIDReusePolicy.REJECT_DUPLICATE)
+        except WorkflowAlreadyStartedError:
+            await self._check_same_task(task_id, mine)
+        except RPCError as exc:
+            raise self._translate(exc, task_id) from None
+        return task_id
+
+    async def _start(
+        self,
+        task_input: TaskInput,
+        model: str,
+        task_fingerprint: str,
+        reuse: WorkflowIDReusePolicy,
+    ) -> None:
+        """Start a run; FAIL on an existing one, so the caller compares identities.
+
+        Failing (rather than USE_EXISTING) makes the happy path one RPC and leaves
+        no window between a check and the start.
+        """
+        task = task_input.task
+        assert task.task_id is not None
+        await self.client.start_workflow(
+            WORKFLOW_TYPE,
+            task_input,
+            id=task.task_id,
+            task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_reuse_policy=reuse,
+            memo={FINGERPRINT_MEMO: task_fingerprint},
+            priority=Priority(priority_key=task.priority),
+            static_summary=_summary(task, model),
+            static_details=_details(task, model),
+            search_attributes=(
+                initial_search_attributes(task, model) if task_input.search_attributes else None
+            ),
+            request_eager_start=self.eager_start,
+        )
+
+    async def _check_same_task(self, task_id: str, mine: str) -> None:
+        """Raise TaskIdConflictError unless the existing run of ``task_id`` is this task."""
+        handle = self._handle(task_id)
+        try:
+            theirs = await self._fingerprint_of(handle)
+        except RPCError as exc:
+            raise self._translate(exc, task_id) from None
+        if theirs == mine:
+            return
+        why = (
+            "its input cannot be read by this client"
+            if theirs is None
+            else "it has a different prompt, model or options"
+        )
+        raise TaskIdConflictError(
+            f"task id {task_id!r} already names another task ({why}); nothing was started. "
+            "Use a new task_id for a different task.",
+            task_id=task_id,
+        )
+
+    async def _fingerprint_of(self, handle: WorkflowHandle[Any, Any]) -> str | None:
+        """The existing run's fingerprint: its memo, or (older clients) its input."""
+        desc = await handle.describe()
+        try:
+            value = await desc.memo_value(FINGERPRINT_MEMO, None, type_hint=str)
+        except Exception:  # a memo this client cannot decode (another key): use the input
+            value = None
+        if isinstance(value, str):
+            return value
+        task_input = await self._input_of(handle)
+        return fingerprint(task_input.task) if task_input is not None else None
+
+    async def _input_of(self, handle: WorkflowHandle[Any, Any]) -> TaskInput | None:
+        """The latest run's input from its start event; None if it cannot be decoded."""
+        async for event in handle.fetch_history_events():
+            payloads = event.workflow_execution_started_event_attributes.input.payloads
+            if not payloads:
+                return None
+            try:
+                return (await self.client.data_converter.decode(payloads, [TaskInput]))[0]
+            except Exception:  # not our input, or encrypted with a key we lack
+                return None
+        return None
+
+    async def rerun_task(self, task_id: str) -> str:
+        """Run a failed, cancelled, terminated or timed out task again, on purpose.
+
+        Starts a new run of the task id with the last run's input (the same
+        task and retry settings); results and streams then follow the new run.
+        Returns the id. A task that is still running is left alone and its id
+        returned (so concurrent re-runs start one run), except a jammed one
+        (reported FAILED by :meth:`get_status`), which is refused: its run is
+        still open and must be terminated first.
+
+        Raises:
+            TaskNotFoundError: no such task.
+            TaskValidationError: the task already completed (its result stays
+                available; submit a new task id to pay for another answer), is
+                jammed, or its input cannot be read.
+        """
+        handle = self._handle(task_id)
+        try:
+            desc = await handle.describe()
+            if desc.status == WorkflowExecutionStatus.RUNNING:
+                if stuck_attempt(desc):
+                    raise TaskValidationError(
+                        f"task {task_id!r} is jammed but its run is still open; fix the "
+                        "worker (it then resumes) or terminate the run, then re-run it"
+                    )
+                return task_id
+            if desc.status == WorkflowExecutionStatus.COMPLETED:
+                raise TaskValidationError(
+                    f"task {task_id!r} already completed; its result stays available. "
+                    "Submit a new task id to run the prompt again."
+                )
+            task_input = await self._input_of(handle)
+            if task_input is None:
+                raise TaskValidationError(f"task {task_id!r}: its input cannot be read")
+            model = self._validate(task_input.task)
+            searchable = await self._search_attributes_ready()
+            task_input = task_input.model_copy(update={"search_attributes": searchable})
+            await self._start(
                 task_input,
-                id=task_id,
-                task_queue=self.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                priority=Priority(priority_key=task.priority),
-                static_summary=_summary(task, model),
-                static_details=_details(task, model),
-                search_attributes=initial_search_attributes(task, model) if searchable else None,
-                request_eager_start=self.eager_start,
+                model,
+                fingerprint(task_input.task),
+                WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
             )
         except WorkflowAlreadyStartedError:
-            pass
+            pass  # another re-run won the race: follow its run
         except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise TaskNotFoundError(f"no task with id {task_id!r}") from None
             raise self._translate(exc) from None
         return task_id
 
@@ -237,8 +377,8 @@ class TaskClient(AsyncBasePlatformAdapter):
 
     # -- observation --------------------------------------------------------------
 
-    def _translate(self, exc: RPCError) -> Exception:
-        return _unavailable(self.client, exc) if exc.status in _UNAVAILABLE else exc
+    def _translate(self, exc: RPCError, task_id: str | None = None) -> Exception:
+        return _unavailable(self.client, exc, task_id) if exc.status in _UNAVAILABLE else exc
 
     def _handle(self, task_id: str) -> WorkflowHandle[Any, Any]:
         return self.client.get_workflow_handle(task_id, result_type=Result)
@@ -252,6 +392,8 @@ class TaskClient(AsyncBasePlatformAdapter):
             raise self._translate(exc) from None
         if desc.status in _CLOSED_TO_STATUS:
             return _CLOSED_TO_STATUS[desc.status]
+        if stuck_attempt(desc):
+            return TaskStatus.FAILED  # jammed: it cannot finish until someone intervenes
         for pending in desc.raw_description.pending_activities:
             if (
                 pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
@@ -265,28 +407,56 @@ class TaskClient(AsyncBasePlatformAdapter):
 
         A failed or cancelled task returns a Result with ``partial_output``; a
         task still running after ``timeout`` returns status RUNNING (it is not
-        failed) with the output so far. An unknown id returns status UNKNOWN.
+        failed) with the output so far. A jammed run (its workflow task keeps
+        failing, see :mod:`ai_orchestrator.client._stuck`) returns status FAILED
+        within seconds instead of waiting forever.
+
+        Raises:
+            TaskNotFoundError: no such task.
         """
         handle = self._handle(task_id)
         try:
-            return await asyncio.wait_for(handle.result(), timeout)
-        except asyncio.TimeoutError:
-            return await self._unfinished(
-                handle,
-                TaskStatus.RUNNING,
-                f"not finished after {timeout}s; the task is still running",
-            )
+            outcome = await self._wait(handle, timeout)
         except WorkflowFailureError as exc:
             status, error = self._failure(exc)
             return await self._unfinished(handle, status, error)
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
-                return Result(
-                    task=Task(prompt=f"<unknown task {task_id}>"),
-                    status=TaskStatus.UNKNOWN,
-                    error=f"Unknown task_id: {task_id}",
-                )
+                raise TaskNotFoundError(f"no task with id {task_id!r}") from None
             raise self._translate(exc) from None
+        if isinstance(outcome, Result):
+            return outcome
+        if outcome is None:
+            return await self._unfinished(
+                handle,
+                TaskStatus.RUNNING,
+                f"not finished after {timeout}s; the task is still running",
+            )
+        return await self._unfinished(handle, TaskStatus.FAILED, outcome)
+
+    async def _wait(
+        self, handle: WorkflowHandle[Any, Any], timeout: float | None
+    ) -> Result | str | None:
+        """The result; or why the run is jammed; or None after ``timeout``.
+
+        The result's long poll and a describe every couple of seconds run side
+        by side: a jammed run never answers the first.
+        """
+        result = asyncio.ensure_future(handle.result())
+        watch = asyncio.ensure_future(watch_stuck(handle, self.client.data_converter))
+        try:
+            done, _ = await asyncio.wait(
+                {result, watch}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for pending in (result, watch):
+                pending.cancel()
+            await asyncio.gather(result, watch, return_exceptions=True)
+        if result in done:
+            return result.result()
+        if watch in done:
+            return watch.result()
+        return None
 
     @staticmethod
     def _failure(exc: WorkflowFailureError) -> tuple[TaskStatus, str]:
@@ -304,14 +474,37 @@ class TaskClient(AsyncBasePlatformAdapter):
     async def _unfinished(
         self, handle: WorkflowHandle[Any, Any], status: TaskStatus, error: str
     ) -> Result:
-        view = await replay_history(handle, self.client.data_converter)
+        try:
+            view: HistoryView | None = await replay_history(handle, self.client.data_converter)
+        except RPCError:
+            raise
+        except Exception:  # an input this client cannot decode (a jammed run): no details
+            view = None
+        if view is None:
+            return Result(
+                task=Task(prompt=f"<task {handle.id}: input unreadable>", task_id=handle.id),
+                success=False,
+                status=status,
+                error=error,
+                partial_output="",
+            )
+        metadata: dict[str, Any] = {
+            "attempts": view.output.attempt,
+            "restarts": view.output.restarts,
+        }
+        cost, tokens = 0.0, 0
+        if view.ledger is not None:
+            cost, tokens = view.ledger.cost, view.ledger.tokens
+            metadata["billing"] = view.ledger.model_dump()
         return Result(
-            task=view.task or Task(prompt=f"<task {handle.id}>"),
+            task=view.task or Task(prompt=f"<task {handle.id}>", task_id=handle.id),
             success=False,
             status=status,
             error=error,
             partial_output=view.output.text,
-            metadata={"attempts": view.output.attempt, "restarts": view.output.restarts},
+            cost=cost,
+            tokens_used=tokens,
+            metadata=metadata,
         )
 
     async def _progress(self, handle: WorkflowHandle[Any, Any], offset: int) -> Progress | None:
@@ -335,6 +528,20 @@ class TaskClient(AsyncBasePlatformAdapter):
                 pass
             await asyncio.sleep(max(self.poll_interval, 0.2))
 
+    async def _progress_unless_stuck(
+        self, handle: WorkflowHandle[Any, Any], offset: int, watch: asyncio.Future[str]
+    ) -> Progress | None:
+        """Like :meth:`_progress`, but None as soon as ``watch`` finds the run jammed."""
+        if watch.done():
+            return None
+        query = asyncio.ensure_future(self._progress(handle, offset))
+        done, _ = await asyncio.wait({query, watch}, return_when=asyncio.FIRST_COMPLETED)
+        if query in done:
+            return query.result()
+        query.cancel()
+        await asyncio.gather(query, return_exceptions=True)
+        return None
+
     async def stream_events(self, task_id: str) -> AsyncIterator[StreamEvent]:
         """Every change of the task's output, restarts included, then ``Finished``.
 
@@ -345,28 +552,32 @@ class TaskClient(AsyncBasePlatformAdapter):
             TaskNotFoundError: no such task.
         """
         handle = self._handle(task_id)
+        # A jammed run answers no query and never closes: watch for it alongside.
+        watch = asyncio.ensure_future(watch_stuck(handle, self.client.data_converter))
         attempt, text = 0, ""
-        while True:
-            progress = await self._progress(handle, len(text))
-            if progress is None:
-                break
-            if progress.attempt != attempt:
-                if progress.offset:  # the offset was meant for the old attempt: read again
-                    progress = await self._progress(handle, 0)
-                    if progress is None:
-                        break
-                if text:
-                    yield Restart(attempt=progress.attempt, discarded=text)
-                attempt, text = progress.attempt, ""
-            if progress.text:
-                yield TextDelta(text=progress.text, attempt=attempt, offset=len(text))
-                text += progress.text
-            if progress.done:
-                break
-            await asyncio.sleep(self.poll_interval)
+        try:
+            while True:
+                progress = await self._progress_unless_stuck(handle, len(text), watch)
+                if progress is None:
+                    break
+                if progress.attempt != attempt:
+                    if progress.offset:  # the offset was meant for the old attempt: read again
+                        progress = await self._progress_unless_stuck(handle, 0, watch)
+                        if progress is None:
+                            break
+                    if text:
+                        yield Restart(attempt=progress.attempt, discarded=text)
+                    attempt, text = progress.attempt, ""
+                if progress.text:
+                    yield TextDelta(text=progress.text, attempt=attempt, offset=len(text))
+                    text += progress.text
+                if progress.done:
+                    break
+                await asyncio.sleep(self.poll_interval)
+        finally:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
         result = await self.get_result(task_id, timeout=None)
-        if result.status == TaskStatus.UNKNOWN:
-            raise TaskNotFoundError(f"no task with id {task_id!r}")
         final = (
             result.output if result.status == TaskStatus.COMPLETED else result.partial_output or ""
         )
@@ -384,11 +595,14 @@ class TaskClient(AsyncBasePlatformAdapter):
         """The task's text as it is generated; concatenated, it equals the final output.
 
         Ends when the task ends (for a cancelled task, after its partial output).
-        If a retry regenerates the same text it continues seamlessly.
+        If a retry regenerates the same text it continues seamlessly. It ends
+        normally only if what it yielded is exactly the final output (the partial
+        output of a cancelled task).
 
         Raises:
-            StreamRestartedError: a retry produced different text than was already
-                streamed (use :meth:`stream_events` to handle restarts).
+            StreamRestartedError: a retry produced different or shorter text than
+                was already streamed (use :meth:`stream_events` to handle restarts;
+                ``.final`` holds the final text when the task had ended).
             TaskFailedError: the task failed; its partial output was streamed.
             TaskNotFoundError: no such task.
         """
@@ -402,6 +616,13 @@ class TaskClient(AsyncBasePlatformAdapter):
                     yield fresh
             elif event.result.status == TaskStatus.FAILED:
                 raise TaskFailedError(event.result)
+            else:
+                result = event.result
+                guard.finish(
+                    result.output
+                    if result.status == TaskStatus.COMPLETED
+                    else result.partial_output or ""
+                )
 
     async def list_tasks(self, query: str | None = None, *, limit: int = 50) -> list[TaskSummary]:
         """Tasks matching a visibility query (newest first), e.g.
