@@ -1,8 +1,11 @@
 """Local OpenAI-compatible server for tests, demos and benchmarks.
 
 It stands in for OpenAI when no API key is set and can be scripted to fail
-the way real providers fail (429s, 5xx, dropped or malformed streams, stalls),
-so retry and streaming code is exercised over real HTTP with the real SDK.
+the way real providers fail (429s, 5xx, dropped or malformed streams, stalls,
+error events inside a 200 stream, content filtering), so retry and streaming
+code is exercised over real HTTP with the real SDK. Chaos mode (a seeded
+``fault_rate``) and an ``rpm_limit`` make it fail at random and throttle like a
+busy provider, reproducibly, for soak tests.
 """
 
 from ._banner import SIMULATOR_BANNER

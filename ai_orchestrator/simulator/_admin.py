@@ -26,13 +26,6 @@ async def _json(request: web.Request) -> Any:
         raise web.HTTPBadRequest(reason=f"invalid JSON body: {exc}") from exc
 
 
-def _config(state: SimulatorState) -> dict[str, Any]:
-    return {
-        "tokens_per_second": state.tokens_per_second,
-        "default_tokens": state.default_tokens,
-    }
-
-
 def add_admin_routes(app: web.Application, state: SimulatorState) -> None:
     async def post_script(request: web.Request) -> web.Response:
         body = await _json(request)
@@ -57,32 +50,18 @@ def add_admin_routes(app: web.Application, state: SimulatorState) -> None:
         return web.json_response({"ok": True})
 
     async def get_config(request: web.Request) -> web.Response:
-        return web.json_response(_config(state))
+        return web.json_response(state.config())
 
     async def post_config(request: web.Request) -> web.Response:
+        """Keys: see ``CONFIG_CHECKS``; all are checked before any is applied."""
         body = await _json(request)
         if not isinstance(body, dict):
             return _bad_request("config must be a JSON object")
-        unknown = sorted(set(body) - {"tokens_per_second", "default_tokens"})
-        if unknown:
-            return _bad_request(f"unknown config keys: {', '.join(unknown)}")
         try:
-            # Validate both before applying either, so a bad request changes nothing.
-            tps = body.get("tokens_per_second", state.tokens_per_second)
-            default_tokens = body.get("default_tokens", state.default_tokens)
-            if isinstance(tps, bool) or not isinstance(tps, int | float) or tps < 0:
-                raise ValueError("tokens_per_second must be a number >= 0")
-            if (
-                isinstance(default_tokens, bool)
-                or not isinstance(default_tokens, int)
-                or default_tokens < 1
-            ):
-                raise ValueError("default_tokens must be an integer >= 1")
+            state.configure(**body)
         except ValueError as exc:
             return _bad_request(str(exc))
-        state.tokens_per_second = tps
-        state.default_tokens = default_tokens
-        return web.json_response(_config(state))
+        return web.json_response(state.config())
 
     app.router.add_post("/_simulator/script", post_script)
     app.router.add_get("/_simulator/script", get_script)

@@ -17,6 +17,8 @@ from ._errors import (
     rate_limit_error,
     rate_limit_headers,
     status_error,
+    stream_error_body,
+    stream_error_status,
 )
 from ._faults import Fault
 from ._params import ChatParams, InvalidRequest, parse_chat_params
@@ -90,15 +92,17 @@ async def _dispatch(
     record.max_tokens = params.max_tokens
     record.temperature = params.temperature
 
-    fault = state.next_fault()
+    n_tokens, _ = _answer_size(params, state.default_tokens)
+    fault, by_limiter = state.choose_fault(n_tokens)
     if fault is not None and fault.name == "ok":
         fault = None
     record.fault = fault.name if fault is not None else None
     responder = _ChatResponder(request, state, record, params, fault, headers)
     if fault is not None and fault.name == "rate_limit":
+        limit = state.rpm_limit if by_limiter and state.rpm_limit is not None else 3
         return responder.error(
             429,
-            rate_limit_error(fault.quota_exhausted, params.model),
+            rate_limit_error(fault.quota_exhausted, params.model, limit),
             rate_limit_headers(fault.retry_after, fault.retry_after_ms),
         )
     if fault is not None and fault.name == "status":
@@ -110,6 +114,13 @@ async def _dispatch(
     if params.stream:
         return await responder.stream()
     return await responder.complete()
+
+
+def _answer_size(params: ChatParams, default_tokens: int) -> tuple[int, str]:
+    """How many tokens the answer has, and the finish reason if it is not cut."""
+    if params.max_tokens is not None and params.max_tokens < default_tokens:
+        return params.max_tokens, "length"
+    return default_tokens, "stop"
 
 
 class _ChatResponder:
@@ -129,13 +140,14 @@ class _ChatResponder:
         self.fault = fault
         self.headers = headers
         self.created = int(time.time())
-        default = state.default_tokens
-        if params.max_tokens is not None and params.max_tokens < default:
-            n, self.finish_reason = params.max_tokens, "length"
-        else:
-            n, self.finish_reason = default, "stop"
-        self.tokens = simulated_tokens(params.messages, params.model, n)
-        self.usage = usage(count_prompt_words(params.messages), n)
+        n, self.finish_reason = _answer_size(params, state.default_tokens)
+        self.tokens = simulated_tokens(params.messages, params.model, n, state.text_style)
+        self.prompt_tokens = count_prompt_words(params.messages)
+        if fault is not None and fault.name == "content_filter":
+            # The filter cuts the answer; usage counts only what was generated.
+            n = min(fault.after_tokens, n)
+            self.tokens, self.finish_reason = self.tokens[:n], "content_filter"
+        self.usage = usage(self.prompt_tokens, n)
 
     def error(
         self,
@@ -176,6 +188,7 @@ class _ChatResponder:
 
     async def stream(self) -> web.StreamResponse:
         record = self.record
+        record.prompt_tokens = self.prompt_tokens
         resp = web.StreamResponse(
             status=200,
             headers={
@@ -201,6 +214,14 @@ class _ChatResponder:
                 await resp.write_eof()
                 record.finished = True
                 return resp
+            if fault is not None and fault.name == "stream_error":
+                # What OpenAI sends once a 200 stream has begun; no [DONE] follows.
+                assert fault.error_type is not None
+                body = stream_error_body(fault.error_type, fault.code, fault.message)
+                await resp.write(sse_event(body))
+                await resp.write_eof()
+                record.finished = True
+                return resp
             if fault is not None and fault.name == "stall":
                 await asyncio.sleep(fault.seconds)
                 await self._send_tokens(resp, self.tokens[cut:])
@@ -222,6 +243,14 @@ class _ChatResponder:
         """Non-streaming: stream-only faults do the nearest equivalent."""
         record = self.record
         fault = self.fault
+        if fault is not None and fault.name == "stream_error":
+            # Without a stream the same failure arrives as an error status.
+            assert fault.error_type is not None
+            return self.error(
+                stream_error_status(fault.error_type, fault.code),
+                stream_error_body(fault.error_type, fault.code, fault.message),
+            )
+        record.prompt_tokens = self.prompt_tokens
         if fault is not None and fault.name == "disconnect":
             self._abort()
             record.status = 0  # no status line ever reached the client

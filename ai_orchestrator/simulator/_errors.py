@@ -99,14 +99,46 @@ def status_error(status: int, message: str | None, authorization: str | None) ->
     return error_body(message or default_message, type_, code)
 
 
-def rate_limit_error(quota_exhausted: bool, model: str) -> dict[str, Any]:
+def rate_limit_error(quota_exhausted: bool, model: str, limit: int = 3) -> dict[str, Any]:
     if quota_exhausted:
         return error_body(QUOTA_MESSAGE, "insufficient_quota", "insufficient_quota")
     message = (
         f"Rate limit reached for {model or 'the model'} (simulated) on requests "
-        "per min (RPM): Limit 3, Used 3, Requested 1. Please try again shortly."
+        f"per min (RPM): Limit {limit}, Used {limit}, Requested 1. Please try again shortly."
     )
     return error_body(message, "requests", "rate_limit_exceeded")
+
+
+# error type/code -> the HTTP status a non-streaming call would have got instead
+_STREAM_ERROR_STATUS: dict[str, int] = {
+    "requests": 429,
+    "tokens": 429,
+    "rate_limit_exceeded": 429,
+    "insufficient_quota": 429,
+    "invalid_request_error": 400,
+    "context_length_exceeded": 400,
+    "invalid_prompt": 400,
+    "overloaded_error": 503,
+    "service_unavailable": 503,
+}
+
+
+def stream_error_body(error_type: str, code: str | None, message: str | None) -> dict[str, Any]:
+    """The ``{"error": {...}}`` object OpenAI sends as an event inside a 200 stream."""
+    if message is None:
+        if error_type == "server_error":
+            message = _STATUS_DEFAULTS[500][0]
+        else:
+            message = f"Simulated {error_type} error during streaming."
+    return error_body(message, error_type, code)
+
+
+def stream_error_status(error_type: str, code: str | None) -> int:
+    """For a non-streaming request, the status that carries the same error."""
+    for key in (code, error_type):
+        if key is not None and key in _STREAM_ERROR_STATUS:
+            return _STREAM_ERROR_STATUS[key]
+    return 500
 
 
 def format_retry_after(seconds: float) -> str:

@@ -10,7 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-STREAM_FAULTS: frozenset[str] = frozenset({"disconnect", "no_finish", "stall", "malformed"})
+STREAM_FAULTS: frozenset[str] = frozenset(
+    {"disconnect", "no_finish", "stall", "malformed", "stream_error", "content_filter"}
+)
 ERROR_FAULTS: frozenset[str] = frozenset({"rate_limit", "status"})
 
 # Which optional fields carry meaning for each fault; to_dict/from_dict use
@@ -23,6 +25,8 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "no_finish": ("after_tokens",),
     "stall": ("after_tokens", "seconds"),
     "malformed": ("after_tokens",),
+    "stream_error": ("after_tokens", "error_type", "code", "message"),
+    "content_filter": ("after_tokens",),
 }
 
 
@@ -43,6 +47,8 @@ class Fault:
     message: str | None = None
     after_tokens: int = 0
     seconds: float = 0.0
+    error_type: str | None = None
+    code: str | None = None
 
     def __post_init__(self) -> None:
         if self.name not in _FIELDS:
@@ -62,6 +68,14 @@ class Fault:
             raise ValueError("after_tokens must be an int >= 0")
         if self.seconds < 0:
             raise ValueError("seconds must be >= 0")
+        if self.name == "stream_error" and (
+            not isinstance(self.error_type, str) or not self.error_type
+        ):
+            raise ValueError(f"stream_error needs a non-empty error_type, got {self.error_type!r}")
+        for field in ("code", "message"):
+            value = getattr(self, field)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{field} must be a string or null, got {value!r}")
 
     @classmethod
     def ok(cls, times: int = 1) -> Fault:
@@ -112,6 +126,41 @@ class Fault:
     def malformed(cls, after_tokens: int = 3, times: int = 1) -> Fault:
         """Emit an SSE event whose data is not JSON, then end the response."""
         return cls("malformed", times=times, after_tokens=after_tokens)
+
+    @classmethod
+    def stream_error(
+        cls,
+        after_tokens: int = 3,
+        error_type: str = "server_error",
+        code: str | None = None,
+        message: str | None = None,
+        times: int = 1,
+    ) -> Fault:
+        """After ``after_tokens`` tokens of a 200 stream, send an error event and end.
+
+        That is how OpenAI reports a failure once streaming has begun: the
+        status is already sent, so the event ``data: {"error": {...}}`` is all a
+        client gets. The openai SDK raises a bare ``APIError`` whose ``.body``
+        is the inner ``error`` object. ``message=None`` picks a provider-like
+        default for ``error_type``.
+        """
+        return cls(
+            "stream_error",
+            times=times,
+            after_tokens=after_tokens,
+            error_type=error_type,
+            code=code,
+            message=message,
+        )
+
+    @classmethod
+    def content_filter(cls, after_tokens: int = 3, times: int = 1) -> Fault:
+        """Stop after ``after_tokens`` tokens with ``finish_reason="content_filter"``.
+
+        As Azure and OpenAI do when their filter trips mid-answer: a proper
+        ending (usage chunk included when asked), but the answer is cut.
+        """
+        return cls("content_filter", times=times, after_tokens=after_tokens)
 
     @property
     def is_stream_fault(self) -> bool:

@@ -24,6 +24,11 @@ class RecordedRequest:
     ``status`` is the HTTP status sent, or 0 when a non-streaming
     ``disconnect`` fault dropped the connection before any status line.
     Non-streaming replies stamp every token with the time the body was built.
+    ``fault`` names the fault applied, scripted or drawn by chaos mode (the
+    rpm limiter's refusals are ``"rate_limit"``). ``prompt_tokens`` is what the
+    usage would report for the prompt, set once generation starts (0 for
+    requests refused with an error status, which providers do not bill), so
+    a test can sum what a provider would charge.
     """
 
     index: int
@@ -39,6 +44,7 @@ class RecordedRequest:
     temperature: float | None = None
     fault: str | None = None
     status: int = 200
+    prompt_tokens: int = 0
     tokens_sent: int = 0
     token_sent_at: list[float] = field(default_factory=list)
     finished: bool = False

@@ -55,6 +55,13 @@ class Simulator:
     Use as ``async with Simulator() as sim:`` and point an OpenAI client at
     ``sim.base_url``; queue failures with :meth:`script`, inspect traffic via
     :attr:`requests`.
+
+    Chaos mode, for soak tests: ``fault_rate`` is the probability that a
+    request with no scripted fault gets a random one (disconnect, no_finish,
+    malformed, HTTP 500 or 503), drawn from a ``random.Random(chaos_seed)`` so
+    a run can be replayed; ``rpm_limit`` answers 429 with ``retry-after`` once
+    more requests than that arrive within 60 s. ``text_style="escapes"``
+    makes answers whose JSON form is several times their size.
     """
 
     def __init__(
@@ -63,10 +70,22 @@ class Simulator:
         port: int = 0,
         tokens_per_second: float = 50.0,
         default_tokens: int = 64,
+        *,
+        fault_rate: float = 0.0,
+        chaos_seed: int | None = None,
+        rpm_limit: int | None = None,
+        text_style: str = "words",
     ) -> None:
         self.host = host
         self._requested_port = port
-        self._state = SimulatorState(tokens_per_second, default_tokens)
+        self._state = SimulatorState(
+            tokens_per_second,
+            default_tokens,
+            fault_rate=fault_rate,
+            chaos_seed=chaos_seed,
+            rpm_limit=rpm_limit,
+            text_style=text_style,
+        )
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._port: int | None = None
@@ -166,7 +185,10 @@ class Simulator:
         return self._state.requests
 
     def reset(self) -> None:
-        """Forget the script and the request log (config is kept)."""
+        """Forget the script, the request log and the rpm window (config is kept).
+
+        The chaos sequence restarts from ``chaos_seed``, so a reset run replays it.
+        """
         self._state.reset()
 
     @property
@@ -184,6 +206,42 @@ class Simulator:
     @default_tokens.setter
     def default_tokens(self, value: int) -> None:
         self._state.default_tokens = value
+
+    @property
+    def fault_rate(self) -> float:
+        """Probability (0..1) that an unscripted request gets a random fault."""
+        return self._state.fault_rate
+
+    @fault_rate.setter
+    def fault_rate(self, value: float) -> None:
+        self._state.fault_rate = value
+
+    @property
+    def chaos_seed(self) -> int | None:
+        """Seed of the chaos draws; setting it restarts their sequence."""
+        return self._state.chaos_seed
+
+    @chaos_seed.setter
+    def chaos_seed(self, value: int | None) -> None:
+        self._state.chaos_seed = value
+
+    @property
+    def rpm_limit(self) -> int | None:
+        """Requests admitted per rolling 60 s; None means no limit."""
+        return self._state.rpm_limit
+
+    @rpm_limit.setter
+    def rpm_limit(self, value: int | None) -> None:
+        self._state.rpm_limit = value
+
+    @property
+    def text_style(self) -> str:
+        """``"words"`` or ``"escapes"`` (JSON-heavy text for payload-size tests)."""
+        return self._state.text_style
+
+    @text_style.setter
+    def text_style(self, value: str) -> None:
+        self._state.text_style = value
 
     async def wait_until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         """Re-checked whenever a request arrives, streams a token or ends."""
@@ -277,6 +335,11 @@ async def serve_forever(
     port: int = 8000,
     tokens_per_second: float = 50.0,
     default_tokens: int = 64,
+    *,
+    fault_rate: float = 0.0,
+    chaos_seed: int | None = None,
+    rpm_limit: int | None = None,
+    text_style: str = "words",
 ) -> None:
     """Run until cancelled (e.g. Ctrl-C in the CLI), then shut down cleanly."""
     async with Simulator(
@@ -284,5 +347,9 @@ async def serve_forever(
         port=port,
         tokens_per_second=tokens_per_second,
         default_tokens=default_tokens,
+        fault_rate=fault_rate,
+        chaos_seed=chaos_seed,
+        rpm_limit=rpm_limit,
+        text_style=text_style,
     ):
         await asyncio.Event().wait()

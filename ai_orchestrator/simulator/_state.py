@@ -1,19 +1,28 @@
 """Mutable simulator state shared by the HTTP handlers and the Python API.
 
 Kept apart from the aiohttp wiring so tests, handlers and the admin API all
-go through one place for the fault queue, the request log and waiting.
+go through one place for the fault queue, the request log, chaos mode and
+waiting. Every config value has one checker here, used by the constructor,
+the property setters and the admin API alike.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import random
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from ._faults import Fault
 from ._records import RecordedRequest
+from ._text import check_text_style
+
+#: Rolling window of the rpm limiter, as OpenAI's requests-per-minute limit.
+RPM_WINDOW_SECONDS = 60.0
 
 
 @dataclass
@@ -22,25 +31,85 @@ class _Entry:
     remaining: int
 
 
-def _check_tps(value: float) -> float:
-    value = float(value)
-    if value < 0:
-        raise ValueError("tokens_per_second must be >= 0 (0 means no pacing)")
-    return value
+def check_tps(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(
+            f"tokens_per_second must be a number >= 0 (0 means no pacing), got {value!r}"
+        )
+    return float(value)
 
 
-def _check_default_tokens(value: int) -> int:
+def check_default_tokens(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"default_tokens must be an int >= 1, got {value!r}")
     return value
 
 
+def check_fault_rate(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"fault_rate must be a number from 0 to 1, got {value!r}")
+    return float(value)
+
+
+def check_chaos_seed(value: object) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValueError(f"chaos_seed must be an int or null, got {value!r}")
+    return value
+
+
+def check_rpm_limit(value: object) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"rpm_limit must be an int >= 1 or null (no limit), got {value!r}")
+    return value
+
+
+#: Config key -> checker; the admin API validates a whole update with these
+#: before applying any of it.
+CONFIG_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "tokens_per_second": check_tps,
+    "default_tokens": check_default_tokens,
+    "fault_rate": check_fault_rate,
+    "chaos_seed": check_chaos_seed,
+    "rpm_limit": check_rpm_limit,
+    "text_style": check_text_style,
+}
+
+
+def _chaos_fault(rng: random.Random, n_tokens: int) -> Fault:
+    """One of the failures real providers show most, cut somewhere in the answer."""
+    after = rng.randrange(max(n_tokens, 1))
+    kind = rng.randrange(5)
+    if kind == 0:
+        return Fault.disconnect(after_tokens=after)
+    if kind == 1:
+        return Fault.no_finish(after_tokens=after)
+    if kind == 2:
+        return Fault.malformed(after_tokens=after)
+    return Fault.status(500 if kind == 3 else 503)
+
+
 class SimulatorState:
     """Fault queue, request log and pacing config; single event loop only."""
 
-    def __init__(self, tokens_per_second: float, default_tokens: int) -> None:
-        self._tokens_per_second = _check_tps(tokens_per_second)
-        self._default_tokens = _check_default_tokens(default_tokens)
+    def __init__(
+        self,
+        tokens_per_second: float,
+        default_tokens: int,
+        *,
+        fault_rate: float = 0.0,
+        chaos_seed: int | None = None,
+        rpm_limit: int | None = None,
+        text_style: str = "words",
+    ) -> None:
+        self._tokens_per_second = check_tps(tokens_per_second)
+        self._default_tokens = check_default_tokens(default_tokens)
+        self._fault_rate = check_fault_rate(fault_rate)
+        self._chaos_seed = check_chaos_seed(chaos_seed)
+        # Owned by the state, never the global one: a seed replays the same faults.
+        self._rng = random.Random(self._chaos_seed)
+        self._rpm_limit = check_rpm_limit(rpm_limit)
+        self._admitted: deque[float] = deque()  # monotonic times, last RPM window
+        self.text_style = text_style
         self._script: deque[_Entry] = deque()
         self.requests: list[RecordedRequest] = []
         # Swapped for a fresh Event on every change: waking all waiters without
@@ -54,7 +123,7 @@ class SimulatorState:
 
     @tokens_per_second.setter
     def tokens_per_second(self, value: float) -> None:
-        self._tokens_per_second = _check_tps(value)
+        self._tokens_per_second = check_tps(value)
 
     @property
     def default_tokens(self) -> int:
@@ -62,7 +131,53 @@ class SimulatorState:
 
     @default_tokens.setter
     def default_tokens(self, value: int) -> None:
-        self._default_tokens = _check_default_tokens(value)
+        self._default_tokens = check_default_tokens(value)
+
+    @property
+    def fault_rate(self) -> float:
+        return self._fault_rate
+
+    @fault_rate.setter
+    def fault_rate(self, value: float) -> None:
+        self._fault_rate = check_fault_rate(value)
+
+    @property
+    def chaos_seed(self) -> int | None:
+        return self._chaos_seed
+
+    @chaos_seed.setter
+    def chaos_seed(self, value: int | None) -> None:
+        """Setting it (even to the same value) restarts the random fault sequence."""
+        self._chaos_seed = check_chaos_seed(value)
+        self._rng = random.Random(self._chaos_seed)
+
+    @property
+    def rpm_limit(self) -> int | None:
+        return self._rpm_limit
+
+    @rpm_limit.setter
+    def rpm_limit(self, value: int | None) -> None:
+        self._rpm_limit = check_rpm_limit(value)
+
+    @property
+    def text_style(self) -> str:
+        return self._text_style
+
+    @text_style.setter
+    def text_style(self, value: str) -> None:
+        self._text_style = check_text_style(value)
+
+    def config(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in CONFIG_CHECKS}
+
+    def configure(self, **values: Any) -> None:
+        """Check every value first, so a bad update changes nothing."""
+        unknown = sorted(set(values) - set(CONFIG_CHECKS))
+        if unknown:
+            raise ValueError(f"unknown config keys: {', '.join(unknown)}")
+        checked = {key: CONFIG_CHECKS[key](value) for key, value in values.items()}
+        for key, value in checked.items():
+            setattr(self, key, value)
 
     def token_delay(self) -> float:
         """Read per token, so a runtime speed change affects the next token."""
@@ -88,6 +203,30 @@ class SimulatorState:
             self._script.popleft()
         return entry.fault
 
+    def choose_fault(self, n_tokens: int) -> tuple[Fault | None, bool]:
+        """The fault for one valid request, and whether the rpm limiter chose it.
+
+        A scripted fault wins (and still counts toward the rpm window, as the
+        provider saw the request); otherwise the rpm limiter may refuse the
+        request, and an admitted one may get a random fault at ``fault_rate``
+        with ``after_tokens`` within its ``n_tokens``-token answer.
+        """
+        scripted = self.next_fault()
+        now = time.monotonic()
+        window = self._admitted
+        while window and window[0] <= now - RPM_WINDOW_SECONDS:
+            window.popleft()
+        if scripted is None and self._rpm_limit is not None and len(window) >= self._rpm_limit:
+            # Like OpenAI's limiter: wait until the oldest request leaves the window.
+            wait = window[-self._rpm_limit] + RPM_WINDOW_SECONDS - now
+            return Fault.rate_limit(retry_after=max(1, math.ceil(wait))), True
+        window.append(now)
+        if scripted is not None:
+            return scripted, False
+        if self._fault_rate > 0 and self._rng.random() < self._fault_rate:
+            return _chaos_fault(self._rng, n_tokens), False
+        return None, False
+
     def open_record(self, authorization: str | None) -> RecordedRequest:
         index = len(self.requests)
         record = RecordedRequest(
@@ -102,8 +241,11 @@ class SimulatorState:
         return record
 
     def reset(self) -> None:
+        """Also restarts the chaos sequence from its seed and empties the rpm window."""
         self._script.clear()
         self.requests = []
+        self._rng = random.Random(self._chaos_seed)
+        self._admitted.clear()
         self.notify()
 
     def notify(self) -> None:
