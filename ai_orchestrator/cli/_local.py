@@ -91,16 +91,17 @@ def run(prompt: str, as_json: bool, **options: object) -> int:
             click.echo(f"task {task_id}", err=True)
             model = (task.constraints and task.constraints.model) or client.default_model
             try:
-                result = await follow(client, task_id, model, print_text=not as_json)
+                followed = await follow(client, task_id, model, print_text=not as_json)
             except (asyncio.CancelledError, KeyboardInterrupt):
                 await client.cancel_task(task_id)
                 raise
+            result = followed.result
             if as_json:
                 emit_json(result)
             else:
                 click.echo("")
                 click.echo(summary_line(result), err=True)
-            return exit_code(result)
+            return exit_code(result, followed.wrong_text)
 
     return _run(main)
 

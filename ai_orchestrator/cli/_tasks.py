@@ -106,7 +106,12 @@ def result(task_id: str, timeout: float | None, as_json: bool) -> int:
     "--json", "as_json", is_flag=True, help="One JSON event per line: delta, restart, finished."
 )
 def stream(task_id: str, as_json: bool) -> int:
-    """Follow a task's output live (from the start, even if you join late)."""
+    """Follow a task's output live (from the start, even if you join late).
+
+    If a retry ends with other text than was printed, a redirected file is
+    rewritten with the final output; on a pipe or terminal the command says so
+    on stderr and exits 1.
+    """
 
     async def main() -> int:
         tasks = await connect_tasks()
@@ -133,10 +138,10 @@ def stream(task_id: str, as_json: bool) -> int:
                     emit_line({"type": "finished", "result": event.result.model_dump(mode="json")})
                     return exit_code(event.result)
             return EXIT_OK
-        res = await follow(tasks, task_id, tasks.default_model, print_text=True)
+        followed = await follow(tasks, task_id, tasks.default_model, print_text=True)
         click.echo("")
-        click.echo(summary_line(res), err=True)
-        return exit_code(res)
+        click.echo(summary_line(followed.result), err=True)
+        return exit_code(followed.result, followed.wrong_text)
 
     return _run(main)
 

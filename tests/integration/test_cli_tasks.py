@@ -156,3 +156,27 @@ async def test_dev_simulator_and_codec_server_start_and_stop(tmp_path: Path) -> 
     finally:
         for proc in procs:
             await stop(proc)
+
+
+async def test_rerun_command(
+    temporal: DevServer, client: Client, queue: str, sim: Simulator
+) -> None:
+    """Promise: a failed/cancelled task can be re-run on purpose from the CLI; exit codes."""
+    from ai_orchestrator import Task, TaskClient
+
+    env = worker_env(temporal.target, queue, None, None)
+    task_id = unique("cli-rerun")
+    await TaskClient(client, task_queue=queue).submit_task(Task(prompt="again", task_id=task_id))
+    code, out, _ = await run_cli("rerun", task_id, "--json", env=env)
+    assert code == 5 and json.loads(out)["rerun"] is False  # still pending: left alone
+    await client.get_workflow_handle(task_id).terminate("stopped by an operator")
+    code, out, err = await run_cli("rerun", task_id, "--json", env=env)
+    assert code == 0, err
+    assert json.loads(out) == {"task_id": task_id, "rerun": True, "status_before": "failed"}
+    async with running_worker(client, queue, sim):
+        code, out, _ = await run_cli("result", task_id, "--json", env=env)
+    assert code == 0 and json.loads(out)["status"] == "completed" and len(sim.requests) == 1
+    code, _, err = await run_cli("rerun", task_id, env=env)
+    assert code == 2 and err.startswith("error: ") and "already completed" in err
+    code, _, err = await run_cli("rerun", unique("nope"), env=env)
+    assert code == 3 and "no task" in err
