@@ -3,10 +3,15 @@
 A batch is a JSONL file: each non-blank line is a JSON string (the prompt) or
 an object with :class:`~ai_orchestrator.core.Task` fields. Every task gets a
 deterministic id derived from the file's content and its position, so the
-task id *is* the checkpoint: running the same file again after the submitting
+task id is a checkpoint: running the same file again after the submitting
 process died submits the same ids, Temporal starts nothing twice (submission is
-idempotent) and already finished tasks answer at once. Nothing is stored
-locally between runs, and no task is paid for twice.
+idempotent) and already finished tasks answer at once.
+
+Temporal forgets closed runs after the namespace's retention period, so the
+results file is the other checkpoint: it is written as tasks finish (atomically,
+every couple of seconds and at the end), and a re-run takes every completed
+record whose task id and fingerprint match its task as done, without
+submitting it. No task is paid for twice, whenever the batch is resumed.
 
 The submitting process only follows tasks; workers run them. Killing it loses
 nothing: the open tasks keep running, and the next run collects them.
@@ -20,7 +25,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,13 +33,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from .client import TaskClient
+from .client._identity import fingerprint
 from .core import Result, Task, TaskStatus
-from .exceptions import TaskValidationError
+from .exceptions import TaskNotFoundError, TaskValidationError
 
 #: Digits of the input index in generated task ids; sorts well up to 99,999 tasks.
 _INDEX_DIGITS = 5
 #: Generated ids are ``{batch_id}-{index}``; keep them within Task's 255 chars.
 _MAX_BATCH_ID = 200
+#: Seconds between rewrites of the results file while a batch runs.
+WRITE_INTERVAL = 2.0
 
 
 class BatchInputError(ValueError):
@@ -256,11 +264,70 @@ async def _run_one(client: TaskClient, task: Task, tally: _Tally) -> Result:
     tally.submitted += 1
     tally.running += 1
     tally.report()
-    result = await client.get_result(task_id, timeout=None)
+    try:
+        result = await client.get_result(task_id, timeout=None)
+    except TaskNotFoundError:  # deleted while we waited: this task only, not the batch
+        result = Result(
+            task=task,
+            status=TaskStatus.FAILED,
+            error=f"task {task_id!r} disappeared (deleted, or past the namespace's retention)",
+        )
     tally.running -= 1
     tally.count(result.status)
     tally.report()
     return result
+
+
+class _ResultsFile:
+    """The results file as a checkpoint: rewritten at most every ``interval`` seconds."""
+
+    def __init__(
+        self,
+        path: Path,
+        results: list[Result | None],
+        fingerprints: list[str],
+        interval: float,
+    ) -> None:
+        self.path, self.interval = path, interval
+        self._results, self._fingerprints = results, fingerprints
+        self._dirty = False
+        self._written_at = float("-inf")
+
+    def changed(self) -> None:
+        self._dirty = True
+        if time.monotonic() - self._written_at >= self.interval:
+            self.write()
+
+    async def trailing(self) -> None:
+        """Writes changes made since the last write (the loop's other half)."""
+        while True:
+            await asyncio.sleep(self.interval)
+            if self._dirty:
+                self.write()
+
+    def write(self) -> None:
+        self._dirty, self._written_at = False, time.monotonic()
+        _write_records(
+            self.path,
+            (
+                result_record(index, result, self._fingerprints[index])
+                for index, result in enumerate(self._results)
+                if result is not None
+            ),
+        )
+
+
+def _from_record(task: Task, record: dict[str, Any]) -> Result:
+    """A completed result as an earlier run recorded it (no run needed)."""
+    return Result(
+        task=task,
+        status=TaskStatus.COMPLETED,
+        success=True,
+        output=str(record.get("output") or ""),
+        tokens_used=int(record.get("tokens") or 0),
+        cost=float(record.get("cost_usd") or 0.0),
+        metadata={"model": record.get("model"), "from_results_file": True},
+    )
 
 
 async def run_batch(
@@ -270,6 +337,8 @@ async def run_batch(
     batch_id: str,
     concurrency: int = 20,
     on_progress: Callable[[BatchProgress], None] | None = None,
+    results_path: Path | None = None,
+    write_interval: float = WRITE_INTERVAL,
 ) -> BatchReport:
     """Run ``tasks`` with at most ``concurrency`` open at once; results in input order.
 
@@ -281,6 +350,12 @@ async def run_batch(
     Resumable: with the same ids, tasks already submitted by an earlier run that
     died are followed rather than started again, and finished ones return at
     once. Cancelling this coroutine stops following; the open tasks keep running.
+
+    With ``results_path``, that file is read first: a ``completed`` record whose
+    task id and fingerprint match its task is taken as done without submitting
+    (so a batch resumed after Temporal's retention pays nothing again), and the
+    file is rewritten as tasks finish (atomically, at most every
+    ``write_interval`` seconds, and at the end, also when interrupted).
 
     A task the client refuses (:class:`TaskValidationError`) fails alone; any
     other error (Temporal unavailable) aborts the batch, to be re-run.
@@ -294,16 +369,35 @@ async def run_batch(
     started = time.monotonic()
     tally = _Tally(len(tasks), on_progress)
     results: list[Result | None] = [None] * len(tasks)
-    queue: Iterator[tuple[int, Task]] = iter(enumerate(tasks))
+    fingerprints = [fingerprint(task) for task in tasks]
+    sink: _ResultsFile | None = None
+    if results_path is not None:
+        previous = read_results(results_path)
+        for index, task in enumerate(tasks):
+            record = previous.get(task.task_id or "")
+            if (
+                record is not None
+                and record.get("status") == TaskStatus.COMPLETED.value
+                and record.get("fingerprint") == fingerprints[index]
+            ):
+                results[index] = _from_record(task, record)
+                tally.count(TaskStatus.COMPLETED)
+        sink = _ResultsFile(Path(results_path), results, fingerprints, write_interval)
+    queue: Iterator[tuple[int, Task]] = iter(
+        (index, task) for index, task in enumerate(tasks) if results[index] is None
+    )
 
     async def slot() -> None:
         # The iterator is shared: each slot pulls the next index when it frees up,
         # so input order is the submission order.
         for index, task in queue:
             results[index] = await _run_one(client, task, tally)
+            if sink is not None:
+                sink.changed()
 
     tally.report()
     slots = [asyncio.ensure_future(slot()) for _ in range(min(concurrency, len(tasks)))]
+    writer = asyncio.ensure_future(sink.trailing()) if sink is not None else None
     try:
         await asyncio.gather(*slots)
     except BaseException:
@@ -311,6 +405,12 @@ async def run_batch(
             pending.cancel()
         await asyncio.gather(*slots, return_exceptions=True)
         raise
+    finally:
+        if writer is not None:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+        if sink is not None:
+            sink.write()  # what finished is kept, even when interrupted
     done = [r for r in results if r is not None]
     assert len(done) == len(tasks)
     summary = BatchSummary(
@@ -329,11 +429,16 @@ async def run_batch(
 # -- output ---------------------------------------------------------------------
 
 
-def result_record(index: int, result: Result) -> dict[str, Any]:
+def result_record(
+    index: int, result: Result, task_fingerprint: str | None = None
+) -> dict[str, Any]:
     """One line of the results file.
 
     ``output`` is the answer of a completed task, else whatever partial output
-    was produced before it failed or was cancelled.
+    was produced before it failed or was cancelled. ``fingerprint`` identifies
+    the task (see :func:`ai_orchestrator.client._identity.fingerprint`; by
+    default that of ``result.task``): a re-run trusts a completed record only
+    for the very same task.
     """
     task = result.task
     completed = result.status == TaskStatus.COMPLETED
@@ -347,6 +452,7 @@ def result_record(index: int, result: Result) -> dict[str, Any]:
         "tokens": result.tokens_used,
         "cost_usd": result.cost,
         "model": model,
+        "fingerprint": task_fingerprint or fingerprint(task),
     }
 
 
@@ -356,13 +462,39 @@ def write_results(path: Path, results: Sequence[Result]) -> None:
     The file is written beside ``path`` and renamed over it, so a reader (or a
     crash) never sees half a file: it holds the previous results or the new ones.
     """
+    _write_records(path, (result_record(index, result) for index, result in enumerate(results)))
+
+
+def read_results(path: Path) -> dict[str, dict[str, Any]]:
+    """The records of an existing results file by task id ({} if there is none).
+
+    Lines that are not JSON objects with a ``task_id`` are ignored: the file is
+    a cache of finished work, and a damaged line only means that task is
+    followed (or run) again.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    records: dict[str, dict[str, Any]] = {}
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("task_id"), str):
+            records[record["task_id"]] = record
+    return records
+
+
+def _write_records(path: Path, records: Iterable[dict[str, Any]]) -> None:
     path = Path(path)
     # A plain open (not mkstemp) so the file gets the usual umask permissions.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as f:
-            for index, result in enumerate(results):
-                f.write(json.dumps(result_record(index, result), ensure_ascii=False) + "\n")
+            for record in records:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -379,6 +511,7 @@ __all__ = [
     "BatchSummary",
     "assign_task_ids",
     "batch_id_for",
+    "read_results",
     "read_tasks",
     "run_batch",
     "task_id_for",

@@ -24,7 +24,6 @@ from .batch import (
     check_batch_id,
     read_tasks,
     run_batch,
-    write_results,
 )
 
 
@@ -123,7 +122,9 @@ def batch_command(
     Each non-blank line is a JSON string (the prompt) or an object with task
     fields. Task ids come from the file's content and line position, so running
     the same command again after an interruption resumes: nothing is started
-    twice, finished tasks are not paid for again.
+    twice, finished tasks are not paid for again. The results file is written
+    as tasks finish and read back on a re-run: tasks it records as completed
+    are not submitted again, even after Temporal has forgotten them.
 
     \b
     Example:
@@ -165,12 +166,13 @@ def batch_command(
                     batch_id=batch_id,
                     concurrency=concurrency,
                     on_progress=printer,
+                    results_path=out,
                 )
             except (asyncio.CancelledError, KeyboardInterrupt):
                 printer.close()
                 click.echo(
-                    "batch interrupted; its submitted tasks stay in Temporal and continue "
-                    "on any worker. Run the same command again to resume.",
+                    f"batch interrupted; finished tasks are in {out}, submitted ones stay in "
+                    "Temporal and continue on any worker. Run the same command again to resume.",
                     err=True,
                 )
                 raise
@@ -178,7 +180,6 @@ def batch_command(
                 printer.close()
                 raise
             printer.close()
-        write_results(out, report.results)
         s = report.summary
         click.echo(
             f"batch {s.batch_id}: {s.completed}/{s.total} completed, {s.failed} failed, "

@@ -14,7 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 
 from ai_orchestrator.batch import batch_id_for
 from ai_orchestrator.devserver import DevServer, free_port
@@ -82,7 +85,9 @@ async def test_killed_batch_resumes_without_running_anything_twice(
             await stop(first)
         done_at_kill = finished(sim)
         assert TOTAL // 2 <= done_at_kill < TOTAL
-        assert not results.exists()  # the results file is written only at the end
+        # The results file is written as tasks finish: what it holds is finished work.
+        kept = [json.loads(line) for line in results.read_text().splitlines()]
+        assert 1 <= len(kept) <= done_at_kill and {r["status"] for r in kept} == {"completed"}
         assert "done," in first_err.decode()  # plain progress lines without a TTY
 
         proc = await spawn(*args, env=env)
@@ -141,6 +146,52 @@ async def test_json_summary_and_failed_task(
     ]
     assert "HTTP 400" in lines[0]["error"] and lines[1]["model"] == "gpt-4o-mini"
     assert len(lines[1]["output"].split()) == 5
+
+
+async def forget(client: Client, task_id: str) -> None:
+    """Delete a closed run, as the namespace's retention eventually does."""
+    await client.workflow_service.delete_workflow_execution(
+        DeleteWorkflowExecutionRequest(
+            namespace=client.namespace, workflow_execution=WorkflowExecution(workflow_id=task_id)
+        )
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # deletion is asynchronous
+        try:
+            await client.get_workflow_handle(task_id).describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return
+            raise
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{task_id} was not deleted")
+
+
+async def test_resume_after_retention_pays_nothing_again(
+    temporal: DevServer, client: Client, queue: str, sim: Simulator, tmp_path: Path
+) -> None:
+    """Promise: batches never re-pay after the namespace's retention (results file)."""
+    tag = unique("retention")
+    prompts = write_prompts(tmp_path / "p.jsonl", [f"{tag} #{i}" for i in range(3)])
+    results = tmp_path / "p.results.jsonl"
+    env = worker_env(temporal.target, queue, None, None)
+    async with running_worker(client, queue, sim):
+        code, _, err = await run_cli("batch", str(prompts), env=env)
+        assert code == 0, err
+        first = [json.loads(line) for line in results.read_text().splitlines()]
+        assert all(r["fingerprint"].startswith("sha256:") for r in first)
+        for record in first:
+            await forget(client, record["task_id"])
+        code, _, err = await run_cli("batch", str(prompts), "--json", env=env)
+    assert code == 0, err
+    assert len(sim.requests) == 3  # not one request more: nothing was paid twice
+    for record in first:  # ... and nothing was even submitted
+        with pytest.raises(RPCError):
+            await client.get_workflow_handle(record["task_id"]).describe()
+    again = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [(r["task_id"], r["output"], r["status"]) for r in again] == [
+        (r["task_id"], r["output"], r["status"]) for r in first
+    ]
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from ai_orchestrator.batch import (
     write_results,
 )
 from ai_orchestrator.batch_cli import ProgressPrinter, default_output, progress_line
+from ai_orchestrator.client._identity import fingerprint
 from ai_orchestrator.core import Result, Task, TaskStatus, TaskType
 from ai_orchestrator.exceptions import TaskValidationError
 
@@ -189,6 +190,7 @@ def test_write_results_in_given_order(tmp_path: Path) -> None:
             "tokens": 12,
             "cost_usd": 0.5,
             "model": "gpt-4o-mini",
+            "fingerprint": fingerprint(Task(prompt="p")),
         },
         {
             "index": 1,
@@ -199,6 +201,7 @@ def test_write_results_in_given_order(tmp_path: Path) -> None:
             "tokens": 0,
             "cost_usd": 0.0,
             "model": None,
+            "fingerprint": fingerprint(Task(prompt="p")),
         },
         {
             "index": 2,
@@ -209,6 +212,7 @@ def test_write_results_in_given_order(tmp_path: Path) -> None:
             "tokens": 0,
             "cost_usd": 0.0,
             "model": None,
+            "fingerprint": fingerprint(Task(prompt="p")),
         },
     ]
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]  # no temp file left
