@@ -28,6 +28,20 @@ from pydantic import (
 PRIORITY_HIGHEST = 1
 PRIORITY_LOWEST = 5
 PRIORITY_DEFAULT = 3
+#: A week: the longest task whose checkpoints and retries stay well inside
+#: Temporal's per-run history limits (51,200 events, 50 MB, 10,000 signals).
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600.0
+
+
+def decoded_leniently(info: ValidationInfo) -> bool:
+    """True when a payload from Temporal is being decoded, not a model built by a user.
+
+    A check users must pass at construction must not turn an input that is
+    already in history (written by an older client) into a decoding failure
+    that jams its run.
+    """
+    context = info.context
+    return isinstance(context, dict) and bool(context.get("ai_orchestrator_ignore_unknown_fields"))
 
 
 def _utcnow() -> datetime:
@@ -116,9 +130,23 @@ class TaskConstraints(_Model):
     """Limits on one task; None leaves the choice to the server or the adapter."""
 
     max_tokens: int | None = Field(default=None, gt=0)
+    #: The whole task, every attempt and wait included; at most a week (history
+    #: must stay within Temporal's limits, and live text is checkpointed into it).
     timeout_seconds: float | None = Field(default=300.0, gt=0)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     model: str | None = None
+
+    @field_validator("timeout_seconds")
+    @classmethod
+    def _timeout_within_history_limits(
+        cls, value: float | None, info: ValidationInfo
+    ) -> float | None:
+        if value is not None and value > MAX_TIMEOUT_SECONDS and not decoded_leniently(info):
+            raise ValueError(
+                f"timeout_seconds must be at most {MAX_TIMEOUT_SECONDS:,.0f} (a week): a longer "
+                "task could outgrow Temporal's per-run history limits"
+            )
+        return value
 
     @field_validator("model")
     @classmethod

@@ -269,7 +269,9 @@ class LLMActivities:
         except Exception as exc:  # the check must not turn an outage into a failure
             logger.warning("could not check for a cancel before calling the provider: %s", exc)
             return
-        requested = any(
+        # The workflow's own flag: Temporal drops the activity's cancel request
+        # when it retries an attempt that timed out, but not the workflow's.
+        requested = desc.raw_description.workflow_extended_info.cancel_requested or any(
             p.activity_id == info.activity_id
             and p.state == PendingActivityState.PENDING_ACTIVITY_STATE_CANCEL_REQUESTED
             for p in desc.raw_description.pending_activities
