@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from ai_orchestrator import Task, TaskClient, TaskConstraints, TaskStatus, TaskType
 from ai_orchestrator.simulator import Simulator
@@ -93,10 +93,13 @@ async def test_submit_is_idempotent(
     task = Task(prompt="once", task_id=unique("idem"))
     ids = await asyncio.gather(*(tasks.submit_task(task) for _ in range(5)))
     assert set(ids) == {task.task_id}
+    handle = client.get_workflow_handle(task.task_id or "")
     async with running_worker(client, queue, sim):
         first = await tasks.get_result(task.task_id or "", timeout=30)
-        assert await tasks.submit_task(task) == task.task_id  # after completion too
-        await asyncio.sleep(0.3)
+        run_id = (await handle.describe()).run_id
+        assert await tasks.submit_task(task) == task.task_id  # after completion too ...
+        desc = await handle.describe()  # ... it started nothing: no new run to wait for
+    assert desc.run_id == run_id and desc.status == WorkflowExecutionStatus.COMPLETED
     assert first.status == TaskStatus.COMPLETED and len(sim.requests) == 1
 
 
