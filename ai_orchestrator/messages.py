@@ -160,8 +160,10 @@ class AttemptState(_Msg):
     model: str = ""
     #: Provider faults over every attempt of this activity, this one included.
     provider_faults: int = 0
-    #: Chunk signals sent over every attempt (history grows with them).
+    #: Chunk signals sent, and characters they carried, over every attempt
+    #: (history grows with them).
     signals: int = 0
+    signalled_chars: int = 0
     #: Attempts already closed (billed or not); this one is added when it ends.
     ledger: Ledger = Field(default_factory=Ledger)
     #: True once this attempt's own bill is in ``ledger``.

@@ -33,6 +33,9 @@ PROVIDER_FAULTS = frozenset({PROVIDER_UNAVAILABLE, CONNECTION_FAILED, INCOMPLETE
 #: Chunk signals allowed over all attempts of one run; past it the text travels
 #: in the result only (Temporal refuses a run's 10,001st signal).
 MAX_RUN_SIGNALS = 2_000
+#: Characters signalled over all attempts of one run: each attempt may stream up
+#: to the output cap again, and a run's history must stay far below 50 MB.
+MAX_RUN_SIGNALLED_CHARS = 8_000_000
 
 
 def estimate_tokens(chars: int) -> int:
@@ -64,6 +67,7 @@ def begin(attempt: int, prior: AttemptState | None, prompt_chars: int) -> Attemp
         generation=attempt,
         provider_faults=prior.provider_faults,
         signals=prior.signals,
+        signalled_chars=prior.signalled_chars,
         ledger=Ledger(attempts=list(ledger.attempts)),
     )
 

@@ -154,6 +154,7 @@ class LLMActivities:
             generation=state.generation,
             interval=self._interval_for(request),
             max_signals=max(0, _attempts.MAX_RUN_SIGNALS - state.signals),
+            max_chars=max(0, _attempts.MAX_RUN_SIGNALLED_CHARS - state.signalled_chars),
         )
         stream = ChatStream(self._client, params)
         interval = self._heartbeat_every(info.heartbeat_timeout)
@@ -323,6 +324,7 @@ class LLMActivities:
                 "chars": stream.chars,
                 "chunks": stream.chunks,
                 "signals": state.signals + publisher.signals,
+                "signalled_chars": state.signalled_chars + publisher.delivered,
             }
         )
 

@@ -45,6 +45,7 @@ class ChunkPublisher:
     generation: the stream the text belongs to; a newer one supersedes it.
     interval: seconds between signals.
     max_signals: signals this attempt may still send (the run's budget).
+    max_chars: characters this attempt may still signal (the run's budget).
     """
 
     def __init__(
@@ -56,6 +57,7 @@ class ChunkPublisher:
         run_id: str | None = None,
         generation: int | None = None,
         max_signals: int | None = None,
+        max_chars: int | None = None,
     ) -> None:
         self._send = send
         self._attempt = attempt
@@ -63,6 +65,7 @@ class ChunkPublisher:
         self._generation = generation
         self._interval = interval if callable(interval) else (lambda: interval)
         self._max_signals = max_signals
+        self._max_chars = max_chars
         self._pending: list[str] = []
         self._pending_chunks = 0
         self._acked = 0
@@ -80,7 +83,10 @@ class ChunkPublisher:
         return self._acked
 
     def _exhausted(self) -> bool:
-        return self._max_signals is not None and self.signals >= self._max_signals
+        """Past the run's budget, text travels in the result only."""
+        return (self._max_signals is not None and self.signals >= self._max_signals) or (
+            self._max_chars is not None and self._acked >= self._max_chars
+        )
 
     def add(self, text: str) -> None:
         self._pending.append(text)
