@@ -18,7 +18,7 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
-from .core import Platform, Task, TaskStatus
+from .core import Platform, Task
 
 PLATFORM = SearchAttributeKey.for_keyword("AiPlatform")
 MODEL = SearchAttributeKey.for_keyword("AiModel")
@@ -77,12 +77,19 @@ async def register(client: Client) -> list[str]:
 
 
 def initial(task: Task, model: str) -> TypedSearchAttributes:
+    """The attributes a task starts with.
+
+    ``AiStatus`` is not among them: the workflow writes it (with ``AiTokens``
+    and ``AiCostUsd``) when the task ends, completed, failed or cancelled. A
+    "running" written at start would stay forever on a run an operator
+    terminates, since a terminated run executes no more code; open tasks are
+    found with Temporal's own ``ExecutionStatus = 'Running'``.
+    """
     return TypedSearchAttributes(
         [
             SearchAttributePair(PLATFORM, (task.platform_hint or Platform.CHATGPT).value),
             SearchAttributePair(MODEL, model),
             SearchAttributePair(TASK_TYPE, task.type.value),
             SearchAttributePair(PRIORITY, task.priority),
-            SearchAttributePair(STATUS, TaskStatus.RUNNING.value),
         ]
     )
