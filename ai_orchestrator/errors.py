@@ -40,6 +40,8 @@ CONFIGURATION_ERROR = "ConfigurationError"
 TASK_FAILED = "TaskFailed"
 OUTPUT_TOO_LARGE = "OutputTooLarge"
 WORKER_SHUTDOWN = "WorkerShutdown"
+PROVIDER_FAULTS_EXHAUSTED = "ProviderFaultsExhausted"
+CANCELLED_BEFORE_START = "CancelledBeforeStart"
 #: The provider stopped the answer with ``finish_reason="content_filter"``;
 #: the same prompt will be filtered again, so it is never retried.
 CONTENT_FILTERED = "ContentFiltered"

@@ -495,7 +495,7 @@ class TaskClient(AsyncBasePlatformAdapter):
         cost, tokens = 0.0, 0
         if view.ledger is not None:
             cost, tokens = view.ledger.cost, view.ledger.tokens
-            metadata["billing"] = view.ledger.model_dump()
+            metadata["billing"] = [bill.model_dump() for bill in view.ledger.attempts]
         return Result(
             task=view.task or Task(prompt=f"<task {handle.id}>", task_id=handle.id),
             success=False,
