@@ -161,7 +161,9 @@ class TaskClient(AsyncBasePlatformAdapter):
         if self._searchable is None:
             try:
                 self._searchable = not await missing_search_attributes(self.client)
-            except RPCError:
+            except RPCError as exc:
+                if exc.status in _UNAVAILABLE:
+                    return False  # an outage says nothing: ask again next time
                 self._searchable = False  # no operator access: run without them
         return self._searchable
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from temporalio.client import Client
 from temporalio.service import RetryConfig
@@ -16,6 +18,7 @@ from ai_orchestrator import (
     TemporalUnavailableError,
 )
 from ai_orchestrator.client._identity import FINGERPRINT_MEMO, fingerprint
+from ai_orchestrator.codec import EncryptionCodec
 from ai_orchestrator.converter import data_converter
 from ai_orchestrator.devserver import DevServer
 from ai_orchestrator.messages import WORKFLOW_TYPE, TaskInput
@@ -131,3 +134,28 @@ async def test_rerun_restarts_an_ended_task_on_purpose_only(
         await tasks.rerun_task(task_id)
     with pytest.raises(TaskNotFoundError):
         await tasks.rerun_task(unique("missing"))
+
+
+async def test_fingerprint_memo_is_encrypted_with_the_payloads(
+    temporal: DevServer, queue: str
+) -> None:
+    """Promise: the identity check works with encryption on, and leaks nothing."""
+    codec = EncryptionCodec({"k1": os.urandom(32)}, "k1")
+    client = await Client.connect(temporal.target, data_converter=data_converter(codec))
+    tasks = TaskClient(client, task_queue=queue)
+    task = Task(prompt="a confidential question", task_id=unique("enc"))
+    await tasks.submit_task(task)
+    desc = await client.get_workflow_handle(task.task_id or "").describe()
+    raw = desc.raw_description.workflow_execution_info.memo.fields[FINGERPRINT_MEMO]
+    assert fingerprint(task).split(":")[1].encode() not in raw.SerializeToString()
+    assert raw.metadata["encoding"] != b"json/plain"
+    assert await tasks.submit_task(Task(prompt="a confidential question", task_id=task.task_id))
+    with pytest.raises(TaskIdConflictError, match="different prompt"):
+        await tasks.submit_task(Task(prompt="another question", task_id=task.task_id))
+    other_key = await Client.connect(
+        temporal.target,
+        data_converter=data_converter(EncryptionCodec({"k2": os.urandom(32)}, "k2")),
+    )
+    with pytest.raises(TaskIdConflictError, match="cannot be read"):  # never a blind attach
+        await TaskClient(other_key, task_queue=queue).submit_task(task)
+    await client.get_workflow_handle(task.task_id or "").terminate("test done")
