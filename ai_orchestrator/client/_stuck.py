@@ -5,8 +5,15 @@ decode, a command the server rejects, a non-deterministic change. Temporal then
 retries the workflow task forever and the run stays "running", so a caller
 waiting for its result would wait forever. The run's description says how
 many times in a row its workflow task has been tried; from the third attempt
-(two failures in a row) the task is reported as failed, with the failure the
-history recorded, while the run itself stays open: fixing the worker resumes it.
+the task is reported as failed, with the failure the history recorded, while
+the run itself stays open: fixing the worker resumes it.
+
+Attempts also grow when workflow tasks time out: a worker killed mid-task,
+then its sticky queue expiring, makes attempt 3 with no mistake anywhere, and
+a worker that comes back finishes the task. So a run counts as jammed only if
+its streak began with a recorded *failure* (the server records the first
+failure or timeout of a streak, not the retries): a worker did run the task
+and said it could not.
 """
 
 from __future__ import annotations
@@ -15,18 +22,19 @@ import asyncio
 from typing import Any
 
 from temporalio.api.enums.v1 import WorkflowTaskFailedCause
+from temporalio.api.history.v1 import WorkflowTaskFailedEventAttributes
 from temporalio.client import WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.converter import DataConverter
 
-#: The workflow task attempt from which a run counts as jammed: two failures in
-#: a row. One failure can be a worker that died mid-task; two is the code or data.
+#: The workflow task attempt from which a run may be jammed: two failures in a
+#: row. One failure can be a worker that died mid-task; two is the code or data.
 STUCK_ATTEMPT = 3
 #: Seconds between descriptions while waiting: one cheap RPC per waiting caller.
 CHECK_INTERVAL = 2.0
 
 
 def stuck_attempt(desc: WorkflowExecutionDescription) -> int:
-    """The pending workflow task's attempt if the run is jammed, else 0."""
+    """The pending workflow task's attempt if the run may be jammed, else 0."""
     if desc.status != WorkflowExecutionStatus.RUNNING:
         return 0
     raw = desc.raw_description
@@ -36,32 +44,48 @@ def stuck_attempt(desc: WorkflowExecutionDescription) -> int:
     return attempt if attempt >= STUCK_ATTEMPT else 0
 
 
-async def _last_failure(handle: WorkflowHandle[Any, Any], converter: DataConverter) -> str:
-    """``CAUSE: message`` of the streak's failure (the server records only the first)."""
-    found = "no failure recorded: the workflow task timed out (is a worker crashing?)"
+async def _streak_failure(handle: WorkflowHandle[Any, Any], converter: DataConverter) -> str | None:
+    """``CAUSE: message`` if the last recorded workflow task outcome is a failure."""
+    failure: WorkflowTaskFailedEventAttributes | None = None
     async for event in handle.fetch_history_events():
         if event.HasField("workflow_task_failed_event_attributes"):
-            attrs = event.workflow_task_failed_event_attributes
-            message = attrs.failure.message
-            try:  # with encryption on, the message is in the encoded attributes
-                message = str(await converter.decode_failure(attrs.failure)) or message
-            except Exception:
-                pass
-            found = f"{WorkflowTaskFailedCause.Name(attrs.cause)}: {message}"
-    return found
+            failure = event.workflow_task_failed_event_attributes
+        elif event.HasField("workflow_task_completed_event_attributes") or event.HasField(
+            "workflow_task_timed_out_event_attributes"
+        ):
+            failure = None
+    if failure is None:
+        return None
+    message = failure.failure.message
+    try:  # with encryption on, the message is in the encoded attributes
+        message = str(await converter.decode_failure(failure.failure)) or message
+    except Exception:
+        pass
+    return f"{WorkflowTaskFailedCause.Name(failure.cause)}: {message}"
 
 
-async def stuck_error(handle: WorkflowHandle[Any, Any], converter: DataConverter) -> str | None:
-    """Why the run cannot make progress, or None if it is not jammed."""
-    attempt = stuck_attempt(await handle.describe())
+async def jam_error(
+    handle: WorkflowHandle[Any, Any], converter: DataConverter, attempt: int
+) -> str | None:
+    """Why the run cannot make progress, given its :func:`stuck_attempt`; else None.
+
+    None also when the streak is timeouts (a worker died): one coming back resumes it.
+    """
     if not attempt:
         return None
-    failure = await _last_failure(handle, converter)
+    failure = await _streak_failure(handle, converter)
+    if failure is None:
+        return None
     return (
         f"the task cannot make progress: its workflow task failed {attempt - 1} times in a "
         f"row ({failure}); the run is still open - fix the worker/deployment and it "
         "resumes, or cancel/terminate it"
     )
+
+
+async def stuck_error(handle: WorkflowHandle[Any, Any], converter: DataConverter) -> str | None:
+    """Why the run cannot make progress, or None if it is not jammed."""
+    return await jam_error(handle, converter, stuck_attempt(await handle.describe()))
 
 
 async def watch_stuck(
@@ -83,4 +107,11 @@ async def watch_stuck(
         await asyncio.sleep(interval)
 
 
-__all__ = ["CHECK_INTERVAL", "STUCK_ATTEMPT", "stuck_attempt", "stuck_error", "watch_stuck"]
+__all__ = [
+    "CHECK_INTERVAL",
+    "STUCK_ATTEMPT",
+    "jam_error",
+    "stuck_attempt",
+    "stuck_error",
+    "watch_stuck",
+]

@@ -16,6 +16,7 @@ from typing import Any
 from temporalio.api.enums.v1 import PendingActivityState, QueryRejectCondition
 from temporalio.client import (
     Client,
+    WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
@@ -64,7 +65,7 @@ from ..streaming import PrefixGuard
 from ._events import Finished, Restart, StreamEvent, TaskSummary, TextDelta
 from ._history import HistoryView, replay_history
 from ._identity import FINGERPRINT_MEMO, fingerprint
-from ._stuck import stuck_attempt, watch_stuck
+from ._stuck import jam_error, stuck_attempt, watch_stuck
 
 _UNAVAILABLE = frozenset(
     {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
@@ -342,7 +343,7 @@ class TaskClient(AsyncBasePlatformAdapter):
         try:
             desc = await handle.describe()
             if desc.status == WorkflowExecutionStatus.RUNNING:
-                if stuck_attempt(desc):
+                if await self._jammed(task_id, desc):
                     raise TaskValidationError(
                         f"task {task_id!r} is jammed but its run is still open; fix the "
                         "worker (it then resumes) or terminate the run, then re-run it"
@@ -394,8 +395,8 @@ class TaskClient(AsyncBasePlatformAdapter):
             raise self._translate(exc) from None
         if desc.status in _CLOSED_TO_STATUS:
             return _CLOSED_TO_STATUS[desc.status]
-        if stuck_attempt(desc):
-            return TaskStatus.FAILED  # jammed: it cannot finish until someone intervenes
+        if await self._jammed(task_id, desc):
+            return TaskStatus.FAILED  # it cannot finish until someone intervenes
         for pending in desc.raw_description.pending_activities:
             if (
                 pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
@@ -403,6 +404,14 @@ class TaskClient(AsyncBasePlatformAdapter):
             ):
                 return TaskStatus.RUNNING
         return TaskStatus.PENDING
+
+    async def _jammed(self, task_id: str, desc: WorkflowExecutionDescription) -> bool:
+        """Whether the described run is jammed (reads history only when it may be)."""
+        attempt = stuck_attempt(desc)
+        if not attempt:
+            return False
+        handle = self._handle(task_id)
+        return await jam_error(handle, self.client.data_converter, attempt) is not None
 
     async def get_result(self, task_id: str, timeout: float | None = 300) -> Result:
         """The task's result, waiting up to ``timeout`` seconds (None: until it ends).
