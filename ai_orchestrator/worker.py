@@ -44,13 +44,13 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_THROTTLE = timedelta(seconds=1)
 
 
-#: Our package is passed through the sandbox whole: its __init__ imports the
-#: openai SDK, which the sandbox refuses, and re-importing it for every run
-#: would slow each task's start. The workflow code itself stays deterministic
-#: (it only uses workflow APIs) and replay tests guard it.
-WORKFLOW_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("ai_orchestrator")
-)
+#: Workflows run in Temporal's sandbox, which re-imports the workflow module for
+#: every run and restricts what its code may call (time, randomness, I/O), so a
+#: nondeterministic call in workflow code fails loudly instead of corrupting a
+#: replay. Only the modules the workflow imports inside
+#: ``workflow.unsafe.imports_passed_through()`` (our pure models and options, and
+#: what they import) are shared with the worker, not re-imported per run.
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default)
 
 
 def openai_client(settings: ProviderSettings) -> AsyncOpenAI:

@@ -282,10 +282,7 @@ class LLMActivities:
         # Let Temporal deliver the cancel (the heartbeat's answer carries it), so
         # the attempt ends as cancelled, not failed; the provider is never called.
         activity.heartbeat(state)
-        try:
-            await asyncio.sleep(_CANCEL_DELIVERY_TIMEOUT)
-        except asyncio.CancelledError:
-            raise
+        await asyncio.sleep(_CANCEL_DELIVERY_TIMEOUT)
         raise ApplicationError(
             "the task was cancelled before this attempt called the provider",
             state.ledger,

@@ -65,12 +65,28 @@ def _ledger(value: Any) -> Ledger | None:
         return None
 
 
+def _cancel_requested() -> bool:
+    """Whether this run was asked to cancel, however its activity then ended.
+
+    An attempt whose worker died times out even after the task was cancelled,
+    and Temporal reports that timeout, not the cancel: the user's cancel must
+    still end the task as cancelled. (``Task.cancelling`` is Python 3.11+; on
+    3.10 such a task ends failed, as before.)
+    """
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling and cancelling())
+
+
 def _estimate_prompt_tokens(task: Task) -> int:
     return (len(task.prompt) + sum(len(str(v)) for v in task.context.values()) + 3) // 4
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
 class TaskWorkflow:
+    #: The provider activity; a class attribute so replay controls can vary it.
+    activity_type = STREAM_ACTIVITY
+
     @workflow.init
     def __init__(self, input: TaskInput) -> None:
         self._buffer = OutputBuffer(run_id=workflow.info().run_id)
@@ -122,6 +138,12 @@ class TaskWorkflow:
                 updates += [TOKENS.value_set(int(tokens)), COST_USD.value_set(float(cost))]
             workflow.upsert_search_attributes(updates)
 
+    def activity_options(
+        self, input: TaskInput, timeout: timedelta, *, edges: bool
+    ) -> dict[str, Any]:
+        """The provider activity's options, decided in :mod:`..options`."""
+        return stream_activity_options(input.retry, timeout, activity_counts_faults=edges)
+
     def _billed(self, err: BaseException | None, task: Task) -> Ledger:
         """What the provider billed, from the failure or the last checkpoint."""
         cause = err.cause if isinstance(err, ActivityError) else None
@@ -149,7 +171,7 @@ class TaskWorkflow:
         edges = workflow.patched(EDGES)
         try:
             output: CompletionOutput = await workflow.execute_activity(
-                STREAM_ACTIVITY,
+                self.activity_type,
                 CompletionRequest(
                     task=task,
                     deadline_epoch=(started + timeout).timestamp(),
@@ -157,15 +179,18 @@ class TaskWorkflow:
                 ),
                 result_type=CompletionOutput,
                 summary=f"chat completion ({constraints.model or 'default model'})",
-                **stream_activity_options(input.retry, timeout, activity_counts_faults=edges),
+                **self.activity_options(input, timeout, edges=edges),
             )
         except ActivityError as err:
             billed = self._billed(err, task) if edges else Ledger()
-            if is_cancelled_exception(err):
+            cancelled = is_cancelled_exception(err)
+            if cancelled or (edges and _cancel_requested()):
                 self._finish(
                     input, TaskStatus.CANCELLED, billed.tokens, billed.cost, every_end_state=edges
                 )
-                raise
+                if cancelled:
+                    raise
+                raise asyncio.CancelledError("cancelled while its worker was away") from err
             self._finish(
                 input, TaskStatus.FAILED, billed.tokens, billed.cost, every_end_state=edges
             )

@@ -99,7 +99,7 @@ async def test_cancel_while_the_worker_is_dead_pays_for_nothing_more(
             result = await tasks.get_result(task_id, timeout=60)
     finally:
         await stop(victim)
-    assert result.status == TaskStatus.CANCELLED
+    assert result.status == TaskStatus.CANCELLED, result.error
     assert len(sim.requests) == 1, "an attempt called the provider after the cancel"
     # The partial output is the dead attempt's checkpointed text, not a new attempt's.
     assert result.partial_output and _answer(sim, 0, 200).startswith(result.partial_output)
