@@ -16,12 +16,15 @@ earlier version of this script, before the ``v1-`` names.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 from temporalio.client import Client
 
 from ai_orchestrator import Task, TaskClient
@@ -34,7 +37,7 @@ from ai_orchestrator.simulator import Fault, Simulator
 from ai_orchestrator.worker import running
 
 HERE = Path(__file__).parent / "histories"
-VERSION = "v1"
+VERSION = "v2"
 RETRY = RetrySettings(initial_interval_seconds=0.2, heartbeat_timeout_seconds=2.0)
 FEW_ATTEMPTS = RetrySettings(
     max_attempts=3, initial_interval_seconds=0.2, heartbeat_timeout_seconds=2.0
@@ -127,6 +130,47 @@ async def long_stream(ctx: Ctx, wid: str) -> None:
         await ctx.tasks().execute(Task(prompt="a long answer", task_id=wid))
 
 
+async def reset_mid_stream(ctx: Ctx, wid: str) -> None:
+    """An operator reset: the new run's history holds the old run's re-applied chunks."""
+    tasks = ctx.tasks()
+    with pace(ctx.sim, tokens_per_second=40, tokens=60):
+        await tasks.submit_task(Task(prompt="reset by an operator", task_id=wid))
+        handle = ctx.client.get_workflow_handle(wid)
+        for _ in range(200):  # until the old run holds a chunk signal
+            history = await handle.fetch_history()
+            signalled = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+            if any(e.event_type == signalled for e in history.events):
+                break
+            await asyncio.sleep(0.05)
+        first_wft = next(
+            e.event_id
+            for e in history.events
+            if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+        )
+        await ctx.client.workflow_service.reset_workflow_execution(
+            ResetWorkflowExecutionRequest(
+                namespace=ctx.client.namespace,
+                workflow_execution=WorkflowExecution(
+                    workflow_id=wid, run_id=(await handle.describe()).run_id
+                ),
+                reason="recording an operator reset",
+                workflow_task_finish_event_id=first_wft,
+                request_id=str(uuid.uuid4()),
+            )
+        )
+        await tasks.get_result(wid)
+
+
+async def content_filtered(ctx: Ctx, wid: str) -> None:
+    ctx.sim.script(Fault.content_filter(after_tokens=6))
+    await ctx.tasks().execute(Task(prompt="stopped by a content filter", task_id=wid))
+
+
+async def provider_faults_exhausted(ctx: Ctx, wid: str) -> None:
+    ctx.sim.script(Fault.disconnect(after_tokens=5, times=3))
+    await ctx.tasks(FEW_ATTEMPTS).execute(Task(prompt="three broken streams", task_id=wid))
+
+
 Recipe = Callable[[Ctx, str], Awaitable[None]]
 COMPLETED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
 FAILED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED
@@ -143,6 +187,10 @@ RECIPES: dict[str, tuple[Recipe, EventType.ValueType, int]] = {
     "cancelled-mid-stream": (cancelled_mid_stream, CANCELED, 1),
     "restarted-twice": (restarted_twice, COMPLETED, 2),
     "long-stream": (long_stream, COMPLETED, 20),
+    # From v2 on:
+    "reset-mid-stream": (reset_mid_stream, COMPLETED, 1),
+    "content-filtered": (content_filtered, FAILED, 0),
+    "provider-faults-exhausted": (provider_faults_exhausted, FAILED, 0),
 }
 
 
