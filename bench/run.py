@@ -1,6 +1,6 @@
 """Benchmarks: what durability costs, as ratios against baselines of the same run.
 
-Usage: ``python bench/run.py [--runs N] [--smoke] [--out FILE]``
+Usage: ``python bench/run.py [--runs N] [--smoke] [--out FILE] [--only SCENARIO...]``
 
 Starts its own file-backed Temporal dev server (like ``ai-orchestrator dev``)
 and simulator, runs each scenario ``--runs`` times, prints one table of medians
@@ -34,7 +34,7 @@ from ai_orchestrator.converter import data_converter
 from ai_orchestrator.devserver import DevServer
 from ai_orchestrator.simulator import Simulator
 from ai_orchestrator.worker import running
-from bench import concurrency, failures, latency, streaming
+from bench import chaos, concurrency, failures, latency, streaming
 from bench.baselines import baseline_worker
 from bench.context import Bench
 from bench.stats import Row, render
@@ -50,16 +50,39 @@ class Sizes:
     concurrent: int
     concurrent_tokens: int
     concurrent_rate: float
+    chaos_tasks: int = 40
+    chaos_tokens: int = 60
+    chaos_rate: float = 10.0
+    chaos_kill_server: bool = True
+    #: Retry backoff cap of the chaos tasks: the default (30 s) in the full run;
+    #: a task that draws five faults in a row would take 31 s of backoff alone.
+    chaos_max_interval: float = 30.0
 
 
 FULL = Sizes(50, 500, 100, 1000, 100.0, 1000, 50, 5.0)
-SMOKE = Sizes(3, 20, 10, 50, 500.0, 10, 20, 20.0)
+# Chaos in the smoke run: 2 s answers, both kills, backoff capped at 4 s; 20-40 s.
+SMOKE = Sizes(
+    3,
+    20,
+    10,
+    50,
+    500.0,
+    10,
+    20,
+    20.0,
+    chaos_tasks=6,
+    chaos_tokens=40,
+    chaos_rate=20.0,
+    chaos_max_interval=4.0,
+)
 
 
 def rows_for(s: Sizes) -> dict[str, Row]:
     one, load = "one at a time, non-streamed", f"{s.load_tasks} tasks, <= {s.load_open} open"
     stream = f"1 streamed task, {s.stream_tokens} chunks"
     conc = f"{s.concurrent} concurrent streams, 1 worker"
+    kills = "2 kills" if s.chaos_kill_server else "worker kill"
+    chaos_name = f"chaos: {s.chaos_tasks} tasks, 30% faults, {kills}"
     return {
         "p50": Row(one, "p50 latency", "ms", target="<= bare x1.05"),
         "p95": Row(one, "p95 latency", "ms", target="<= bare x1.05"),
@@ -77,10 +100,18 @@ def rows_for(s: Sizes) -> dict[str, Row]:
         "rss": Row(conc, "worker peak RSS", "MB", target="<= 350 MB"),
         "wft": Row(conc, "workflow task timeouts", "count", target="0"),
         "conc_s": Row(conc, "completion time", "s"),
+        "chaos_done": Row(chaos_name, "tasks completed", "count", target=f"{s.chaos_tasks}"),
+        "chaos_req": Row(chaos_name, "max requests per task", "count"),
+        # Percentages: the table prints one decimal.
+        "chaos_gen": Row(
+            chaos_name, "generated/delivered", "%", target="< 157% (before the change)"
+        ),
+        "chaos_billed": Row(chaos_name, "billed reported/generated", "%", target="100%"),
+        "chaos_s": Row(chaos_name, "wall time", "s"),
     }
 
 
-SCENARIOS = ("latency", "throughput", "stream", "cancel", "kill", "concurrency")
+SCENARIOS = ("latency", "throughput", "stream", "cancel", "kill", "concurrency", "chaos")
 
 
 async def one_run(b: Bench, s: Sizes, rows: dict[str, Row], only: set[str]) -> dict[str, Any]:
@@ -113,7 +144,26 @@ async def one_run(b: Bench, s: Sizes, rows: dict[str, Row], only: set[str]) -> d
             conc["ours"]["workflow_task_timeouts"], parked=conc["parked"]["workflow_task_timeouts"]
         )
         rows["conc_s"].add(conc["ours"]["completion_s"], parked=conc["parked"]["completion_s"])
+    if "chaos" in only:
+        await _chaos(s, rows, raw)
     return raw
+
+
+async def _chaos(s: Sizes, rows: dict[str, Row], raw: dict[str, Any]) -> None:
+    """On its own server and simulator: killing them must not disturb the other scenarios."""
+    raw["chaos"] = report = await chaos.chaos_run(
+        s.chaos_tasks,
+        s.chaos_tokens,
+        s.chaos_rate,
+        kill_server=s.chaos_kill_server,
+        retry=RetrySettings(max_interval_seconds=s.chaos_max_interval),
+    )
+    print(chaos.render_report(report), file=sys.stderr)
+    rows["chaos_done"].add(report["completed"])
+    rows["chaos_req"].add(report["requests_per_task_max"])
+    rows["chaos_gen"].add(100 * report["generated_per_delivered"])
+    rows["chaos_billed"].add(100 * report["reported_per_generated"])
+    rows["chaos_s"].add(report["wall_s"])
 
 
 async def _stream(b: Bench, s: Sizes, rows: dict[str, Row], raw: dict[str, Any]) -> None:
@@ -170,6 +220,8 @@ async def main(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
                     only = set(args.only)
                     if run >= args.heavy_runs:
                         only.discard("concurrency")
+                    if run >= args.chaos_runs:
+                        only.discard("chaos")
                     raw["runs"].append(await one_run(bench, sizes, rows, only))
                     print(
                         f"run {run + 1}/{runs} done ({time.perf_counter() - started:.0f}s)",
@@ -201,6 +253,12 @@ if __name__ == "__main__":
         type=int,
         default=1,
         help="runs of the 1000-stream scenario (about 3 minutes each)",
+    )
+    parser.add_argument(
+        "--chaos-runs",
+        type=int,
+        default=1,
+        help="runs of the 40-task chaos scenario (about a minute each)",
     )
     parser.add_argument(
         "--only",
