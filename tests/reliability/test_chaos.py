@@ -18,6 +18,7 @@ from temporalio.client import Client
 from ai_orchestrator import Result, Task, TaskClient, TaskStatus
 from ai_orchestrator.devserver import DevServer
 from ai_orchestrator.simulator import Fault, RecordedRequest, Simulator
+from ai_orchestrator.simulator._state import SimulatorState
 from ai_orchestrator.simulator._text import simulated_tokens
 
 from ..conftest import FAST_RETRY, SECRET_KEY, unique
@@ -47,6 +48,12 @@ PROVIDER_FAULTS = {"disconnect", "no_finish", "malformed", "status"}
 RETRY = FAST_RETRY.model_copy(update={"max_attempts": MAX_ATTEMPTS})
 
 
+def _faulted_draws(n: int) -> int:
+    """How many of the seed's first ``n`` chaos draws are faults (what the seed was picked for)."""
+    state = SimulatorState(20, TOKENS, fault_rate=FAULT_RATE, chaos_seed=SEED)
+    return sum(state.choose_fault(TOKENS)[0] is not None for _ in range(n))
+
+
 def _by_task(
     requests: list[RecordedRequest], prompts: dict[str, str]
 ) -> dict[str, list[RecordedRequest]]:
@@ -63,6 +70,9 @@ def _describe(requests: list[RecordedRequest]) -> list[tuple[str | None, int, in
 async def test_chaos_every_task_completes_whole_and_reports_its_bills(
     temporal: DevServer, client: Client, queue: str, sim: Simulator
 ) -> None:
+    assert _faulted_draws(DRAWS_GUARANTEED) < MAX_ATTEMPTS, (
+        "the simulator's chaos draws changed: pick SEED again (see the comment above it)"
+    )
     sim.tokens_per_second, sim.default_tokens = 20, TOKENS
     sim.fault_rate, sim.chaos_seed = FAULT_RATE, SEED
     sim.script(Fault.rate_limit(retry_after=1, times=N_TASKS * RATE_LIMITED_PER_TASK))
