@@ -7,12 +7,12 @@ tokens, fault) travel together instead of through long parameter lists.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from aiohttp import web
 
 from ._errors import (
+    bearer_token,
     error_body,
     rate_limit_error,
     rate_limit_headers,
@@ -20,7 +20,7 @@ from ._errors import (
     stream_error_body,
     stream_error_status,
 )
-from ._faults import Fault
+from ._faults import CUT_FAULTS, Fault
 from ._params import ChatParams, InvalidRequest, parse_chat_params
 from ._payloads import (
     DONE_EVENT,
@@ -33,36 +33,20 @@ from ._payloads import (
     usage_chunk,
 )
 from ._records import RecordedRequest
+from ._responder import BaseResponder, answer_size, run_generation
 from ._state import SimulatorState
 from ._text import count_prompt_words, simulated_tokens
-
-REQUEST_ID_HEADER = "x-request-id"
-SIMULATOR_HEADER = "x-ai-orchestrator-simulator"
 
 
 async def handle_chat_completions(
     request: web.Request, state: SimulatorState
 ) -> web.StreamResponse:
-    """Never lets a vanished client turn into a logged server error."""
-    record = state.open_record(request.headers.get("Authorization"))
-    headers = {REQUEST_ID_HEADER: record.request_id, SIMULATOR_HEADER: "1"}
-    try:
+    authorization = request.headers.get("Authorization")
+
+    async def dispatch(record: RecordedRequest, headers: dict[str, str]) -> web.StreamResponse:
         return await _dispatch(request, state, record, headers)
-    except ConnectionError:
-        # Client vanished while we read the body or wrote a non-stream reply;
-        # nothing can be delivered, and raising would make aiohttp log a 500.
-        record.disconnected = True
-        return web.Response(status=499, headers=headers)
-    except asyncio.CancelledError:
-        # aiohttp cancels the handler when the peer goes away
-        # (handler_cancellation=True); Simulator.stop() cancels it on purpose.
-        if not state.stopping:
-            record.disconnected = True
-        raise
-    finally:
-        if record.ended_at is None:
-            record.ended_at = time.monotonic()
-        state.notify()
+
+    return await run_generation(request, state, "openai", bearer_token(authorization), dispatch)
 
 
 async def _dispatch(
@@ -111,6 +95,8 @@ async def _dispatch(
             fault.status_code,
             status_error(fault.status_code, fault.message, record.authorization),
         )
+    if fault is not None and fault.name == "overloaded":
+        return responder.error(503, status_error(503, fault.message, None))
     if params.stream:
         return await responder.stream()
     return await responder.complete()
@@ -118,12 +104,11 @@ async def _dispatch(
 
 def _answer_size(params: ChatParams, default_tokens: int) -> tuple[int, str]:
     """How many tokens the answer has, and the finish reason if it is not cut."""
-    if params.max_tokens is not None and params.max_tokens < default_tokens:
-        return params.max_tokens, "length"
-    return default_tokens, "stop"
+    n, cut = answer_size(params.max_tokens, default_tokens)
+    return n, "length" if cut else "stop"
 
 
-class _ChatResponder:
+class _ChatResponder(BaseResponder):
     def __init__(
         self,
         request: web.Request,
@@ -133,80 +118,38 @@ class _ChatResponder:
         fault: Fault | None,
         headers: dict[str, str],
     ) -> None:
-        self.request = request
-        self.state = state
-        self.record = record
+        super().__init__(request, state, record, fault, headers)
         self.params = params
-        self.fault = fault
-        self.headers = headers
-        self.created = int(time.time())
         n, self.finish_reason = _answer_size(params, state.default_tokens)
         self.tokens = simulated_tokens(params.messages, params.model, n, state.text_style)
         self.prompt_tokens = count_prompt_words(params.messages)
-        if fault is not None and fault.name == "content_filter":
+        if fault is not None and fault.name in CUT_FAULTS:
             # The filter cuts the answer; usage counts only what was generated.
             n = min(fault.after_tokens, n)
             self.tokens, self.finish_reason = self.tokens[:n], "content_filter"
         self.usage = usage(self.prompt_tokens, n)
 
-    def error(
-        self,
-        status: int,
-        body: dict[str, Any],
-        extra_headers: dict[str, str] | None = None,
-    ) -> web.Response:
-        self.record.status = status
-        self.record.finished = True
-        return web.json_response(
-            body, status=status, headers={**self.headers, **(extra_headers or {})}
-        )
-
-    def _abort(self) -> None:
-        """Drop the TCP connection without a proper HTTP ending."""
-        transport = self.request.transport
-        if transport is not None:
-            transport.abort()
-
-    def _check_client(self) -> None:
-        transport = self.request.transport
-        if transport is None or transport.is_closing():
-            raise ConnectionResetError("client closed the connection")
-
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         return sse_event(chunk(self.record.index, self.created, self.params.model, delta, finish))
 
+    def _token_chunk(self, token: str) -> bytes:
+        return self._chunk({"content": token})
+
     async def _send_tokens(self, resp: web.StreamResponse, tokens: list[str]) -> None:
-        record = self.record
-        for token in tokens:
-            # sleep(0) when unpaced still yields, keeping hundreds of streams fair.
-            await asyncio.sleep(self.state.token_delay())
-            self._check_client()
-            await resp.write(self._chunk({"content": token}))
-            record.tokens_sent += 1
-            record.token_sent_at.append(time.monotonic())
-            self.state.notify()
+        await self.send_tokens(resp, tokens, self._token_chunk)
 
     async def stream(self) -> web.StreamResponse:
         record = self.record
         record.prompt_tokens = self.prompt_tokens
-        resp = web.StreamResponse(
-            status=200,
-            headers={
-                **self.headers,
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-            },
-        )
         fault = self.fault
-        cut = len(self.tokens)
-        if fault is not None and fault.is_stream_fault:
-            cut = min(fault.after_tokens, cut)
+        cut = self.stream_cut(len(self.tokens))
+        resp: web.StreamResponse | None = None
         try:
-            await resp.prepare(self.request)
+            resp = await self.open_stream()
             await resp.write(self._chunk({"role": "assistant", "content": ""}))
             await self._send_tokens(resp, self.tokens[:cut])
             if fault is not None and fault.name == "disconnect":
-                self._abort()
+                self.abort()
                 return resp
             if fault is not None and fault.name in ("no_finish", "malformed"):
                 ending = DONE_EVENT if fault.name == "no_finish" else MALFORMED_EVENT
@@ -237,7 +180,7 @@ class _ChatResponder:
             record.finished = True
         except ConnectionError:
             record.disconnected = True
-        return resp
+        return resp if resp is not None else web.Response(status=499, headers=self.headers)
 
     async def complete(self) -> web.Response:
         """Non-streaming: stream-only faults do the nearest equivalent."""
@@ -252,14 +195,10 @@ class _ChatResponder:
             )
         record.prompt_tokens = self.prompt_tokens
         if fault is not None and fault.name == "disconnect":
-            self._abort()
+            self.abort()
             record.status = 0  # no status line ever reached the client
             return web.Response(status=200, headers=self.headers)
-        if fault is not None and fault.name == "stall":
-            await asyncio.sleep(fault.seconds)
-        # A real non-streaming call takes as long as generating every token.
-        await asyncio.sleep(self.state.token_delay() * len(self.tokens))
-        self._check_client()
+        await self.generation_time(len(self.tokens))
         if fault is not None and fault.name == "malformed":
             record.finished = True
             return web.Response(
@@ -270,9 +209,7 @@ class _ChatResponder:
             )
         no_finish = fault is not None and fault.name == "no_finish"
         finish = None if no_finish else self.finish_reason
-        now = time.monotonic()
-        record.tokens_sent = len(self.tokens)
-        record.token_sent_at = [now] * len(self.tokens)
+        self.stamp_all_tokens(len(self.tokens))
         record.finished = True
         return web.json_response(
             completion(

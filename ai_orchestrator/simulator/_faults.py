@@ -2,6 +2,13 @@
 
 A fault is plain data so the same script can be queued from Python or, as
 JSON, through the admin HTTP API from another process.
+
+One script serves every API the simulator speaks (OpenAI chat completions,
+Anthropic Messages, Gemini generateContent): faults are consumed in arrival
+order by whichever API's generation request comes next, and each API renders
+the fault in its own provider's shape (see each classmethod). A test that
+mixes APIs should therefore script one request at a time, or send its
+requests in a known order.
 """
 
 from __future__ import annotations
@@ -11,9 +18,19 @@ from dataclasses import dataclass
 from typing import Any
 
 STREAM_FAULTS: frozenset[str] = frozenset(
-    {"disconnect", "no_finish", "stall", "malformed", "stream_error", "content_filter"}
+    {
+        "disconnect",
+        "no_finish",
+        "stall",
+        "malformed",
+        "stream_error",
+        "content_filter",
+        "recitation",
+    }
 )
-ERROR_FAULTS: frozenset[str] = frozenset({"rate_limit", "status"})
+ERROR_FAULTS: frozenset[str] = frozenset({"rate_limit", "status", "overloaded"})
+#: Faults that end an answer early with a provider-chosen stop reason.
+CUT_FAULTS: frozenset[str] = frozenset({"content_filter", "recitation"})
 
 # Which optional fields carry meaning for each fault; to_dict/from_dict use
 # this so the JSON form only shows (and only accepts) what matters.
@@ -27,6 +44,8 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "malformed": ("after_tokens",),
     "stream_error": ("after_tokens", "error_type", "code", "message"),
     "content_filter": ("after_tokens",),
+    "recitation": ("after_tokens",),
+    "overloaded": ("message",),
 }
 
 
@@ -90,7 +109,15 @@ class Fault:
         quota_exhausted: bool = False,
         times: int = 1,
     ) -> Fault:
-        """HTTP 429; a quota error carries no retry hints, just like OpenAI's."""
+        """HTTP 429; a quota error carries no retry hints, just like OpenAI's.
+
+        Anthropic: ``rate_limit_error`` with ``retry-after``; with
+        ``quota_exhausted`` the spend-limit error (``details.error_code``
+        ``"enforced_spend_limit_reached"``, which the anthropic SDK raises as
+        ``EnforcedSpendLimitReachedError``, a ``RateLimitError``). Gemini:
+        ``RESOURCE_EXHAUSTED`` with a ``google.rpc.RetryInfo`` detail
+        (``retryDelay``) instead of a header, none when the quota is exhausted.
+        """
         if quota_exhausted:
             retry_after = None
             retry_after_ms = None
@@ -106,6 +133,16 @@ class Fault:
     def status(cls, code: int, message: str | None = None, times: int = 1) -> Fault:
         """Any 4xx/5xx; ``message=None`` picks a provider-like default."""
         return cls("status", times=times, status_code=code, message=message)
+
+    @classmethod
+    def overloaded(cls, message: str | None = None, times: int = 1) -> Fault:
+        """The provider is over capacity: refused before any answer.
+
+        Anthropic: HTTP 529 ``overloaded_error`` (the SDK's ``OverloadedError``,
+        an ``InternalServerError``). Gemini: 503 ``UNAVAILABLE`` "The model is
+        overloaded". OpenAI: 503 "The engine is currently overloaded".
+        """
+        return cls("overloaded", times=times, message=message)
 
     @classmethod
     def disconnect(cls, after_tokens: int = 3, times: int = 1) -> Fault:
@@ -161,6 +198,24 @@ class Fault:
         ending (usage chunk included when asked), but the answer is cut.
         """
         return cls("content_filter", times=times, after_tokens=after_tokens)
+
+    @classmethod
+    def refusal(cls, after_tokens: int = 3, times: int = 1) -> Fault:
+        """Anthropic's name for :meth:`content_filter`, which it is.
+
+        Anthropic ends with ``stop_reason="refusal"`` (plus ``stop_details``),
+        Gemini with ``finishReason="SAFETY"``, OpenAI with ``content_filter``.
+        """
+        return cls.content_filter(after_tokens=after_tokens, times=times)
+
+    @classmethod
+    def recitation(cls, after_tokens: int = 3, times: int = 1) -> Fault:
+        """Gemini's ``finishReason="RECITATION"`` after ``after_tokens`` tokens.
+
+        The answer is cut because it quoted training data too closely. Other
+        APIs have no such reason and end as :meth:`content_filter` does.
+        """
+        return cls("recitation", times=times, after_tokens=after_tokens)
 
     @property
     def is_stream_fault(self) -> bool:

@@ -1,4 +1,4 @@
-"""What the simulator saw and did, per chat request.
+"""What the simulator saw and did, per generation request (any API).
 
 Records are mutated live while a response streams so a test can watch a
 request in flight (tokens sent, disconnects) instead of only after the fact.
@@ -13,7 +13,18 @@ from typing import Any
 
 @dataclass
 class RecordedRequest:
-    """One ``POST /v1/chat/completions``, in arrival order.
+    """One generation request, in arrival order, whichever API it came through.
+
+    ``api`` says which: ``"openai"`` (``POST /v1/chat/completions``),
+    ``"anthropic"`` (``POST /v1/messages``) or ``"gemini"``
+    (``:generateContent`` / ``:streamGenerateContent``). Token counting and
+    model listing are not recorded. ``messages`` is the request's own list
+    (OpenAI/Anthropic ``messages``, Gemini ``contents``) and ``system`` the
+    separate system prompt of the Anthropic and Gemini APIs (string or
+    blocks, as sent). ``authorization`` is the raw ``Authorization`` header;
+    ``api_key`` is the bare key from whichever header or query parameter the
+    API uses (Bearer token, ``x-api-key``, ``x-goog-api-key``, ``key=``).
+    Both are kept verbatim for tests; error messages that echo a key mask it.
 
     ``finished`` means the server ended the response the way it meant to
     (for a normal stream: finish chunk, usage if asked, ``[DONE]``; for the
@@ -35,11 +46,14 @@ class RecordedRequest:
     received_at: float
     received_wall: float
     request_id: str
+    api: str = "openai"
     authorization: str | None = None
+    api_key: str | None = None
     model: str = ""
     stream: bool = False
     include_usage: bool = False
     messages: list[dict[str, Any]] = field(default_factory=list)
+    system: Any = None
     max_tokens: int | None = None
     temperature: float | None = None
     fault: str | None = None

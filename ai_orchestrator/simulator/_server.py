@@ -15,30 +15,19 @@ from typing import Any
 from aiohttp import web
 
 from ._admin import add_admin_routes
-from ._chat import REQUEST_ID_HEADER, SIMULATOR_HEADER, handle_chat_completions
-from ._errors import error_body
+from ._anthropic import handle_count_tokens, handle_messages
+from ._chat import handle_chat_completions
 from ._faults import Fault
+from ._gemini import handle_model_method
+from ._models import OPENAI_MODEL_IDS, detect_api, error_response, get_model, list_models
 from ._records import RecordedRequest
+from ._responder import REQUEST_ID_HEADER, SIMULATOR_HEADER
 from ._state import SimulatorState
 
-MODEL_IDS: tuple[str, ...] = (
-    "gpt-4o-mini",
-    "gpt-4o",
-    "gpt-4.1-mini",
-    "gpt-4.1",
-    "simulator",
-)
-_MODEL_CREATED = 1_700_000_000
+#: What ``GET /v1/models`` lists to OpenAI clients (see ``_models`` for the others).
+MODEL_IDS: tuple[str, ...] = OPENAI_MODEL_IDS
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _model_object(model_id: str) -> dict[str, Any]:
-    return {
-        "id": model_id,
-        "object": "model",
-        "created": _MODEL_CREATED,
-        "owned_by": "ai-orchestrator-simulator",
-    }
+_GEMINI_VERSIONS = "{version:v1beta|v1|v1alpha}"
 
 
 def _url_host(host: str) -> str:
@@ -50,11 +39,14 @@ def _url_host(host: str) -> str:
 
 
 class Simulator:
-    """Local OpenAI-compatible server that can be scripted to misbehave.
+    """Local OpenAI-, Anthropic- and Gemini-compatible server that can be scripted to misbehave.
 
     Use as ``async with Simulator() as sim:`` and point an OpenAI client at
-    ``sim.base_url``; queue failures with :meth:`script`, inspect traffic via
-    :attr:`requests`.
+    ``sim.base_url``, an Anthropic client (or ``ANTHROPIC_BASE_URL``) or a
+    google-genai client (``HttpOptions(base_url=...)`` or
+    ``GOOGLE_GEMINI_BASE_URL``) at ``sim.url``; queue failures with
+    :meth:`script` (one FIFO for all APIs), inspect traffic via
+    :attr:`requests` (each record's ``api`` says which API it came through).
 
     Chaos mode, for soak tests: ``fault_rate`` is the probability that a
     request with no scripted fault gets a random one (disconnect, no_finish,
@@ -158,7 +150,7 @@ class Simulator:
 
     @property
     def url(self) -> str:
-        """Server root, for the ``/_simulator`` admin API."""
+        """Server root: the admin API, and the base URL for the anthropic and google-genai SDKs."""
         return f"http://{_url_host(self.host)}:{self.port}"
 
     @property
@@ -277,9 +269,16 @@ class Simulator:
 
     def _make_app(self) -> web.Application:
         app = web.Application(middlewares=[self._headers_middleware])
-        app.router.add_post("/v1/chat/completions", self._chat)
-        app.router.add_get("/v1/models", self._list_models)
-        app.router.add_get("/v1/models/{model}", self._get_model)
+        app.router.add_post("/v1/chat/completions", self._tracked(handle_chat_completions))
+        app.router.add_post("/v1/messages", self._tracked(handle_messages))
+        app.router.add_post("/v1/messages/count_tokens", self._untracked(handle_count_tokens))
+        # GET /v1/models serves all three APIs; the request's headers pick the shape.
+        for version in ("v1", "v1beta", "v1alpha"):
+            app.router.add_get(f"/{version}/models", list_models)
+            app.router.add_get(f"/{version}/models/{{model}}", get_model)
+        app.router.add_post(
+            f"/{_GEMINI_VERSIONS}/models/{{spec}}", self._tracked(handle_model_method)
+        )
         add_admin_routes(app, self._state)
         return app
 
@@ -287,15 +286,14 @@ class Simulator:
     async def _headers_middleware(
         self, request: web.Request, handler: _Handler
     ) -> web.StreamResponse:
-        """Marks every reply as simulated, and makes router errors OpenAI-shaped."""
+        """Marks every reply as simulated; router errors take the asking API's shape."""
         try:
             resp = await handler(request)
         except web.HTTPException as exc:
-            type_ = "server_error" if exc.status >= 500 else "invalid_request_error"
             message = exc.reason
             if exc.status == 404:
                 message = f"Unknown request URL: {request.method} {request.path}."
-            resp = web.json_response(error_body(message, type_), status=exc.status)
+            resp = error_response(detect_api(request), exc.status, message)
             if "Allow" in exc.headers:
                 resp.headers["Allow"] = exc.headers["Allow"]
         if not resp.prepared:
@@ -304,30 +302,28 @@ class Simulator:
             resp.headers.setdefault(SIMULATOR_HEADER, "1")
         return resp
 
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
-        task = asyncio.current_task()
-        if task is not None:
-            self._active.add(task)
-        try:
-            return await handle_chat_completions(request, self._state)
-        finally:
+    def _tracked(self, handle: Callable[[web.Request, SimulatorState], Awaitable[Any]]) -> _Handler:
+        """A generation handler whose task :meth:`stop` cancels (streams may be stalled)."""
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            task = asyncio.current_task()
             if task is not None:
-                self._active.discard(task)
+                self._active.add(task)
+            try:
+                return await handle(request, self._state)
+            finally:
+                if task is not None:
+                    self._active.discard(task)
 
-    async def _list_models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [_model_object(m) for m in MODEL_IDS]})
+        return handler
 
-    async def _get_model(self, request: web.Request) -> web.Response:
-        model_id = request.match_info["model"]
-        if model_id not in MODEL_IDS:
-            body = error_body(
-                f"The model '{model_id}' does not exist",
-                "invalid_request_error",
-                "model_not_found",
-                "model",
-            )
-            return web.json_response(body, status=404)
-        return web.json_response(_model_object(model_id))
+    def _untracked(
+        self, handle: Callable[[web.Request, SimulatorState], Awaitable[Any]]
+    ) -> _Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return await handle(request, self._state)
+
+        return handler
 
 
 async def serve_forever(

@@ -227,14 +227,18 @@ class SimulatorState:
             return _chaos_fault(self._rng, n_tokens), False
         return None, False
 
-    def open_record(self, authorization: str | None) -> RecordedRequest:
+    def open_record(
+        self, authorization: str | None, api: str = "openai", api_key: str | None = None
+    ) -> RecordedRequest:
         index = len(self.requests)
         record = RecordedRequest(
             index=index,
             received_at=time.monotonic(),
             received_wall=time.time(),
             request_id=f"req_sim_{index}",
+            api=api,
             authorization=authorization,
+            api_key=api_key,
         )
         self.requests.append(record)
         self.notify()

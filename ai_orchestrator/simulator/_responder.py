@@ -1,0 +1,159 @@
+"""What every API's generation handler shares: record lifecycle, pacing, aborts.
+
+The OpenAI, Anthropic and Gemini handlers differ only in their JSON and SSE
+shapes; how a request is recorded, how tokens are paced, how a vanished
+client or a scripted disconnect is noticed must be identical, or a fault
+would behave differently depending on which SDK sent the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from ._faults import Fault
+from ._records import RecordedRequest
+from ._state import SimulatorState
+
+REQUEST_ID_HEADER = "x-request-id"
+SIMULATOR_HEADER = "x-ai-orchestrator-simulator"
+
+Dispatch = Callable[[RecordedRequest, dict[str, str]], Awaitable[web.StreamResponse]]
+
+
+async def run_generation(
+    request: web.Request,
+    state: SimulatorState,
+    api: str,
+    api_key: str | None,
+    dispatch: Dispatch,
+    request_id_headers: tuple[str, ...] = (REQUEST_ID_HEADER,),
+) -> web.StreamResponse:
+    """Open the record, run ``dispatch``; a vanished client is never a server error.
+
+    ``request_id_headers``: where this API's SDK looks for the request id
+    (Anthropic's reads ``request-id``); it is sent under each name.
+    """
+    record = state.open_record(request.headers.get("Authorization"), api, api_key)
+    headers = {name: record.request_id for name in request_id_headers}
+    headers[SIMULATOR_HEADER] = "1"
+    try:
+        return await dispatch(record, headers)
+    except ConnectionError:
+        # Client vanished while we read the body or wrote a non-stream reply;
+        # nothing can be delivered, and raising would make aiohttp log a 500.
+        record.disconnected = True
+        return web.Response(status=499, headers=headers)
+    except asyncio.CancelledError:
+        # aiohttp cancels the handler when the peer goes away
+        # (handler_cancellation=True); Simulator.stop() cancels it on purpose.
+        if not state.stopping:
+            record.disconnected = True
+        raise
+    finally:
+        if record.ended_at is None:
+            record.ended_at = time.monotonic()
+        state.notify()
+
+
+def answer_size(max_tokens: int | None, default_tokens: int) -> tuple[int, bool]:
+    """How many tokens the answer has, and whether ``max_tokens`` cut it."""
+    if max_tokens is not None and max_tokens < default_tokens:
+        return max_tokens, True
+    return default_tokens, False
+
+
+class BaseResponder:
+    """Per-request facts and the wire mechanics every API's responder needs."""
+
+    def __init__(
+        self,
+        request: web.Request,
+        state: SimulatorState,
+        record: RecordedRequest,
+        fault: Fault | None,
+        headers: dict[str, str],
+    ) -> None:
+        self.request = request
+        self.state = state
+        self.record = record
+        self.fault = fault
+        self.headers = headers
+        self.created = int(time.time())
+
+    def fault_is(self, *names: str) -> bool:
+        return self.fault is not None and self.fault.name in names
+
+    def error(
+        self,
+        status: int,
+        body: dict[str, Any],
+        extra_headers: dict[str, str] | None = None,
+    ) -> web.Response:
+        self.record.status = status
+        self.record.finished = True
+        return web.json_response(
+            body, status=status, headers={**self.headers, **(extra_headers or {})}
+        )
+
+    def abort(self) -> None:
+        """Drop the TCP connection without a proper HTTP ending."""
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
+
+    def check_client(self) -> None:
+        transport = self.request.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("client closed the connection")
+
+    def stream_cut(self, n_tokens: int) -> int:
+        """Tokens sent before a stream fault strikes (all of them without one)."""
+        if self.fault is not None and self.fault.is_stream_fault:
+            return min(self.fault.after_tokens, n_tokens)
+        return n_tokens
+
+    async def open_stream(self) -> web.StreamResponse:
+        resp = web.StreamResponse(
+            status=200,
+            headers={
+                **self.headers,
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+            },
+        )
+        await resp.prepare(self.request)
+        return resp
+
+    async def send_tokens(
+        self,
+        resp: web.StreamResponse,
+        tokens: list[str],
+        frame: Callable[[str], bytes],
+    ) -> None:
+        """One paced write per token, recorded as it goes (records are live)."""
+        record = self.record
+        for token in tokens:
+            # sleep(0) when unpaced still yields, keeping hundreds of streams fair.
+            await asyncio.sleep(self.state.token_delay())
+            self.check_client()
+            await resp.write(frame(token))
+            record.tokens_sent += 1
+            record.token_sent_at.append(time.monotonic())
+            self.state.notify()
+
+    async def generation_time(self, n_tokens: int) -> None:
+        """A non-streamed answer takes as long as streaming it would (stall included)."""
+        if self.fault is not None and self.fault.name == "stall":
+            await asyncio.sleep(self.fault.seconds)
+        await asyncio.sleep(self.state.token_delay() * n_tokens)
+        self.check_client()
+
+    def stamp_all_tokens(self, n_tokens: int) -> None:
+        now = time.monotonic()
+        self.record.tokens_sent = n_tokens
+        self.record.token_sent_at = [now] * n_tokens
