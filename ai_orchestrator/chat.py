@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from types import TracebackType
 from typing import Any
 
 from openai import AsyncOpenAI
 
-from .core import Task
-from .errors import IncompleteStreamError
+from .core import Platform, Task
 from .messages import Usage
+from .providers._base import ProviderStream
 
 DEFAULT_MODEL = "gpt-4o-mini"
 
@@ -61,49 +60,32 @@ def request_params(task: Task, default_model: str = DEFAULT_MODEL) -> dict[str, 
     return params
 
 
-class ChatStream:
-    """A streamed completion: ``async with`` opens it, iteration yields text deltas.
+class ChatStream(ProviderStream):
+    """A streamed chat completion from OpenAI or any OpenAI-compatible server.
 
-    Leaving the ``async with`` block early (cancellation, an error) closes the
-    HTTP response, so the provider stops generating and billing.
+    The openai SDK ends a cut stream quietly; only a finish reason makes the
+    answer complete (checked by :class:`ProviderStream`).
     """
 
+    platform = Platform.CHATGPT
+
     def __init__(self, client: AsyncOpenAI, params: dict[str, Any]) -> None:
+        super().__init__(params["model"])
         self._client = client
         self._params = params
         self._stream: Any = None
-        self.model: str = params["model"]
-        self.finish_reason: str | None = None
-        self.usage: Usage | None = None
-        self.chunks = 0
-        self.chars = 0
-        #: True once the provider accepted the request: from then on it bills.
-        self.opened = False
 
-    async def __aenter__(self) -> ChatStream:
+    async def open(self) -> None:
         self._stream = await self._client.chat.completions.create(
             **self._params, stream=True, stream_options={"include_usage": True}
         )
-        self.opened = True
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         if self._stream is not None:
             stream, self._stream = self._stream, None
             await stream.close()
 
-    def __aiter__(self) -> AsyncIterator[str]:
-        return self._deltas()
-
-    async def _deltas(self) -> AsyncIterator[str]:
+    async def deltas(self) -> AsyncIterator[str]:
         if self._stream is None:
             raise RuntimeError("ChatStream must be opened with 'async with' before iterating")
         async for chunk in self._stream:
@@ -120,21 +102,6 @@ class ChatStream:
                     continue
                 text = choice.delta.content if choice.delta else None
                 if text:
-                    self.chunks += 1
-                    self.chars += len(text)
                     yield text
                 if choice.finish_reason:
-                    self.finish_reason = choice.finish_reason
-        if self.finish_reason is None:
-            raise IncompleteStreamError(
-                f"the provider's stream ended after {self.chars} characters without a "
-                "finish reason; the answer is incomplete"
-            )
-
-    def final_usage(self) -> Usage:
-        """Usage as reported, or estimated from the chunk count if the server sent none."""
-        if self.usage is not None:
-            return self.usage
-        return Usage(
-            prompt_tokens=0, completion_tokens=self.chunks, total_tokens=self.chunks, estimated=True
-        )
+                    self.finish_reason = self.vendor_finish_reason = choice.finish_reason

@@ -94,12 +94,15 @@ class ProviderSettings:
 
     def require(self) -> ProviderSettings:
         """Refuse to run a production worker that has nowhere real to send prompts."""
-        if not self.configured:
+        from .providers._config import configured  # the providers package imports this one
+
+        if not self.configured and not configured():
             raise ConfigError(
-                "OPENAI_API_KEY is not set. Set it to your OpenAI API key, or set "
-                "OPENAI_BASE_URL to any OpenAI-compatible server (Ollama, vLLM, ...). "
-                "To try ai-orchestrator without a provider, use 'ai-orchestrator dev' "
-                "or 'ai-orchestrator run', which start the built-in simulator."
+                "no provider is configured. Set OPENAI_API_KEY (or OPENAI_BASE_URL for any "
+                "OpenAI-compatible server: Ollama, vLLM, ...), ANTHROPIC_API_KEY for Claude "
+                "models, or GEMINI_API_KEY for Gemini models. To try ai-orchestrator without "
+                "a provider, use 'ai-orchestrator dev' or 'ai-orchestrator run', which start "
+                "the built-in simulator."
             )
         return self
 

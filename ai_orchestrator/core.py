@@ -77,9 +77,15 @@ class TaskType(str, Enum):
 
 
 class Platform(str, Enum):
-    """Where a task runs. Only CHATGPT (any OpenAI-compatible server) executes here."""
+    """Where a task runs: the provider a task is routed to (see ``providers``).
+
+    CHATGPT is OpenAI or any OpenAI-compatible server, CLAUDE Anthropic's
+    Messages API, GEMINI Google's Gemini API; CLAUDE_CODE (agentic sessions of
+    the Claude Code CLI) is planned and refused at submission for now.
+    """
 
     CHATGPT = "chatgpt"
+    CLAUDE = "claude"
     CLAUDE_CODE = "claude_code"
     GEMINI = "gemini"
 

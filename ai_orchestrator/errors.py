@@ -190,6 +190,12 @@ def classify(exc: BaseException) -> Verdict:
     """Decide whether ``exc`` from a provider call deserves another attempt."""
     if isinstance(exc, IncompleteStreamError):
         return Verdict(True, INCOMPLETE_STREAM, str(exc))
+    from .vendor_errors import classify_anthropic, classify_gemini  # optional SDKs
+
+    for vendor in (classify_anthropic, classify_gemini):
+        verdict = vendor(exc)
+        if verdict is not None:
+            return verdict
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         headers = dict(exc.response.headers) if exc.response is not None else {}

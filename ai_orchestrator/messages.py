@@ -212,6 +212,12 @@ class CompletionOutput(_Msg):
     generation: int | None = None
     #: Every attempt the provider billed, this one included; None from older workers.
     ledger: Ledger | None = None
+    #: The platform that answered (a :class:`~ai_orchestrator.core.Platform` value).
+    platform: str | None = None
+    #: The vendor's own stop reason beside the normalised ``finish_reason``.
+    vendor_finish_reason: str | None = None
+    #: The answer stopped at ``max_tokens``: complete as asked, not as the model meant.
+    truncated: bool = False
 
 
 class ChunkBatch(_Msg):

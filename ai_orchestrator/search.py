@@ -76,7 +76,7 @@ async def register(client: Client) -> list[str]:
     return names
 
 
-def initial(task: Task, model: str) -> TypedSearchAttributes:
+def initial(task: Task, model: str, platform: Platform | None = None) -> TypedSearchAttributes:
     """The attributes a task starts with.
 
     ``AiStatus`` is not among them: the workflow writes it (with ``AiTokens``
@@ -87,7 +87,9 @@ def initial(task: Task, model: str) -> TypedSearchAttributes:
     """
     return TypedSearchAttributes(
         [
-            SearchAttributePair(PLATFORM, (task.platform_hint or Platform.CHATGPT).value),
+            SearchAttributePair(
+                PLATFORM, (platform or task.platform_hint or Platform.CHATGPT).value
+            ),
             SearchAttributePair(MODEL, model),
             SearchAttributePair(TASK_TYPE, task.type.value),
             SearchAttributePair(PRIORITY, task.priority),

@@ -26,6 +26,8 @@ from .config import ConfigError, ProviderSettings, data_home, task_queue, tempor
 from .converter import data_converter_from_env
 from .devserver import DevServer
 from .metrics import prometheus_runtime
+from .providers._config import configured as configured_vendors
+from .providers._config import simulated as simulated_providers
 from .simulator import Simulator
 from .worker import running, until_signalled
 
@@ -135,12 +137,14 @@ class LocalStack:
 
     async def _start_worker(self, client: Client) -> None:
         provider = ProviderSettings.from_env()
-        if not provider.configured:
+        options: dict[str, object] = {}
+        if not provider.configured and not configured_vendors():
             self.simulator = Simulator(tokens_per_second=self._sim_rate)
             await self.simulator.start()
             provider = replace(provider, base_url=self.simulator.base_url, api_key="simulator")
+            options["providers"] = simulated_providers(self.simulator.url)
         self.provider = provider
-        self._worker_cm = running(client, task_queue=self.task_queue, provider=provider)
+        self._worker_cm = running(client, task_queue=self.task_queue, provider=provider, **options)
         self.worker = await self._worker_cm.__aenter__()
 
     async def __aexit__(

@@ -10,9 +10,10 @@ their attempt over to another worker at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
@@ -31,10 +32,14 @@ from .config import (
     temporal_connect_config,
 )
 from .converter import data_converter_from_env
+from .core import Platform
 from .exceptions import TemporalUnavailableError
 from .messages import MAX_OUTPUT_BYTES
 from .metrics import prometheus_runtime
 from .pricing import PricingTable
+from .providers import Provider
+from .providers._config import from_env as vendor_providers
+from .providers._config import secrets as vendor_secrets
 from .workflows import TaskWorkflow
 
 logger = logging.getLogger(__name__)
@@ -76,6 +81,7 @@ def build_worker(
     extra_secrets: Sequence[str] = (),
     max_output_bytes: int = MAX_OUTPUT_BYTES,
     llm: AsyncOpenAI | None = None,
+    providers: Mapping[Platform, Provider] | None = None,
 ) -> Worker:
     """A worker for task workflows and provider calls on ``task_queue``.
 
@@ -84,13 +90,16 @@ def build_worker(
     closes the provider client when the worker stops.
     """
     tuning = tuning or WorkerTuning()
+    if llm is None and provider.configured:
+        llm = openai_client(provider)
     activities = LLMActivities(
-        llm or openai_client(provider),
+        llm,
+        providers=providers,
         default_model=provider.default_model,
         pricing=pricing,
         flush_interval=provider.flush_interval,
         signals_per_second=tuning.max_signals_per_second,
-        secrets=[s for s in (provider.api_key, *extra_secrets) if s],
+        secrets=[s for s in (provider.api_key, *vendor_secrets(), *extra_secrets) if s],
         max_output_bytes=max_output_bytes,
     )
     return Worker(
@@ -112,11 +121,31 @@ def build_worker(
 async def running(
     client: Client, *, task_queue: str, provider: ProviderSettings, **options: Any
 ) -> AsyncIterator[Worker]:
-    """Build and run a worker; on exit stop it, then close its provider client."""
-    async with openai_client(provider) as llm:
-        worker = build_worker(client, task_queue=task_queue, provider=provider, llm=llm, **options)
+    """Build and run a worker; on exit stop it, then close its provider clients.
+
+    Without ``providers=`` in ``options``, the worker also serves every other
+    vendor configured in the environment (see :mod:`.providers`).
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        llm = None
+        if provider.configured:
+            llm = await stack.enter_async_context(openai_client(provider))
+        providers = options.pop("providers", None)
+        if providers is None:
+            providers = vendor_providers(read_timeout=provider.read_timeout)
+        for extra in providers.values():
+            stack.push_async_callback(extra.aclose)
+        worker = build_worker(
+            client,
+            task_queue=task_queue,
+            provider=provider,
+            llm=llm,
+            providers=providers,
+            **options,
+        )
         async with worker:
-            logger.info("worker listening on task queue %r", task_queue)
+            served = ", ".join(p.value for p in {*providers, *([Platform.CHATGPT] if llm else [])})
+            logger.info("worker listening on task queue %r (providers: %s)", task_queue, served)
             yield worker
 
 

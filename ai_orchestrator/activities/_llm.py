@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from openai import AsyncOpenAI
@@ -23,7 +23,8 @@ from temporalio import activity
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.exceptions import ApplicationError
 
-from ..chat import DEFAULT_MODEL, ChatStream, request_params, resolve_model
+from ..chat import DEFAULT_MODEL, build_messages
+from ..core import Platform
 from ..errors import (
     CANCELLED_BEFORE_START,
     CONFIGURATION_ERROR,
@@ -48,10 +49,21 @@ from ..messages import (
 )
 from ..metrics import TaskMetrics
 from ..pricing import PricingTable, UnknownModelError
+from ..providers import FINISH_FILTERED, FINISH_LENGTH, Provider, ProviderStream, route
+from ..providers.openai import OpenAIProvider
 from . import _attempts
 from ._publisher import ChunkPublisher
 
 logger = logging.getLogger(__name__)
+
+#: What to set when a task is routed to a platform this worker has no client for.
+_SETUP_HINTS = {
+    Platform.CHATGPT: "set OPENAI_API_KEY or OPENAI_BASE_URL",
+    Platform.CLAUDE: "set ANTHROPIC_API_KEY (or ANTHROPIC_BASE_URL) and install the "
+    "'anthropic' extra",
+    Platform.GEMINI: "set GEMINI_API_KEY or GOOGLE_API_KEY (or GOOGLE_GEMINI_BASE_URL) and "
+    "install the 'gemini' extra",
+}
 
 #: How long a cancelled attempt may spend delivering its last text.
 _FINAL_FLUSH_TIMEOUT = 2.0
@@ -75,7 +87,10 @@ class LLMActivities:
     """Provider calls, with their dependencies injected by the worker.
 
     Args:
-        openai_client: built with ``max_retries=0`` (checked).
+        openai_client: built with ``max_retries=0`` (checked); serves OpenAI-compatible
+            tasks unless ``providers`` names another client for them.
+        providers: the vendor clients this worker serves, by platform; a task routed
+            to a platform not here fails at once, clearly.
         default_model: used when a task names none.
         pricing: turns usage into cost; a strict table rejects unknown models.
         flush_interval: seconds between chunk signals (and before the first) when
@@ -92,8 +107,9 @@ class LLMActivities:
 
     def __init__(
         self,
-        openai_client: AsyncOpenAI,
+        openai_client: AsyncOpenAI | None = None,
         *,
+        providers: Mapping[Platform, Provider] | None = None,
         default_model: str = DEFAULT_MODEL,
         pricing: PricingTable | None = None,
         flush_interval: float = 0.12,
@@ -102,11 +118,9 @@ class LLMActivities:
         secrets: Sequence[str] = (),
         max_output_bytes: int = MAX_OUTPUT_BYTES,
     ) -> None:
-        if openai_client.max_retries != 0:
-            raise ValueError(
-                "the openai client must have max_retries=0: Temporal is the only retry layer"
-            )
-        self._client = openai_client
+        self._providers: dict[Platform, Provider] = dict(providers or {})
+        if openai_client is not None:
+            self._providers.setdefault(Platform.CHATGPT, OpenAIProvider(openai_client))
         self._default_model = default_model
         self._pricing = pricing or PricingTable()
         self._flush_interval = flush_interval
@@ -125,16 +139,24 @@ class LLMActivities:
     @activity.defn(name=STREAM_ACTIVITY)
     async def stream_completion(self, request: CompletionRequest) -> CompletionOutput:
         info = activity.info()
-        params = request_params(request.task, self._default_model)
+        platform, model = route(request.task, self._default_model)
+        provider = self._providers.get(platform)
+        if provider is None:
+            raise ApplicationError(
+                f"{platform.value} is not configured on this worker (model {model!r}): "
+                f"{_SETUP_HINTS.get(platform, 'this platform is not supported yet')}",
+                type=CONFIGURATION_ERROR,
+                non_retryable=True,
+            )
         try:
-            self._pricing.check(params["model"])
+            self._pricing.check(model)
         except UnknownModelError as exc:
             raise ApplicationError(str(exc), type=CONFIGURATION_ERROR, non_retryable=True) from None
-        prompt_chars = sum(len(m["content"]) for m in params["messages"])
+        prompt_chars = sum(len(m["content"]) for m in build_messages(request.task))
         state = _attempts.begin(
             info.attempt, _attempts.inherited(info.heartbeat_details), prompt_chars
         )
-        state.model = params["model"]
+        state.model = model
         handle = activity.client().get_workflow_handle(
             info.workflow_id, run_id=info.workflow_run_id
         )
@@ -156,7 +178,7 @@ class LLMActivities:
             max_signals=max(0, _attempts.MAX_RUN_SIGNALS - state.signals),
             max_chars=max(0, _attempts.MAX_RUN_SIGNALLED_CHARS - state.signalled_chars),
         )
-        stream = ChatStream(self._client, params)
+        stream = provider.stream(request.task, model)
         interval = self._heartbeat_every(info.heartbeat_timeout)
         heartbeats = asyncio.create_task(self._heartbeat(state, stream, publisher, interval))
         started = time.monotonic()
@@ -189,11 +211,12 @@ class LLMActivities:
                     if size > self._max_output_bytes:
                         raise self._too_large()
                     publisher.add(delta)
-            if stream.finish_reason == "content_filter":
+            if stream.finish_reason == FINISH_FILTERED:
                 raise ApplicationError(
-                    f"the provider's content filter stopped the answer after {stream.chars} "
-                    "characters (finish_reason=content_filter); the partial output is kept. "
-                    "The same prompt would be filtered again, so it is not retried.",
+                    f"the provider refused or filtered the answer after {stream.chars} "
+                    f"characters (content filter: finish reason {stream.vendor_finish_reason}); "
+                    "the partial output is kept. The same prompt would be filtered again, so "
+                    "it is not retried.",
                     type=CONTENT_FILTERED,
                     non_retryable=True,
                 )
@@ -242,7 +265,7 @@ class LLMActivities:
         close("completed")
         cost = self._pricing.cost(stream.model, usage.prompt_tokens, usage.completion_tokens)
         if cost is None:
-            cost = self._pricing.cost(params["model"], usage.prompt_tokens, usage.completion_tokens)
+            cost = self._pricing.cost(model, usage.prompt_tokens, usage.completion_tokens)
         if first_chunk is not None:
             self._meter().first_chunk.record(first_chunk, {"model": stream.model})
         return CompletionOutput(
@@ -259,6 +282,9 @@ class LLMActivities:
             first_chunk_seconds=first_chunk,
             generation=state.generation,
             ledger=state.ledger,
+            platform=platform.value,
+            vendor_finish_reason=stream.vendor_finish_reason,
+            truncated=stream.finish_reason == FINISH_LENGTH,
         )
 
     # -- cancellation before the provider is called ----------------------------------
@@ -314,7 +340,7 @@ class LLMActivities:
         return min(self._heartbeat_interval, timeout.total_seconds() / 3)
 
     @staticmethod
-    def _details(state: AttemptState, stream: ChatStream, publisher: ChunkPublisher) -> object:
+    def _details(state: AttemptState, stream: ProviderStream, publisher: ChunkPublisher) -> object:
         # Progress only, never text: heartbeat details are stored by the server.
         return state.model_copy(
             update={
@@ -326,7 +352,7 @@ class LLMActivities:
         )
 
     async def _heartbeat(
-        self, state: AttemptState, stream: ChatStream, publisher: ChunkPublisher, every: float
+        self, state: AttemptState, stream: ProviderStream, publisher: ChunkPublisher, every: float
     ) -> None:
         # The first waits an interval: a short answer needs no heartbeat at all.
         while True:
@@ -349,8 +375,7 @@ class LLMActivities:
     ) -> ApplicationError:
         verdict = classify(exc)
         if verdict.retryable and verdict.error_type == RATE_LIMITED:
-            model = resolve_model(request.task, self._default_model)
-            self._meter().rate_limited.add(1, {"model": model})
+            self._meter().rate_limited.add(1, {"model": state.model})
         # Providers echo keys (masked) and sometimes the prompt or context in error
         # bodies; errors are stored in history, so none of them may stay in the message.
         task = request.task

@@ -237,7 +237,7 @@ class TaskWorkflow:
         finished = workflow.now()
         result = Result(
             task=task,
-            platform=Platform.CHATGPT,
+            platform=Platform(output.platform) if output.platform else Platform.CHATGPT,
             output=self._buffer.text,
             success=True,
             status=TaskStatus.COMPLETED,
@@ -254,6 +254,8 @@ class TaskWorkflow:
                 "usage_estimated": ledger.estimated if ledger else output.usage.estimated,
                 "cost_known": output.cost_known,
                 "finish_reason": output.finish_reason,
+                "vendor_finish_reason": output.vendor_finish_reason,
+                "truncated": output.truncated,
                 "attempts": output.attempt,
                 "restarts": self._buffer.restarts,
                 "chunks": output.chunks,

@@ -8,12 +8,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+#: A process of ours starts with none of the caller's provider or Temporal settings.
+_PROVIDER_AND_TEMPORAL_VARS = ("OPENAI_", "TEMPORAL_", "ANTHROPIC_", "GEMINI_", "GOOGLE_")
 
 
 def worker_env(
     target: str, queue: str, base_url: str | None, api_key: str | None
 ) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "TEMPORAL_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_PROVIDER_AND_TEMPORAL_VARS)}
     env.update(TEMPORAL_ADDRESS=target, AI_ORCHESTRATOR_TASK_QUEUE=queue, PYTHONUNBUFFERED="1")
     if base_url:
         env["OPENAI_BASE_URL"] = base_url

@@ -64,10 +64,10 @@ async def test_bad_arguments_give_one_line(args: list[str], needle: str, tmp_pat
 async def test_worker_without_api_key_is_a_clear_error(temporal: DevServer) -> None:
     env = worker_env(temporal.target, "q", None, None)
     code, _, err = await run_cli("worker", env=env)
-    assert_one_line_error(code, err, "OPENAI_API_KEY is not set")
+    assert_one_line_error(code, err, "no provider is configured")
     proc = await spawn(str(ROOT / "worker.py"), env=env)  # the root entry point
     _, err_bytes = await proc.communicate()
-    assert_one_line_error(proc.returncode or 0, err_bytes.decode(), "OPENAI_API_KEY is not set")
+    assert_one_line_error(proc.returncode or 0, err_bytes.decode(), "no provider is configured")
 
 
 async def test_worker_without_temporal_is_a_clear_error() -> None:

@@ -1,0 +1,102 @@
+"""What every provider stream offers the activity, whatever the vendor.
+
+Each vendor module maps its own stream events, usage and stop reasons onto
+this one shape, so the activity, the chunk channel, classification and
+billing never branch on the vendor. Vendor SDKs are built with their own
+retries off: Temporal is the only retry layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Protocol
+
+from ..core import Platform, Task
+from ..errors import IncompleteStreamError
+from ..messages import Usage
+
+#: Finish reasons, normalised across vendors (the vendor's own is kept beside it).
+FINISH_STOP = "stop"
+FINISH_LENGTH = "length"
+#: The provider refused or filtered the answer; the same prompt would be again.
+FINISH_FILTERED = "content_filter"
+FILTERED_REASONS = frozenset({FINISH_FILTERED, "refusal", "safety", "recitation"})
+
+
+class ProviderStream:
+    """One streamed answer: ``async with`` opens it, iteration yields text deltas.
+
+    Leaving the ``async with`` block early (cancellation, an error) closes the
+    HTTP response, so the provider stops generating and billing. A stream that
+    ends without the vendor's end marker raises :class:`IncompleteStreamError`:
+    half an answer must never be taken for a whole one.
+    """
+
+    platform: Platform
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.finish_reason: str | None = None
+        #: The vendor's own stop reason (e.g. ``end_turn``, ``SAFETY``).
+        self.vendor_finish_reason: str | None = None
+        self.usage: Usage | None = None
+        self.chunks = 0
+        self.chars = 0
+        #: True once the provider accepted the request: from then on it bills.
+        self.opened = False
+
+    async def open(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    def deltas(self) -> AsyncIterator[str]:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> ProviderStream:
+        await self.open()
+        self.opened = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._counted()
+
+    async def _counted(self) -> AsyncIterator[str]:
+        async for text in self.deltas():
+            if text:
+                self.chunks += 1
+                self.chars += len(text)
+                yield text
+        if self.finish_reason is None:
+            raise IncompleteStreamError(
+                f"the provider's stream ended after {self.chars} characters without saying "
+                "it was finished; the answer is incomplete"
+            )
+
+    def final_usage(self) -> Usage:
+        """Usage as reported, or estimated from the chunk count if the vendor sent none."""
+        if self.usage is not None:
+            return self.usage
+        return Usage(
+            prompt_tokens=0, completion_tokens=self.chunks, total_tokens=self.chunks, estimated=True
+        )
+
+
+class Provider(Protocol):
+    """A configured vendor client: builds one stream per attempt."""
+
+    platform: Platform
+
+    def stream(self, task: Task, model: str) -> ProviderStream: ...
+
+    async def aclose(self) -> None: ...
