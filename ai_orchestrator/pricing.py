@@ -28,7 +28,8 @@ class ModelPrice(BaseModel):
         ) / 1_000_000
 
 
-#: OpenAI list prices (standard tier, USD per 1M tokens) at the time of writing.
+#: List prices (standard tier, USD per 1M tokens) at the time of writing: OpenAI,
+#: then Anthropic and Google (sources and dates beside each group).
 DEFAULT_PRICES: Mapping[str, ModelPrice] = {
     "gpt-4o-mini": ModelPrice(input_per_million=0.15, output_per_million=0.60),
     "gpt-4o": ModelPrice(input_per_million=2.50, output_per_million=10.00),
@@ -42,6 +43,41 @@ DEFAULT_PRICES: Mapping[str, ModelPrice] = {
     "o4-mini": ModelPrice(input_per_million=1.10, output_per_million=4.40),
     "gpt-4-turbo": ModelPrice(input_per_million=10.00, output_per_million=30.00),
     "gpt-3.5-turbo": ModelPrice(input_per_million=0.50, output_per_million=1.50),
+    # Anthropic list prices (base input / output, USD per 1M tokens) at the time of
+    # writing (November 2026, Anthropic's models & pricing pages). Prompt-cache writes
+    # and reads are priced differently and are not modelled here. Dated snapshots
+    # ("claude-sonnet-4-5-20250929") match their family by prefix.
+    "claude-fable-5-1": ModelPrice(input_per_million=10.00, output_per_million=50.00),
+    "claude-opus-5-5": ModelPrice(input_per_million=4.00, output_per_million=20.00),
+    "claude-opus-5": ModelPrice(input_per_million=5.00, output_per_million=25.00),
+    "claude-sonnet-5-5": ModelPrice(input_per_million=2.00, output_per_million=10.00),
+    "claude-opus-4-8": ModelPrice(input_per_million=5.00, output_per_million=25.00),
+    "claude-opus-4-7": ModelPrice(input_per_million=5.00, output_per_million=25.00),
+    "claude-opus-4-6": ModelPrice(input_per_million=5.00, output_per_million=25.00),
+    "claude-opus-4-5": ModelPrice(input_per_million=5.00, output_per_million=25.00),
+    "claude-opus-4-1": ModelPrice(input_per_million=15.00, output_per_million=75.00),
+    "claude-opus-4-0": ModelPrice(input_per_million=15.00, output_per_million=75.00),
+    "claude-opus-4": ModelPrice(input_per_million=15.00, output_per_million=75.00),
+    "claude-sonnet-4-6": ModelPrice(input_per_million=3.00, output_per_million=15.00),
+    "claude-sonnet-4-5": ModelPrice(input_per_million=3.00, output_per_million=15.00),
+    "claude-sonnet-4-0": ModelPrice(input_per_million=3.00, output_per_million=15.00),
+    "claude-sonnet-4": ModelPrice(input_per_million=3.00, output_per_million=15.00),
+    "claude-haiku-4-5": ModelPrice(input_per_million=1.00, output_per_million=5.00),
+    "claude-3-7-sonnet": ModelPrice(input_per_million=3.00, output_per_million=15.00),
+    "claude-3-5-haiku": ModelPrice(input_per_million=0.80, output_per_million=4.00),
+    "claude-3-haiku": ModelPrice(input_per_million=0.25, output_per_million=1.25),
+    # Google Gemini API list prices (paid tier, USD per 1M tokens) at the time of
+    # writing (November 2026, ai.google.dev pricing). Pro models double above 200K
+    # prompt tokens; the <=200K rate is listed. Output includes thinking tokens.
+    "gemini-3.1-pro": ModelPrice(input_per_million=2.00, output_per_million=12.00),
+    "gemini-3.1-flash-lite": ModelPrice(input_per_million=0.25, output_per_million=1.50),
+    "gemini-3-pro": ModelPrice(input_per_million=2.00, output_per_million=12.00),
+    "gemini-3-flash": ModelPrice(input_per_million=0.50, output_per_million=3.00),
+    "gemini-2.5-pro": ModelPrice(input_per_million=1.25, output_per_million=10.00),
+    "gemini-2.5-flash": ModelPrice(input_per_million=0.30, output_per_million=2.50),
+    "gemini-2.5-flash-lite": ModelPrice(input_per_million=0.10, output_per_million=0.40),
+    "gemini-2.0-flash": ModelPrice(input_per_million=0.10, output_per_million=0.40),
+    "gemini-2.0-flash-lite": ModelPrice(input_per_million=0.075, output_per_million=0.30),
 }
 
 

@@ -205,6 +205,8 @@ class _MessagesResponder(BaseResponder):
             if not self.tokens:  # refused before the call was made
                 return []
             return [{**self._block_start(), "input": self.write}]
+        if not self.tokens:  # max_tokens=0, or refused at once
+            return []
         return [{"type": "text", "text": "".join(self.tokens)}]
 
     # -- replies -----------------------------------------------------------

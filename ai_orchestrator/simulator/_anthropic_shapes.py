@@ -222,8 +222,9 @@ def parse_messages_params(body: Any) -> MessagesParams:
     max_tokens = body.get("max_tokens")
     if max_tokens is None:
         raise AnthropicInvalid("max_tokens: Field required")
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise AnthropicInvalid("max_tokens: Input should be an integer greater than or equal to 1")
+    # 0 is valid: it only warms the prompt cache, and the answer is empty.
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0:
+        raise AnthropicInvalid("max_tokens: Input should be an integer greater than or equal to 0")
     messages = _check_messages(body)
     system = _check_system(body)
     stream = body.get("stream") or False
