@@ -99,6 +99,7 @@ def build_worker(
         pricing=pricing,
         flush_interval=provider.flush_interval,
         signals_per_second=tuning.max_signals_per_second,
+        heartbeat_throttle=HEARTBEAT_THROTTLE.total_seconds(),
         secrets=[s for s in (provider.api_key, *vendor_secrets(), *extra_secrets) if s],
         max_output_bytes=max_output_bytes,
     )

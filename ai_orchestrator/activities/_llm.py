@@ -83,6 +83,31 @@ def json_size(text: str) -> int:
     return len(json.dumps(text, ensure_ascii=False).encode()) - 2
 
 
+class _LastBeat:
+    """When this attempt last heartbeated, so its final heartbeat is not lost.
+
+    The SDK holds a heartbeat back for the throttle interval after the previous
+    one, and drops a held one when the attempt ends. The heartbeat an attempt
+    sends before failing carries what the next attempt must inherit (its bill,
+    the provider-fault count), so the attempt waits out the window first.
+    """
+
+    def __init__(self, throttle: float) -> None:
+        self.throttle = throttle
+        self.at: float | None = None
+
+    def send(self, details: object) -> None:
+        activity.heartbeat(details)
+        self.at = time.monotonic()
+
+    async def last_word(self, details: object) -> None:
+        held = self.at is not None and time.monotonic() - self.at < self.throttle
+        wait = self.throttle - (time.monotonic() - self.at) if held and self.at else 0.0
+        activity.heartbeat(details)
+        if held:
+            await asyncio.sleep(wait + 0.1)  # the SDK sends it when the window closes
+
+
 class LLMActivities:
     """Provider calls, with their dependencies injected by the worker.
 
@@ -101,6 +126,8 @@ class LLMActivities:
             instead of the worker falling behind on workflow tasks.
         heartbeat_interval: the longest gap between heartbeats; it shrinks to a
             third of a task's heartbeat timeout when that is shorter.
+        heartbeat_throttle: the worker's heartbeat throttle interval (the SDK
+            holds a heartbeat back that long after the previous one).
         secrets: strings that must never appear in an error message.
         max_output_bytes: the answer's size once JSON-encoded, as Temporal stores it.
     """
@@ -114,6 +141,7 @@ class LLMActivities:
         pricing: PricingTable | None = None,
         flush_interval: float = 0.12,
         heartbeat_interval: float = 1.0,
+        heartbeat_throttle: float = 1.0,
         signals_per_second: float = 50.0,
         secrets: Sequence[str] = (),
         max_output_bytes: int = MAX_OUTPUT_BYTES,
@@ -127,6 +155,7 @@ class LLMActivities:
         self._signals_per_second = signals_per_second
         self._streaming = 0
         self._heartbeat_interval = heartbeat_interval
+        self._heartbeat_throttle = heartbeat_throttle
         self._secrets = tuple(s for s in secrets if s)
         self._max_output_bytes = max_output_bytes
         self._metrics: TaskMetrics | None = None
@@ -180,7 +209,8 @@ class LLMActivities:
         )
         stream = provider.stream(request.task, model)
         interval = self._heartbeat_every(info.heartbeat_timeout)
-        heartbeats = asyncio.create_task(self._heartbeat(state, stream, publisher, interval))
+        beat = _LastBeat(self._throttle_for(info.heartbeat_timeout))
+        heartbeats = asyncio.create_task(self._heartbeat(state, stream, publisher, interval, beat))
         started = time.monotonic()
         self._streaming += 1
         first_chunk: float | None = None
@@ -233,7 +263,7 @@ class LLMActivities:
             if handover:
                 # Not the user's cancel: hand the attempt to another worker now
                 # rather than after the heartbeat timeout.
-                activity.heartbeat(self._details(state, stream, publisher))
+                await beat.last_word(self._details(state, stream, publisher))
                 raise ApplicationError(
                     "the worker shut down mid-stream; another worker takes over",
                     type=WORKER_SHUTDOWN,
@@ -253,7 +283,8 @@ class LLMActivities:
             error = self._to_application_error(exc, request, state)
             close("failed", error.type)
             await publisher.finish()
-            activity.heartbeat(self._details(state, stream, publisher))
+            if not error.non_retryable:
+                await beat.last_word(self._details(state, stream, publisher))
             raise error from None
         finally:
             self._streaming -= 1
@@ -351,13 +382,24 @@ class LLMActivities:
             }
         )
 
+    def _throttle_for(self, timeout: timedelta | None) -> float:
+        """How long the SDK holds back a heartbeat after the previous one."""
+        if timeout is None:
+            return self._heartbeat_throttle
+        return min(self._heartbeat_throttle, 0.8 * timeout.total_seconds())
+
     async def _heartbeat(
-        self, state: AttemptState, stream: ProviderStream, publisher: ChunkPublisher, every: float
+        self,
+        state: AttemptState,
+        stream: ProviderStream,
+        publisher: ChunkPublisher,
+        every: float,
+        beat: _LastBeat,
     ) -> None:
         # The first waits an interval: a short answer needs no heartbeat at all.
         while True:
             await asyncio.sleep(every)
-            activity.heartbeat(self._details(state, stream, publisher))
+            beat.send(self._details(state, stream, publisher))
 
     # -- errors ------------------------------------------------------------------------
 
