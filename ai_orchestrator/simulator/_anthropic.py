@@ -55,10 +55,11 @@ def _write_call(params: shapes.MessagesParams) -> dict[str, Any] | None:
     """The ``Write`` input the last user turn asks for, if this request should call it."""
     if not any(tool.get("name") == WRITE_TOOL for tool in params.tools):
         return None
-    last = params.messages[-1]
-    content = last.get("content")
-    if last.get("role") != "user":
+    # Claude Code may append "system" messages after the user's turn; skip them.
+    turns = [m for m in params.messages if m.get("role") != "system"]
+    if not turns or turns[-1].get("role") != "user":
         return None
+    content = turns[-1].get("content")
     if isinstance(content, list) and any(
         isinstance(b, dict) and b.get("type") == "tool_result" for b in content
     ):

@@ -177,8 +177,11 @@ def _check_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             raise AnthropicInvalid(f"messages.{i}: Input should be a valid dictionary")
-        if message.get("role") not in ("user", "assistant"):
-            raise AnthropicInvalid(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+        # "system" mid-conversation is what Claude Code sends (a beta of the real API).
+        if message.get("role") not in ("user", "assistant", "system"):
+            raise AnthropicInvalid(
+                f"messages.{i}.role: Input should be 'user', 'assistant' or 'system'"
+            )
         if "content" not in message:
             raise AnthropicInvalid(f"messages.{i}.content: Field required")
         _check_content(message["content"], f"messages.{i}.content")

@@ -279,8 +279,13 @@ class Simulator:
         app.router.add_post(
             f"/{_GEMINI_VERSIONS}/models/{{spec}}", self._tracked(handle_model_method)
         )
+        # Claude Code (its Bun runtime) sends `HEAD /` before the first request.
+        app.router.add_get("/", self._root)
         add_admin_routes(app, self._state)
         return app
+
+    async def _root(self, request: web.Request) -> web.Response:
+        return web.json_response({"simulator": "ai-orchestrator", "ok": True})
 
     @web.middleware
     async def _headers_middleware(
