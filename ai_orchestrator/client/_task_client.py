@@ -37,10 +37,10 @@ from temporalio.exceptions import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from ..adapters import AsyncBasePlatformAdapter
-from ..chat import DEFAULT_MODEL, resolve_model
+from ..chat import DEFAULT_MODEL
 from ..config import DEFAULT_NAMESPACE, DEFAULT_TASK_QUEUE, DEFAULT_TEMPORAL_ADDRESS
 from ..converter import data_converter_from_env
-from ..core import Platform, Result, Task, TaskStatus
+from ..core import Result, Task, TaskStatus
 from ..exceptions import (
     TaskFailedError,
     TaskIdConflictError,
@@ -58,6 +58,7 @@ from ..messages import (
     TaskInput,
 )
 from ..pricing import PricingTable, UnknownModelError
+from ..providers import RUNNABLE, route
 from ..search import COST_USD, MODEL, PRIORITY, STATUS, TASK_TYPE, TOKENS
 from ..search import initial as initial_search_attributes
 from ..search import missing as missing_search_attributes
@@ -196,12 +197,12 @@ class TaskClient(AsyncBasePlatformAdapter):
     # -- submission ---------------------------------------------------------------
 
     def _validate(self, task: Task) -> str:
-        if task.platform_hint not in (None, Platform.CHATGPT):
+        platform, model = route(task, self.default_model)
+        if platform not in RUNNABLE:
             raise TaskValidationError(
-                f"platform {task.platform_hint.value!r} is not supported: tasks run on "
-                "OpenAI-compatible servers (platform 'chatgpt')"
+                f"platform {platform.value!r} is not supported yet: tasks run on "
+                f"{', '.join(sorted(p.value for p in RUNNABLE))}"
             )
-        model = resolve_model(task, self.default_model)
         if self.pricing is not None:
             try:
                 self.pricing.check(model)
@@ -274,7 +275,9 @@ class TaskClient(AsyncBasePlatformAdapter):
             static_summary=_summary(task, model),
             static_details=_details(task, model),
             search_attributes=(
-                initial_search_attributes(task, model) if task_input.search_attributes else None
+                initial_search_attributes(task, model, route(task, self.default_model)[0])
+                if task_input.search_attributes
+                else None
             ),
             request_eager_start=self.eager_start,
         )

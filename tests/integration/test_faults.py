@@ -130,4 +130,4 @@ async def test_bad_input_is_rejected_before_anything_starts(
     from ai_orchestrator import Platform
 
     with pytest.raises(TaskValidationError, match="not supported"):
-        await tasks.submit_task(Task(prompt="x", platform_hint=Platform.GEMINI))
+        await tasks.submit_task(Task(prompt="x", platform_hint=Platform.CLAUDE_CODE))
