@@ -23,8 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
+
+from temporalio.client import WorkflowHandle
+from temporalio.converter import DataConverter
 
 from ..core import Task
+from ..messages import TaskInput
 
 #: The memo key holding a run's fingerprint. Memo values go through the data
 #: converter, so with encryption on the fingerprint is encrypted too.
@@ -44,4 +49,34 @@ def fingerprint(task: Task) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-__all__ = ["FINGERPRINT_MEMO", "fingerprint"]
+async def run_input(handle: WorkflowHandle[Any, Any], converter: DataConverter) -> TaskInput | None:
+    """The latest run's input from its start event; None if it cannot be decoded."""
+    async for event in handle.fetch_history_events():
+        payloads = event.workflow_execution_started_event_attributes.input.payloads
+        if not payloads:
+            return None
+        try:
+            return (await converter.decode(payloads, [TaskInput]))[0]
+        except Exception:  # not our input, or encrypted with a key we lack
+            return None
+    return None
+
+
+async def run_fingerprint(handle: WorkflowHandle[Any, Any], converter: DataConverter) -> str | None:
+    """The latest run's fingerprint: its memo, or (runs of older clients) its input.
+
+    None when neither can be read (another workflow, another encryption key):
+    the caller must then treat the run as a different task, never attach blindly.
+    """
+    desc = await handle.describe()
+    try:
+        value = await desc.memo_value(FINGERPRINT_MEMO, None, type_hint=str)
+    except Exception:  # a memo this client cannot decode (another key): use the input
+        value = None
+    if isinstance(value, str):
+        return value
+    task_input = await run_input(handle, converter)
+    return fingerprint(task_input.task) if task_input is not None else None
+
+
+__all__ = ["FINGERPRINT_MEMO", "fingerprint", "run_fingerprint", "run_input"]

@@ -65,7 +65,7 @@ from ..search import missing as missing_search_attributes
 from ..streaming import PrefixGuard
 from ._events import Finished, Restart, StreamEvent, TaskSummary, TextDelta
 from ._history import HistoryView, replay_history
-from ._identity import FINGERPRINT_MEMO, fingerprint
+from ._identity import FINGERPRINT_MEMO, fingerprint, run_fingerprint, run_input
 from ._stuck import jam_error, stuck_attempt, watch_stuck
 
 _UNAVAILABLE = frozenset(
@@ -286,7 +286,7 @@ class TaskClient(AsyncBasePlatformAdapter):
         """Raise TaskIdConflictError unless the existing run of ``task_id`` is this task."""
         handle = self._handle(task_id)
         try:
-            theirs = await self._fingerprint_of(handle)
+            theirs = await run_fingerprint(handle, self.client.data_converter)
         except RPCError as exc:
             raise self._translate(exc, task_id) from None
         if theirs == mine:
@@ -301,30 +301,6 @@ class TaskClient(AsyncBasePlatformAdapter):
             "Use a new task_id for a different task.",
             task_id=task_id,
         )
-
-    async def _fingerprint_of(self, handle: WorkflowHandle[Any, Any]) -> str | None:
-        """The existing run's fingerprint: its memo, or (older clients) its input."""
-        desc = await handle.describe()
-        try:
-            value = await desc.memo_value(FINGERPRINT_MEMO, None, type_hint=str)
-        except Exception:  # a memo this client cannot decode (another key): use the input
-            value = None
-        if isinstance(value, str):
-            return value
-        task_input = await self._input_of(handle)
-        return fingerprint(task_input.task) if task_input is not None else None
-
-    async def _input_of(self, handle: WorkflowHandle[Any, Any]) -> TaskInput | None:
-        """The latest run's input from its start event; None if it cannot be decoded."""
-        async for event in handle.fetch_history_events():
-            payloads = event.workflow_execution_started_event_attributes.input.payloads
-            if not payloads:
-                return None
-            try:
-                return (await self.client.data_converter.decode(payloads, [TaskInput]))[0]
-            except Exception:  # not our input, or encrypted with a key we lack
-                return None
-        return None
 
     async def rerun_task(self, task_id: str) -> str:
         """Run a failed, cancelled, terminated or timed out task again, on purpose.
@@ -357,7 +333,7 @@ class TaskClient(AsyncBasePlatformAdapter):
                     f"task {task_id!r} already completed; its result stays available. "
                     "Submit a new task id to run the prompt again."
                 )
-            task_input = await self._input_of(handle)
+            task_input = await run_input(handle, self.client.data_converter)
             if task_input is None:
                 raise TaskValidationError(f"task {task_id!r}: its input cannot be read")
             model = self._validate(task_input.task)
@@ -560,7 +536,8 @@ class TaskClient(AsyncBasePlatformAdapter):
         """Every change of the task's output, restarts included, then ``Finished``.
 
         Joins at any time, even after the task ended: the text always starts at
-        the beginning of the current attempt.
+        the beginning of the current attempt. A jammed run (see :meth:`get_result`)
+        ends the stream within seconds with a FAILED ``Finished``.
 
         Raises:
             TaskNotFoundError: no such task.

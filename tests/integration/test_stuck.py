@@ -46,7 +46,8 @@ async def test_jammed_run_surfaces_as_failed_within_seconds(
         assert result.status == TaskStatus.FAILED and not result.success
         error = result.error or ""
         assert error.startswith("the task cannot make progress: its workflow task failed")
-        assert "WORKFLOW_TASK_FAILED_CAUSE_" in error and "Failed decoding arguments" in error
+        assert "(WORKFLOW_TASK_FAILED_CAUSE_WORKFLOW_WORKER_UNHANDLED_FAILURE: " in error
+        assert "Failed decoding arguments" in error
         assert "still open" in error
         assert await tasks.get_status(task_id) == TaskStatus.FAILED
 
