@@ -131,10 +131,11 @@ async def _dispatch(
     responder = _MessagesResponder(request, state, record, params, fault, headers)
     if fault is not None and fault.name == "rate_limit":
         limit = state.rpm_limit if by_limiter and state.rpm_limit is not None else 3
+        headers = rate_limit_headers(fault.retry_after, fault.retry_after_ms)
+        if not fault.quota_exhausted:
+            headers.update(shapes.rate_limit_headers(limit, fault.retry_after))
         return responder.error(
-            429,
-            shapes.rate_limit_error(fault.quota_exhausted, params.model, limit),
-            rate_limit_headers(fault.retry_after, fault.retry_after_ms),
+            429, shapes.rate_limit_error(fault.quota_exhausted, params.model, limit), headers
         )
     if fault is not None and fault.name == "status":
         assert fault.status_code is not None
@@ -180,6 +181,15 @@ class _MessagesResponder(BaseResponder):
             n = min(fault.after_tokens, len(self.tokens))
             self.tokens, self.stop_reason = self.tokens[:n], "refusal"
             self.output_tokens = n
+
+    def error(
+        self,
+        status: int,
+        body: dict[str, Any],
+        extra_headers: dict[str, str] | None = None,
+    ) -> web.Response:
+        """Anthropic's error bodies carry the request id too."""
+        return super().error(status, {**body, "request_id": self.record.request_id}, extra_headers)
 
     # -- shapes ------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ._errors import mask_api_key
@@ -124,6 +125,16 @@ def rate_limit_error(quota_exhausted: bool, model: str, limit: int) -> dict[str,
         f"{limit} requests per minute for {model or 'the model'}. Please try again later."
     )
     return error_body("rate_limit_error", message)
+
+
+def rate_limit_headers(limit: int, retry_after: float | None) -> dict[str, str]:
+    """The ``anthropic-ratelimit-requests-*`` headers the real API sends with a 429."""
+    reset = datetime.now(timezone.utc) + timedelta(seconds=retry_after or 0)
+    return {
+        "anthropic-ratelimit-requests-limit": str(limit),
+        "anthropic-ratelimit-requests-remaining": "0",
+        "anthropic-ratelimit-requests-reset": reset.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
 
 
 def stream_error_type(error_type: str) -> str:

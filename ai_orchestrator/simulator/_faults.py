@@ -51,7 +51,7 @@ _FIELDS: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class Fault:
-    """One scripted behaviour, applied to the next ``times`` chat requests.
+    """One scripted behaviour, applied to the next ``times`` generation requests (any API).
 
     Build it with the classmethods; the raw constructor exists for
     :meth:`from_dict` and validates whatever it is given.
@@ -180,6 +180,17 @@ class Fault:
         client gets. The openai SDK raises a bare ``APIError`` whose ``.body``
         is the inner ``error`` object. ``message=None`` picks a provider-like
         default for ``error_type``.
+
+        Anthropic: an ``event: error`` with ``{"type": "error", "error":
+        {"type", "message"}}``; ``error_type`` may be Anthropic's
+        (``overloaded_error``, ``api_error``...) or OpenAI's, mapped
+        (``server_error`` -> ``api_error``). The anthropic SDK raises a bare
+        ``APIStatusError`` with ``status_code == 200``. Gemini: a
+        ``data: {"error": {"code", "message", "status"}}`` chunk; ``error_type``
+        may be a Google status (``UNAVAILABLE``...) or either vendor's type, and
+        google-genai raises ``ServerError``/``ClientError`` by its code.
+        ``code`` is used by OpenAI only. Without a stream, every API answers the
+        matching HTTP status instead.
         """
         return cls(
             "stream_error",
@@ -196,6 +207,8 @@ class Fault:
 
         As Azure and OpenAI do when their filter trips mid-answer: a proper
         ending (usage chunk included when asked), but the answer is cut.
+        Anthropic ends with ``stop_reason="refusal"``, Gemini with
+        ``finishReason="SAFETY"`` (see :meth:`refusal`).
         """
         return cls("content_filter", times=times, after_tokens=after_tokens)
 

@@ -218,7 +218,9 @@ async def test_rate_limit_has_retry_after(sim: Simulator, claude: anthropic.Asyn
     exc = info.value
     assert exc.status_code == 429 and exc.type == "rate_limit_error"
     assert exc.response.headers["retry-after"] == "2" and exc.request_id == "req_sim_0"
-    assert exc.error_code is None
+    assert exc.error_code is None and exc.body["request_id"] == "req_sim_0"  # type: ignore[index]
+    assert exc.response.headers["anthropic-ratelimit-requests-remaining"] == "0"
+    assert exc.response.headers["anthropic-ratelimit-requests-reset"].endswith("Z")
     with pytest.raises(anthropic.RateLimitError) as info:
         await _events(claude)  # a streamed request is refused before the stream
     assert info.value.response.headers["retry-after"] == "0.5"
