@@ -161,7 +161,10 @@ class Simulator:
     # -- scripting and inspection -----------------------------------------
 
     def script(self, *faults: Fault) -> None:
-        """Append to the FIFO; each valid chat request consumes one ``times`` unit.
+        """Append to the FIFO; each valid generation request consumes one ``times`` unit.
+
+        One FIFO serves every API: an OpenAI, Anthropic or Gemini request takes
+        the next fault, whichever arrives first, and renders it in its own shape.
 
         Requests rejected with 400 (no model, no messages) do not consume
         faults, so a client bug cannot silently eat a scripted failure.
