@@ -50,14 +50,19 @@ _RETRYABLE_STATUSES = frozenset({408, 409, 429})
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
-    # openai >= 3 is built on httpx2, older releases on httpx; a read error can
-    # escape the SDK's wrapping while a stream is being iterated.
+    # openai >= 3 and anthropic are built on httpx2, older releases on httpx; a read
+    # error can escape the SDK's wrapping while a stream is being iterated.
     found: list[type[BaseException]] = []
     for name in ("httpx2", "httpx"):
         try:
             found.append(importlib.import_module(name).TransportError)
         except (ImportError, AttributeError):
             continue
+    # google-genai's async client streams over aiohttp.
+    try:
+        found.append(importlib.import_module("aiohttp").ClientError)
+    except (ImportError, AttributeError):
+        pass
     return tuple(found)
 
 

@@ -14,6 +14,7 @@ installed, and so each vendor's quirks sit in one short function:
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any
 
 from .errors import (
@@ -38,9 +39,9 @@ def _message(status: int, request_id: str | None, detail: str) -> str:
 
 
 def classify_anthropic(exc: BaseException) -> Verdict | None:
-    try:
-        import anthropic
-    except ImportError:
+    # Only an SDK that is loaded can have raised: never pay its import on a failure.
+    anthropic = sys.modules.get("anthropic")
+    if anthropic is None:
         return None
     if isinstance(exc, anthropic.APIStatusError):
         body = exc.body if isinstance(exc.body, dict) else {}
@@ -91,10 +92,11 @@ def _retry_delay(details: Any) -> float | None:
 
 
 def classify_gemini(exc: BaseException) -> Verdict | None:
-    try:
-        from google.genai import errors as genai_errors
-    except ImportError:
+    genai_errors = sys.modules.get("google.genai.errors")
+    if genai_errors is None:
         return None
+    if isinstance(exc, genai_errors.UnknownApiResponseError):
+        return Verdict(True, INCOMPLETE_STREAM, f"provider sent malformed stream data: {exc}")
     if not isinstance(exc, genai_errors.APIError):
         return None
     status = int(exc.code or 0)

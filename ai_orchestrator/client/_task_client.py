@@ -630,6 +630,8 @@ class TaskClient(AsyncBasePlatformAdapter):
                 status = attrs.get(STATUS)
                 if wf.status in _CLOSED_TO_STATUS:
                     status = _CLOSED_TO_STATUS[wf.status].value
+                elif wf.status == WorkflowExecutionStatus.RUNNING:
+                    status = TaskStatus.RUNNING.value  # AiStatus is written only at the end
                 rows.append(
                     TaskSummary(
                         task_id=wf.id,

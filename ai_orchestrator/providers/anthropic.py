@@ -52,7 +52,8 @@ def request_params(task: Task, model: str) -> dict[str, Any]:
     if system:
         params["system"] = system
     if constraints.temperature is not None:
-        params["temperature"] = min(constraints.temperature, 1.0)  # Anthropic's range is 0-1
+        # Anthropic's range is 0-1, and the SDK takes it only as a body field now.
+        params["extra_body"] = {"temperature": min(constraints.temperature, 1.0)}
     return params
 
 

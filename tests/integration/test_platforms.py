@@ -153,3 +153,24 @@ async def test_a_platform_the_worker_does_not_serve_fails_at_once(
     assert result.status == TaskStatus.FAILED and not sim.requests
     assert "gemini is not configured on this worker" in (result.error or "")
     assert "GEMINI_API_KEY" in (result.error or "")
+
+
+async def test_broken_vendor_streams_are_retried_not_taken_for_answers(
+    client: Client, queue: str, sim: Simulator, tasks: TaskClient
+) -> None:
+    """Each SDK breaks differently (httpx2, aiohttp, unparseable chunks); all are retried."""
+    sim.tokens_per_second, sim.default_tokens = 200, 20
+    async with vendor_worker(client, queue, sim):
+        for model, prefix in (("claude-haiku-4-5", "cbrk"), ("gemini-2.5-flash", "gbrk")):
+            sim.script(
+                Fault.disconnect(after_tokens=5),
+                Fault.malformed(after_tokens=5),
+                Fault.no_finish(after_tokens=5),
+            )
+            before = len(sim.requests)
+            result = await tasks.execute(_task(model, prefix, temperature=0.2))
+            assert result.status == TaskStatus.COMPLETED, result.error
+            assert len(sim.requests) - before == 4 and len(result.output.split()) == 20
+            assert [b["outcome"] for b in result.metadata["billing"]] == ["failed"] * 3 + [
+                "completed"
+            ]
