@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..core import Platform, Task
 
-DEFAULT_CLAUDE_MODEL = "claude-sonnet-4-5"
+DEFAULT_CLAUDE_MODEL = "claude-sonnet-4-6"
 DEFAULT_GEMINI_MODEL = "gemini-2.5-flash"
 
 #: Platforms a worker can run today (Claude Code is planned).

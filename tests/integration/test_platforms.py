@@ -64,7 +64,7 @@ async def test_claude_and_gemini_tasks_stream_and_report_cost(
 ) -> None:
     sim.tokens_per_second, sim.default_tokens = 60, 30
     async with vendor_worker(client, queue, sim):
-        claude = await tasks.execute(_task("claude-sonnet-4-5", "claude"))
+        claude = await tasks.execute(_task("claude-sonnet-4-6", "claude"))
         gemini = await tasks.execute(_task("gemini-2.5-flash", "gemini"))
     for result, platform in ((claude, Platform.CLAUDE), (gemini, Platform.GEMINI)):
         assert result.status == TaskStatus.COMPLETED, result.error
@@ -105,7 +105,7 @@ async def test_vendor_auth_errors_fail_after_one_request(
 ) -> None:
     sim.script(Fault.status(401))
     async with vendor_worker(client, queue, sim):
-        claude = await tasks.execute(_task("claude-sonnet-4-5", "c401"))
+        claude = await tasks.execute(_task("claude-sonnet-4-6", "c401"))
         assert claude.status == TaskStatus.FAILED and len(sim.requests) == 1
         assert "HTTP 401" in (claude.error or "") and CLAUDE_KEY not in (claude.error or "")
         sim.script(Fault.status(401))
@@ -120,13 +120,13 @@ async def test_in_stream_errors_and_refusals_are_classified(
     sim.tokens_per_second = 200
     sim.script(Fault.stream_error(after_tokens=4, error_type="overloaded_error"))
     async with vendor_worker(client, queue, sim):
-        overloaded = await tasks.execute(_task("claude-sonnet-4-5", "cse"))
+        overloaded = await tasks.execute(_task("claude-sonnet-4-6", "cse"))
         assert overloaded.status == TaskStatus.COMPLETED and len(sim.requests) == 2
         sim.script(Fault.stream_error(after_tokens=4, error_type="invalid_request_error"))
-        rejected = await tasks.execute(_task("claude-sonnet-4-5", "cbad"))
+        rejected = await tasks.execute(_task("claude-sonnet-4-6", "cbad"))
         assert rejected.status == TaskStatus.FAILED and len(sim.requests) == 3
         sim.script(Fault.refusal(after_tokens=5))
-        refused = await tasks.execute(_task("claude-sonnet-4-5", "cref"))
+        refused = await tasks.execute(_task("claude-sonnet-4-6", "cref"))
         assert refused.status == TaskStatus.FAILED and "refusal" in (refused.error or "")
         assert len((refused.partial_output or "").split()) == 5
         sim.script(Fault.recitation(after_tokens=5))
