@@ -57,6 +57,19 @@ RECORDED = {
     "v1-cancelled-mid-stream",
     "v1-restarted-twice",
     "v1-long-stream",
+    # Recorded from the first patched workflow (ai-orchestrator-2026-11-edges):
+    "v2-completed-search-attributes",
+    "v2-failed",
+    "v2-failed-retries-exhausted",
+    "v2-rate-limited",
+    "v2-encrypted",
+    "v2-cancelled-before-start",
+    "v2-cancelled-mid-stream",
+    "v2-restarted-twice",
+    "v2-long-stream",
+    "v2-reset-mid-stream",
+    "v2-content-filtered",
+    "v2-provider-faults-exhausted",
 }
 
 # A TEST key, public on purpose (the same bytes are in record_histories.py): the
@@ -78,7 +91,25 @@ def converter_for(name: str) -> DataConverter:
 
 
 def load(path: Path) -> WorkflowHistory:
-    return WorkflowHistory.from_json(path.stem, path.read_text())
+    """The history as a worker replaying that run would see it.
+
+    The Replayer names the run after its start event's ``original_execution_run_id``,
+    which an operator reset copies from the old run; a worker replaying the reset
+    run knows the run's own id (chunks are told apart by it), which the history
+    records in the reset's ``WorkflowTaskFailed`` event.
+    """
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    resets = [
+        e.workflow_task_failed_event_attributes.new_run_id
+        for e in history.events
+        if e.HasField("workflow_task_failed_event_attributes")
+        and e.workflow_task_failed_event_attributes.new_run_id
+    ]
+    if resets:
+        history.events[
+            0
+        ].workflow_execution_started_event_attributes.original_execution_run_id = resets[-1]
+    return history
 
 
 #: The controls below are defined in this test module, which the sandbox must
