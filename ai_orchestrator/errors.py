@@ -191,6 +191,15 @@ def _stream_error_verdict(exc: openai.APIError) -> Verdict:
     return Verdict(True, INCOMPLETE_STREAM, message)
 
 
+def connection_verdict(exc: BaseException, *, timed_out: bool) -> Verdict:
+    """A vendor SDK's connection or timeout error: retry, naming the underlying cause."""
+    if timed_out:
+        return Verdict(True, CONNECTION_FAILED, f"provider timed out: {exc}")
+    cause = exc.__cause__ or exc.__context__
+    detail = f" ({type(cause).__name__}: {cause})" if cause else ""
+    return Verdict(True, CONNECTION_FAILED, f"connection to provider failed: {exc}{detail}")
+
+
 def classify(exc: BaseException) -> Verdict:
     """Decide whether ``exc`` from a provider call deserves another attempt."""
     if isinstance(exc, IncompleteStreamError):
@@ -217,12 +226,8 @@ def classify(exc: BaseException) -> Verdict:
         if status in _RETRYABLE_STATUSES or status >= 500 or should == "true":
             return Verdict(True, PROVIDER_UNAVAILABLE, message, retry_after, status, rid)
         return Verdict(False, PROVIDER_REJECTED, message, None, status, rid)
-    if isinstance(exc, openai.APITimeoutError):
-        return Verdict(True, CONNECTION_FAILED, f"provider timed out: {exc}")
     if isinstance(exc, openai.APIConnectionError):
-        cause = exc.__cause__ or exc.__context__
-        detail = f" ({type(cause).__name__}: {cause})" if cause else ""
-        return Verdict(True, CONNECTION_FAILED, f"connection to provider failed: {exc}{detail}")
+        return connection_verdict(exc, timed_out=isinstance(exc, openai.APITimeoutError))
     if isinstance(exc, openai.APIResponseValidationError):
         return Verdict(True, INCOMPLETE_STREAM, f"provider sent an invalid response: {exc}")
     if isinstance(exc, json.JSONDecodeError):

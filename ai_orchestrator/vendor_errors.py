@@ -18,13 +18,13 @@ import sys
 from typing import Any
 
 from .errors import (
-    CONNECTION_FAILED,
     INCOMPLETE_STREAM,
     PROVIDER_REJECTED,
     PROVIDER_UNAVAILABLE,
     QUOTA_EXHAUSTED,
     RATE_LIMITED,
     Verdict,
+    connection_verdict,
     parse_retry_after,
 )
 
@@ -69,12 +69,8 @@ def classify_anthropic(exc: BaseException) -> Verdict | None:
         if headers.get("x-should-retry") == "true" or (in_stream and not kind):
             return Verdict(True, PROVIDER_UNAVAILABLE, message, retry_after, status, rid)
         return Verdict(False, PROVIDER_REJECTED, message, None, status, rid)
-    if isinstance(exc, anthropic.APITimeoutError):
-        return Verdict(True, CONNECTION_FAILED, f"provider timed out: {exc}")
     if isinstance(exc, anthropic.APIConnectionError):
-        cause = exc.__cause__ or exc.__context__
-        detail = f" ({type(cause).__name__}: {cause})" if cause else ""
-        return Verdict(True, CONNECTION_FAILED, f"connection to provider failed: {exc}{detail}")
+        return connection_verdict(exc, timed_out=isinstance(exc, anthropic.APITimeoutError))
     if isinstance(exc, anthropic.APIError):
         return Verdict(True, INCOMPLETE_STREAM, f"provider stream error: {exc}")
     return None
