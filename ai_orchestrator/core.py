@@ -141,6 +141,10 @@ class TaskConstraints(_Model):
     timeout_seconds: float | None = Field(default=300.0, gt=0)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     model: str | None = None
+    #: Models to continue on, in order, when the current one's provider fails for
+    #: provider-side reasons (quota, overload or outage after its retries, not
+    #: configured on the worker); never for a bad request.
+    fallback_models: list[str] = Field(default_factory=list, max_length=5)
 
     @field_validator("timeout_seconds")
     @classmethod
@@ -152,6 +156,13 @@ class TaskConstraints(_Model):
                 f"timeout_seconds must be at most {MAX_TIMEOUT_SECONDS:,.0f} (a week): a longer "
                 "task could outgrow Temporal's per-run history limits"
             )
+        return value
+
+    @field_validator("fallback_models")
+    @classmethod
+    def _fallbacks_named(cls, value: list[str]) -> list[str]:
+        if any(not model.strip() for model in value):
+            raise ValueError("fallback_models must name models (no blank entries)")
         return value
 
     @field_validator("model")

@@ -41,6 +41,8 @@ TASK_FAILED = "TaskFailed"
 OUTPUT_TOO_LARGE = "OutputTooLarge"
 WORKER_SHUTDOWN = "WorkerShutdown"
 PROVIDER_FAULTS_EXHAUSTED = "ProviderFaultsExhausted"
+#: The task's platform has no client on this worker (no credentials set).
+PROVIDER_NOT_CONFIGURED = "ProviderNotConfigured"
 CANCELLED_BEFORE_START = "CancelledBeforeStart"
 #: The provider stopped the answer with ``finish_reason="content_filter"``;
 #: the same prompt will be filtered again, so it is never retried.

@@ -141,6 +141,9 @@ class CompletionRequest(_Msg):
     #: (Temporal then retries without an attempt limit, within the deadline).
     #: None: an older run whose retry policy counts every attempt.
     retry: RetrySettings | None = None
+    #: Added to attempt numbers to name this activity's streams: a fallback's
+    #: streams must supersede every stream of the models before it.
+    generation_base: int = 0
 
 
 class AttemptState(_Msg):

@@ -17,6 +17,7 @@ from .errors import (
     DEADLINE_EXCEEDED,
     OUTPUT_TOO_LARGE,
     PROVIDER_FAULTS_EXHAUSTED,
+    PROVIDER_NOT_CONFIGURED,
     PROVIDER_REJECTED,
     QUOTA_EXHAUSTED,
 )
@@ -34,6 +35,14 @@ NON_RETRYABLE_ERROR_TYPES = (
     CONTENT_FILTERED,
     OUTPUT_TOO_LARGE,
     PROVIDER_FAULTS_EXHAUSTED,
+    PROVIDER_NOT_CONFIGURED,
+)
+
+#: Failures after which a task with ``fallback_models`` continues on the next
+#: model: the provider, not the request, is the problem. A rejected request
+#: (400, 401 ...), a filtered answer or a too-large one would fail anywhere.
+FALLBACK_ERROR_TYPES = frozenset(
+    {QUOTA_EXHAUSTED, PROVIDER_FAULTS_EXHAUSTED, PROVIDER_NOT_CONFIGURED, DEADLINE_EXCEEDED}
 )
 
 

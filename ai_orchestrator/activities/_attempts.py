@@ -53,10 +53,13 @@ def inherited(details: Sequence[Any]) -> AttemptState | None:
         return None  # an older worker's heartbeat ({"attempt", "chars"}): nothing to inherit
 
 
-def begin(attempt: int, prior: AttemptState | None, prompt_chars: int) -> AttemptState:
+def begin(
+    attempt: int, prior: AttemptState | None, prompt_chars: int, generation_base: int = 0
+) -> AttemptState:
     """The state of a new attempt, with an earlier attempt that died closed as lost."""
+    generation = generation_base + attempt
     if prior is None:
-        return AttemptState(attempt=attempt, generation=attempt)
+        return AttemptState(attempt=attempt, generation=generation)
     # An earlier attempt that never closed its bill died with its worker or lost
     # its heartbeat mid-stream: the provider billed what it had streamed.
     ledger = (
@@ -64,7 +67,7 @@ def begin(attempt: int, prior: AttemptState | None, prompt_chars: int) -> Attemp
     )
     return AttemptState(
         attempt=attempt,
-        generation=attempt,
+        generation=generation,
         provider_faults=prior.provider_faults,
         signals=prior.signals,
         signalled_chars=prior.signalled_chars,

@@ -32,6 +32,7 @@ from ..errors import (
     DEADLINE_EXCEEDED,
     OUTPUT_TOO_LARGE,
     PROVIDER_FAULTS_EXHAUSTED,
+    PROVIDER_NOT_CONFIGURED,
     RATE_LIMITED,
     WORKER_SHUTDOWN,
     classify,
@@ -174,7 +175,7 @@ class LLMActivities:
             raise ApplicationError(
                 f"{platform.value} is not configured on this worker (model {model!r}): "
                 f"{_SETUP_HINTS.get(platform, 'this platform is not supported yet')}",
-                type=CONFIGURATION_ERROR,
+                type=PROVIDER_NOT_CONFIGURED,
                 non_retryable=True,
             )
         try:
@@ -183,7 +184,10 @@ class LLMActivities:
             raise ApplicationError(str(exc), type=CONFIGURATION_ERROR, non_retryable=True) from None
         prompt_chars = sum(len(m["content"]) for m in build_messages(request.task))
         state = _attempts.begin(
-            info.attempt, _attempts.inherited(info.heartbeat_details), prompt_chars
+            info.attempt,
+            _attempts.inherited(info.heartbeat_details),
+            prompt_chars,
+            request.generation_base,
         )
         state.model = model
         handle = activity.client().get_workflow_handle(

@@ -197,18 +197,27 @@ class TaskClient(AsyncBasePlatformAdapter):
     # -- submission ---------------------------------------------------------------
 
     def _validate(self, task: Task) -> str:
-        platform, model = route(task, self.default_model)
-        if platform not in RUNNABLE:
-            raise TaskValidationError(
-                f"platform {platform.value!r} is not supported yet: tasks run on "
-                f"{', '.join(sorted(p.value for p in RUNNABLE))}"
-            )
-        if self.pricing is not None:
-            try:
-                self.pricing.check(model)
-            except UnknownModelError as exc:
-                raise TaskValidationError(str(exc)) from None
-        return model
+        """The model that will answer first; every model of the route must be runnable."""
+        constraints = task.effective_constraints
+        fallbacks = [
+            task.model_copy(update={"constraints": constraints.model_copy(update={"model": m})})
+            for m in constraints.fallback_models
+        ]
+        first = ""
+        for candidate in (task, *fallbacks):
+            platform, model = route(candidate, self.default_model)
+            first = first or model
+            if platform not in RUNNABLE:
+                raise TaskValidationError(
+                    f"platform {platform.value!r} is not supported yet: tasks run on "
+                    f"{', '.join(sorted(p.value for p in RUNNABLE))}"
+                )
+            if self.pricing is not None:
+                try:
+                    self.pricing.check(model)
+                except UnknownModelError as exc:
+                    raise TaskValidationError(str(exc)) from None
+        return first
 
     async def submit_task(self, task: Task) -> str:
         """Start the task's workflow and return its id.

@@ -6,7 +6,6 @@ tokens, fault) travel together instead of through long parameter lists.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -132,93 +131,45 @@ class _ChatResponder(BaseResponder):
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         return sse_event(chunk(self.record.index, self.created, self.params.model, delta, finish))
 
-    def _token_chunk(self, token: str) -> bytes:
+    malformed_json = MALFORMED_JSON
+
+    def frame(self, token: str) -> bytes:
         return self._chunk({"content": token})
 
-    async def _send_tokens(self, resp: web.StreamResponse, tokens: list[str]) -> None:
-        await self.send_tokens(resp, tokens, self._token_chunk)
+    async def stream_start(self, resp: web.StreamResponse) -> None:
+        await resp.write(self._chunk({"role": "assistant", "content": ""}))
 
-    async def stream(self) -> web.StreamResponse:
-        record = self.record
-        record.prompt_tokens = self.prompt_tokens
-        fault = self.fault
-        cut = self.stream_cut(len(self.tokens))
-        resp: web.StreamResponse | None = None
-        try:
-            resp = await self.open_stream()
-            await resp.write(self._chunk({"role": "assistant", "content": ""}))
-            await self._send_tokens(resp, self.tokens[:cut])
-            if fault is not None and fault.name == "disconnect":
-                self.abort()
-                return resp
-            if fault is not None and fault.name in ("no_finish", "malformed"):
-                ending = DONE_EVENT if fault.name == "no_finish" else MALFORMED_EVENT
-                await resp.write(ending)
-                await resp.write_eof()
-                record.finished = True
-                return resp
-            if fault is not None and fault.name == "stream_error":
-                # What OpenAI sends once a 200 stream has begun; no [DONE] follows.
-                assert fault.error_type is not None
-                body = stream_error_body(fault.error_type, fault.code, fault.message)
-                await resp.write(sse_event(body))
-                await resp.write_eof()
-                record.finished = True
-                return resp
-            if fault is not None and fault.name == "stall":
-                await asyncio.sleep(fault.seconds)
-                await self._send_tokens(resp, self.tokens[cut:])
-            await resp.write(self._chunk({}, self.finish_reason))
-            if self.params.include_usage:
-                await resp.write(
-                    sse_event(
-                        usage_chunk(record.index, self.created, self.params.model, self.usage)
-                    )
-                )
-            await resp.write(DONE_EVENT)
-            await resp.write_eof()
-            record.finished = True
-        except ConnectionError:
-            record.disconnected = True
-        return resp if resp is not None else web.Response(status=499, headers=self.headers)
-
-    async def complete(self) -> web.Response:
-        """Non-streaming: stream-only faults do the nearest equivalent."""
-        record = self.record
-        fault = self.fault
-        if fault is not None and fault.name == "stream_error":
-            # Without a stream the same failure arrives as an error status.
+    async def stream_fault_end(self, resp: web.StreamResponse, fault: Fault) -> None:
+        if fault.name == "stream_error":
+            # What OpenAI sends once a 200 stream has begun; no [DONE] follows.
             assert fault.error_type is not None
-            return self.error(
-                stream_error_status(fault.error_type, fault.code),
-                stream_error_body(fault.error_type, fault.code, fault.message),
+            body = stream_error_body(fault.error_type, fault.code, fault.message)
+            await resp.write(sse_event(body))
+        else:
+            await resp.write(DONE_EVENT if fault.name == "no_finish" else MALFORMED_EVENT)
+
+    async def stream_end(self, resp: web.StreamResponse) -> None:
+        await resp.write(self._chunk({}, self.finish_reason))
+        if self.params.include_usage:
+            await resp.write(
+                sse_event(
+                    usage_chunk(self.record.index, self.created, self.params.model, self.usage)
+                )
             )
-        record.prompt_tokens = self.prompt_tokens
-        if fault is not None and fault.name == "disconnect":
-            self.abort()
-            record.status = 0  # no status line ever reached the client
-            return web.Response(status=200, headers=self.headers)
-        await self.generation_time(len(self.tokens))
-        if fault is not None and fault.name == "malformed":
-            record.finished = True
-            return web.Response(
-                status=200,
-                body=MALFORMED_JSON,
-                content_type="application/json",
-                headers=self.headers,
-            )
-        no_finish = fault is not None and fault.name == "no_finish"
-        finish = None if no_finish else self.finish_reason
-        self.stamp_all_tokens(len(self.tokens))
-        record.finished = True
-        return web.json_response(
-            completion(
-                record.index,
-                self.created,
-                self.params.model,
-                "".join(self.tokens),
-                finish,
-                self.usage,
-            ),
-            headers=self.headers,
+        await resp.write(DONE_EVENT)
+
+    def stream_error_reply(self, error_type: str, fault: Fault) -> tuple[int, dict[str, Any]]:
+        return (
+            stream_error_status(error_type, fault.code),
+            stream_error_body(error_type, fault.code, fault.message),
+        )
+
+    def answer_body(self, finished: bool) -> dict[str, Any]:
+        return completion(
+            self.record.index,
+            self.created,
+            self.params.model,
+            "".join(self.tokens),
+            self.finish_reason if finished else None,
+            self.usage,
         )

@@ -68,7 +68,19 @@ def answer_size(max_tokens: int | None, default_tokens: int) -> tuple[int, bool]
 
 
 class BaseResponder:
-    """Per-request facts and the wire mechanics every API's responder needs."""
+    """Per-request facts and the wire mechanics every API's responder needs.
+
+    :meth:`stream` and :meth:`complete` run the fault script the same way for
+    every API; a subclass only says how its API shapes each piece (the
+    ``stream_*`` hooks, :meth:`frame`, :meth:`stream_error_reply`,
+    :meth:`answer_body` and :attr:`malformed_json`).
+    """
+
+    #: Set by each subclass: the answer's tokens and the prompt's token count.
+    tokens: list[str]
+    prompt_tokens: int
+    #: The non-streamed body a ``malformed`` fault sends in place of JSON.
+    malformed_json: bytes
 
     def __init__(
         self,
@@ -157,3 +169,83 @@ class BaseResponder:
         now = time.monotonic()
         self.record.tokens_sent = n_tokens
         self.record.token_sent_at = [now] * n_tokens
+
+    # -- hooks: this API's shapes --------------------------------------------
+
+    def frame(self, token: str) -> bytes:
+        """One token as this API's stream chunk."""
+        raise NotImplementedError
+
+    async def stream_start(self, resp: web.StreamResponse) -> None:
+        """What this API writes before the first token (nothing by default)."""
+
+    async def stream_fault_end(self, resp: web.StreamResponse, fault: Fault) -> None:
+        """The broken ending a ``no_finish``, ``malformed`` or ``stream_error`` writes."""
+        raise NotImplementedError
+
+    async def stream_end(self, resp: web.StreamResponse) -> None:
+        """The proper ending after the last token."""
+        raise NotImplementedError
+
+    def stream_error_reply(self, error_type: str, fault: Fault) -> tuple[int, dict[str, Any]]:
+        """Status and body of a ``stream_error`` when there is no stream to put it in."""
+        raise NotImplementedError
+
+    def answer_body(self, finished: bool) -> dict[str, Any]:
+        """The non-streamed answer; ``finished=False`` leaves out its finish reason."""
+        raise NotImplementedError
+
+    # -- replies ---------------------------------------------------------------
+
+    async def stream(self) -> web.StreamResponse:
+        record = self.record
+        record.prompt_tokens = self.prompt_tokens
+        fault = self.fault
+        cut = self.stream_cut(len(self.tokens))
+        resp: web.StreamResponse | None = None
+        try:
+            resp = await self.open_stream()
+            await self.stream_start(resp)
+            await self.send_tokens(resp, self.tokens[:cut], self.frame)
+            if fault is not None and fault.name == "disconnect":
+                self.abort()
+                return resp
+            if fault is not None and fault.name in ("no_finish", "malformed", "stream_error"):
+                await self.stream_fault_end(resp, fault)
+            else:
+                if fault is not None and fault.name == "stall":
+                    await asyncio.sleep(fault.seconds)
+                    await self.send_tokens(resp, self.tokens[cut:], self.frame)
+                await self.stream_end(resp)
+            await resp.write_eof()
+            record.finished = True
+        except ConnectionError:
+            record.disconnected = True
+        return resp if resp is not None else web.Response(status=499, headers=self.headers)
+
+    async def complete(self) -> web.Response:
+        """Non-streaming: stream-only faults do the nearest equivalent."""
+        record = self.record
+        fault = self.fault
+        if fault is not None and fault.name == "stream_error":
+            # Without a stream the same failure arrives as an error status.
+            assert fault.error_type is not None
+            return self.error(*self.stream_error_reply(fault.error_type, fault))
+        record.prompt_tokens = self.prompt_tokens
+        if self.fault_is("disconnect"):
+            self.abort()
+            record.status = 0  # no status line ever reached the client
+            return web.Response(status=200, headers=self.headers)
+        await self.generation_time(len(self.tokens))
+        if self.fault_is("malformed"):
+            record.finished = True
+            return web.Response(
+                status=200,
+                body=self.malformed_json,
+                content_type="application/json",
+                headers=self.headers,
+            )
+        finished = not self.fault_is("no_finish")
+        self.stamp_all_tokens(len(self.tokens))
+        record.finished = True
+        return web.json_response(self.answer_body(finished), headers=self.headers)

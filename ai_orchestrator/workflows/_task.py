@@ -13,7 +13,9 @@ so every change of behaviour is taken only by runs for which
 still replay. ``EDGES`` (2026-11) covers: provider faults bounded by the
 activity instead of Temporal's attempt count, the billed ledger in results,
 search attributes in every end state, and a result too large for Temporal
-failing clearly instead of jamming the run.
+failing clearly instead of jamming the run. ``FALLBACK`` (2026-11, taken only by
+tasks that name ``fallback_models``): on a provider-side failure the task
+continues on the next model, each model a new activity.
 """
 
 from __future__ import annotations
@@ -47,12 +49,16 @@ with workflow.unsafe.imports_passed_through():
         ProgressQuery,
         TaskInput,
     )
-    from ..options import DEFAULT_TIMEOUT_SECONDS, stream_activity_options
+    from ..options import DEFAULT_TIMEOUT_SECONDS, FALLBACK_ERROR_TYPES, stream_activity_options
     from ..output import OutputBuffer
     from ..search import COST_USD, STATUS, TOKENS
 
-#: See the module docstring; never rename or remove while runs may carry it.
+#: See the module docstring; never rename or remove while runs may carry them.
 EDGES = "ai-orchestrator-2026-11-edges"
+FALLBACK = "ai-orchestrator-2026-11-fallback"
+#: Generations of the n-th model of a route start at n * this, so a fallback's
+#: text supersedes the text of every model before it.
+GENERATION_STRIDE = 1000
 #: Temporal refuses payloads over 2 MB; a result this large fails the task
 #: clearly rather than being refused at completion, forever.
 MAX_RESULT_BYTES = 1_900_000
@@ -167,51 +173,87 @@ class TaskWorkflow:
         constraints = task.effective_constraints
         started = workflow.now()
         timeout = timedelta(seconds=constraints.timeout_seconds or DEFAULT_TIMEOUT_SECONDS)
+        deadline = started + timeout
         self._status = TaskStatus.RUNNING
         edges = workflow.patched(EDGES)
-        try:
-            output: CompletionOutput = await workflow.execute_activity(
-                self.activity_type,
-                CompletionRequest(
-                    task=task,
-                    deadline_epoch=(started + timeout).timestamp(),
-                    retry=input.retry if edges else None,
-                ),
-                result_type=CompletionOutput,
-                summary=f"chat completion ({constraints.model or 'default model'})",
-                **self.activity_options(input, timeout, edges=edges),
-            )
-        except ActivityError as err:
-            billed = self._billed(err, task) if edges else Ledger()
-            cancelled = is_cancelled_exception(err)
-            if cancelled or (edges and _cancel_requested()):
-                self._finish(
-                    input, TaskStatus.CANCELLED, billed.tokens, billed.cost, every_end_state=edges
+        # Only tasks that name fallback models take (and mark) the fallback path.
+        routes = [task]
+        if edges and constraints.fallback_models and workflow.patched(FALLBACK):
+            routes += [
+                task.model_copy(
+                    update={"constraints": constraints.model_copy(update={"model": model})}
                 )
-                if cancelled:
-                    raise
-                raise asyncio.CancelledError("cancelled while its worker was away") from err
-            self._finish(
-                input, TaskStatus.FAILED, billed.tokens, billed.cost, every_end_state=edges
-            )
-            cause = err.cause
-            message = str(cause) if cause else str(err)
-            error_type = cause.type if isinstance(cause, ApplicationError) else None
-            raise ApplicationError(
-                f"task failed: {message}",
-                *([billed] if edges else []),
-                type=error_type or TASK_FAILED,
-                non_retryable=True,
-            ) from err
-        except asyncio.CancelledError:
-            # Cancelled before the activity was even scheduled: older runs left
-            # their searchable status as it was.
-            if edges:
-                billed = self._buffer.ledger or Ledger()
-                self._finish(
-                    input, TaskStatus.CANCELLED, billed.tokens, billed.cost, every_end_state=True
+                for model in constraints.fallback_models
+            ]
+        spent = Ledger()  # what the models given up on were billed
+        route: list[dict[str, Any]] = []
+        for index, attempt_task in enumerate(routes):
+            model = attempt_task.effective_constraints.model or "default model"
+            budget = timeout if index == 0 else deadline - workflow.now()
+            try:
+                output: CompletionOutput = await workflow.execute_activity(
+                    self.activity_type,
+                    CompletionRequest(
+                        task=attempt_task,
+                        deadline_epoch=deadline.timestamp(),
+                        retry=input.retry if edges else None,
+                        generation_base=index * GENERATION_STRIDE,
+                    ),
+                    result_type=CompletionOutput,
+                    summary=f"chat completion ({model})",
+                    **self.activity_options(input, budget, edges=edges),
                 )
-            raise
+                break
+            except ActivityError as err:
+                billed = self._billed(err, task) if edges else Ledger()
+                billed = Ledger(attempts=[*spent.attempts, *billed.attempts])
+                cancelled = is_cancelled_exception(err)
+                if cancelled or (edges and _cancel_requested()):
+                    self._finish(
+                        input,
+                        TaskStatus.CANCELLED,
+                        billed.tokens,
+                        billed.cost,
+                        every_end_state=edges,
+                    )
+                    if cancelled:
+                        raise
+                    raise asyncio.CancelledError("cancelled while its worker was away") from err
+                cause = err.cause
+                message = str(cause) if cause else str(err)
+                error_type = cause.type if isinstance(cause, ApplicationError) else None
+                more_time = deadline - workflow.now() > timedelta(seconds=1)
+                if index + 1 < len(routes) and error_type in FALLBACK_ERROR_TYPES and more_time:
+                    # The provider is the problem, not the request: durably on to the
+                    # next model (a worker crash from here resumes at that model).
+                    spent = billed
+                    route.append({"model": model, "outcome": "failed", "error_type": error_type})
+                    continue
+                self._finish(
+                    input, TaskStatus.FAILED, billed.tokens, billed.cost, every_end_state=edges
+                )
+                tried = f" (after {', '.join(r['model'] for r in route)})" if route else ""
+                raise ApplicationError(
+                    f"task failed{tried}: {message}",
+                    *([billed] if edges else []),
+                    type=error_type or TASK_FAILED,
+                    non_retryable=True,
+                ) from err
+            except asyncio.CancelledError:
+                # Cancelled before the activity was even scheduled: older runs left
+                # their searchable status as it was.
+                if edges:
+                    billed = Ledger(
+                        attempts=[*spent.attempts, *(self._buffer.ledger or Ledger()).attempts]
+                    )
+                    self._finish(
+                        input,
+                        TaskStatus.CANCELLED,
+                        billed.tokens,
+                        billed.cost,
+                        every_end_state=True,
+                    )
+                raise
 
         generation = output.generation if output.generation is not None else output.attempt
         self._buffer.apply(
@@ -232,6 +274,8 @@ class TaskWorkflow:
                 non_retryable=True,
             )
         ledger = output.ledger if edges and output.ledger is not None else None
+        if ledger is not None and spent.attempts:
+            ledger = Ledger(attempts=[*spent.attempts, *ledger.attempts])
         tokens = ledger.tokens if ledger else output.usage.total_tokens
         cost = ledger.cost if ledger else output.cost
         finished = workflow.now()
@@ -267,6 +311,20 @@ class TaskWorkflow:
                         "billing": [bill.model_dump() for bill in ledger.attempts],
                     }
                     if ledger
+                    else {}
+                ),
+                **(
+                    {
+                        "route": [
+                            *route,
+                            {
+                                "model": output.model,
+                                "platform": output.platform,
+                                "outcome": "completed",
+                            },
+                        ]
+                    }
+                    if route
                     else {}
                 ),
             },

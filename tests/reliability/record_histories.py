@@ -16,6 +16,7 @@ earlier version of this script, before the ``v1-`` names.
 from __future__ import annotations
 
 import asyncio
+import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -27,7 +28,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 from temporalio.client import Client
 
-from ai_orchestrator import Task, TaskClient
+from ai_orchestrator import Task, TaskClient, TaskConstraints
 from ai_orchestrator.codec import EncryptionCodec
 from ai_orchestrator.config import ProviderSettings
 from ai_orchestrator.converter import data_converter
@@ -37,7 +38,7 @@ from ai_orchestrator.simulator import Fault, Simulator
 from ai_orchestrator.worker import running
 
 HERE = Path(__file__).parent / "histories"
-VERSION = "v2"
+VERSION = "v3"
 RETRY = RetrySettings(initial_interval_seconds=0.2, heartbeat_timeout_seconds=2.0)
 FEW_ATTEMPTS = RetrySettings(
     max_attempts=3, initial_interval_seconds=0.2, heartbeat_timeout_seconds=2.0
@@ -171,6 +172,24 @@ async def provider_faults_exhausted(ctx: Ctx, wid: str) -> None:
     await ctx.tasks(FEW_ATTEMPTS).execute(Task(prompt="three broken streams", task_id=wid))
 
 
+async def fallback_after_quota(ctx: Ctx, wid: str) -> None:
+    ctx.sim.script(Fault.rate_limit(quota_exhausted=True))
+    constraints = TaskConstraints(model="gpt-4o-mini", fallback_models=["gpt-4o"])
+    await ctx.tasks().execute(
+        Task(prompt="quota, then another model", task_id=wid, constraints=constraints)
+    )
+
+
+async def fallback_after_streaming(ctx: Ctx, wid: str) -> None:
+    ctx.sim.script(Fault.disconnect(after_tokens=10))
+    constraints = TaskConstraints(model="gpt-4o-mini", fallback_models=["gpt-4o"])
+    one_fault = RETRY.model_copy(update={"max_attempts": 1})
+    with pace(ctx.sim, tokens_per_second=40, tokens=30):
+        await ctx.tasks(one_fault).execute(
+            Task(prompt="streamed, broke, moved on", task_id=wid, constraints=constraints)
+        )
+
+
 Recipe = Callable[[Ctx, str], Awaitable[None]]
 COMPLETED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
 FAILED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED
@@ -191,11 +210,14 @@ RECIPES: dict[str, tuple[Recipe, EventType.ValueType, int]] = {
     "reset-mid-stream": (reset_mid_stream, COMPLETED, 1),
     "content-filtered": (content_filtered, FAILED, 0),
     "provider-faults-exhausted": (provider_faults_exhausted, FAILED, 0),
+    # From v3 on:
+    "fallback-after-quota": (fallback_after_quota, COMPLETED, 0),
+    "fallback-after-streaming": (fallback_after_streaming, COMPLETED, 1),
 }
 
 
-async def record() -> None:
-    todo = {f"{VERSION}-{k}": v for k, v in RECIPES.items()}
+async def record(kinds: list[str]) -> None:
+    todo = {f"{VERSION}-{k}": v for k, v in RECIPES.items() if not kinds or k in kinds}
     todo = {name: v for name, v in todo.items() if not (HERE / f"{name}.json").exists()}
     if not todo:
         print(f"nothing to record: every {VERSION}- history exists (they are never re-recorded)")
@@ -235,4 +257,5 @@ async def record() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(record())
+    # Optional kinds to record (default: every kind not yet recorded for VERSION).
+    asyncio.run(record(sys.argv[1:]))
