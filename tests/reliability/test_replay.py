@@ -70,6 +70,9 @@ RECORDED = {
     "v2-reset-mid-stream",
     "v2-content-filtered",
     "v2-provider-faults-exhausted",
+    # Recorded from the workflow with fallback between models (patch ...-fallback):
+    "v3-fallback-after-quota",
+    "v3-fallback-after-streaming",
 }
 
 # A TEST key, public on purpose (the same bytes are in record_histories.py): the
