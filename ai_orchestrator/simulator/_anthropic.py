@@ -15,7 +15,6 @@ tool requires; ``TEXT`` runs to the end of the line.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from typing import Any
@@ -152,6 +151,8 @@ async def _dispatch(
 class _MessagesResponder(BaseResponder):
     """One answer: a text block, or a ``Write`` tool call sent as one JSON "token"."""
 
+    malformed_json = shapes.MALFORMED_JSON
+
     def __init__(
         self,
         request: web.Request,
@@ -203,7 +204,7 @@ class _MessagesResponder(BaseResponder):
             }
         return {"type": "text", "text": ""}
 
-    def _frame(self, token: str) -> bytes:
+    def frame(self, token: str) -> bytes:
         if self.write is None:
             return shapes.text_delta(token)
         delta = {"type": "input_json_delta", "partial_json": token}
@@ -222,95 +223,47 @@ class _MessagesResponder(BaseResponder):
 
     # -- replies -----------------------------------------------------------
 
-    async def stream(self) -> web.StreamResponse:
-        record = self.record
-        record.prompt_tokens = self.prompt_tokens
-        fault = self.fault
-        cut = self.stream_cut(len(self.tokens))
-        resp: web.StreamResponse | None = None
+    async def stream_start(self, resp: web.StreamResponse) -> None:
         start = shapes.message(
-            record.index, self.params.model, [], None, shapes.usage(self.prompt_tokens, 1)
+            self.record.index, self.params.model, [], None, shapes.usage(self.prompt_tokens, 1)
         )
-        try:
-            resp = await self.open_stream()
-            await resp.write(
-                shapes.sse("message_start", {"type": "message_start", "message": start})
-            )
-            block = {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": self._block_start(),
-            }
-            await resp.write(shapes.sse("content_block_start", block))
-            await resp.write(shapes.sse("ping", {"type": "ping"}))
-            await self.send_tokens(resp, self.tokens[:cut], self._frame)
-            if self.fault_is("disconnect"):
-                self.abort()
-                return resp
-            if self.fault_is("no_finish", "malformed"):
-                # no_finish: the body just ends, no message_delta nor message_stop.
-                if self.fault_is("malformed"):
-                    await resp.write(shapes.MALFORMED_EVENT)
-                await resp.write_eof()
-                record.finished = True
-                return resp
-            if fault is not None and fault.name == "stream_error":
-                # Anthropic's in-stream failure: an `error` event inside the 200 stream.
-                assert fault.error_type is not None
-                body = shapes.stream_error_body(fault.error_type, fault.message)
-                await resp.write(shapes.sse("error", body))
-                await resp.write_eof()
-                record.finished = True
-                return resp
-            if fault is not None and fault.name == "stall":
-                await asyncio.sleep(fault.seconds)
-                await self.send_tokens(resp, self.tokens[cut:], self._frame)
-            await resp.write(
-                shapes.sse("content_block_stop", {"type": "content_block_stop", "index": 0})
-            )
-            await resp.write(shapes.message_delta(self.stop_reason, self.output_tokens))
-            await resp.write(shapes.sse("message_stop", {"type": "message_stop"}))
-            await resp.write_eof()
-            record.finished = True
-        except ConnectionError:
-            record.disconnected = True
-        return resp if resp is not None else web.Response(status=499, headers=self.headers)
+        await resp.write(shapes.sse("message_start", {"type": "message_start", "message": start}))
+        block = {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": self._block_start(),
+        }
+        await resp.write(shapes.sse("content_block_start", block))
+        await resp.write(shapes.sse("ping", {"type": "ping"}))
 
-    async def complete(self) -> web.Response:
-        """Non-streaming: stream-only faults do the nearest equivalent."""
-        record = self.record
-        fault = self.fault
-        if fault is not None and fault.name == "stream_error":
-            # Without a stream the same failure arrives as an error status.
+    async def stream_fault_end(self, resp: web.StreamResponse, fault: Fault) -> None:
+        if fault.name == "stream_error":
+            # Anthropic's in-stream failure: an `error` event inside the 200 stream.
             assert fault.error_type is not None
-            return self.error(
-                shapes.stream_error_status(fault.error_type),
-                shapes.stream_error_body(fault.error_type, fault.message),
-            )
-        record.prompt_tokens = self.prompt_tokens
-        if self.fault_is("disconnect"):
-            self.abort()
-            record.status = 0  # no status line ever reached the client
-            return web.Response(status=200, headers=self.headers)
-        await self.generation_time(len(self.tokens))
-        if self.fault_is("malformed"):
-            record.finished = True
-            return web.Response(
-                status=200,
-                body=shapes.MALFORMED_JSON,
-                content_type="application/json",
-                headers=self.headers,
-            )
-        stop_reason = None if self.fault_is("no_finish") else self.stop_reason
-        self.stamp_all_tokens(len(self.tokens))
-        record.finished = True
-        return web.json_response(
-            shapes.message(
-                record.index,
-                self.params.model,
-                self._content(),
-                stop_reason,
-                shapes.usage(self.prompt_tokens, self.output_tokens),
-            ),
-            headers=self.headers,
+            body = shapes.stream_error_body(fault.error_type, fault.message)
+            await resp.write(shapes.sse("error", body))
+        elif fault.name == "malformed":
+            await resp.write(shapes.MALFORMED_EVENT)
+        # no_finish: the body just ends, no message_delta nor message_stop.
+
+    async def stream_end(self, resp: web.StreamResponse) -> None:
+        await resp.write(
+            shapes.sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+        )
+        await resp.write(shapes.message_delta(self.stop_reason, self.output_tokens))
+        await resp.write(shapes.sse("message_stop", {"type": "message_stop"}))
+
+    def stream_error_reply(self, error_type: str, fault: Fault) -> tuple[int, dict[str, Any]]:
+        return (
+            shapes.stream_error_status(error_type),
+            shapes.stream_error_body(error_type, fault.message),
+        )
+
+    def answer_body(self, finished: bool) -> dict[str, Any]:
+        return shapes.message(
+            self.record.index,
+            self.params.model,
+            self._content(),
+            self.stop_reason if finished else None,
+            shapes.usage(self.prompt_tokens, self.output_tokens),
         )

@@ -108,6 +108,8 @@ def _answer_size(params: ChatParams, default_tokens: int) -> tuple[int, str]:
 
 
 class _ChatResponder(BaseResponder):
+    malformed_json = MALFORMED_JSON
+
     def __init__(
         self,
         request: web.Request,
@@ -130,8 +132,6 @@ class _ChatResponder(BaseResponder):
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         return sse_event(chunk(self.record.index, self.created, self.params.model, delta, finish))
-
-    malformed_json = MALFORMED_JSON
 
     def frame(self, token: str) -> bytes:
         return self._chunk({"content": token})

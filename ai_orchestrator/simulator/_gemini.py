@@ -9,7 +9,6 @@ other APIs, in Google's shapes.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -111,6 +110,8 @@ async def _dispatch(
 
 
 class _GeminiResponder(BaseResponder):
+    malformed_json = shapes.MALFORMED_JSON
+
     def __init__(
         self,
         request: web.Request,
@@ -134,7 +135,7 @@ class _GeminiResponder(BaseResponder):
             self.tokens, self.finish_reason = self.tokens[:n], _CUT_REASONS[fault.name]
         self._framed = 0
 
-    def _frame(self, token: str) -> bytes:
+    def frame(self, token: str) -> bytes:
         """Usage on every chunk is cumulative, as Gemini reports it."""
         self._framed += 1
         last = self._framed == len(self.tokens) and self.finish_on_last
@@ -148,78 +149,39 @@ class _GeminiResponder(BaseResponder):
             )
         )
 
-    async def stream(self) -> web.StreamResponse:
-        record = self.record
-        record.prompt_tokens = self.prompt_tokens
-        fault = self.fault
-        cut = self.stream_cut(len(self.tokens))
-        resp: web.StreamResponse | None = None
-        try:
-            resp = await self.open_stream()
-            await self.send_tokens(resp, self.tokens[:cut], self._frame)
-            if self.fault_is("disconnect"):
-                self.abort()
-                return resp
-            if self.fault_is("malformed"):
-                await resp.write(shapes.MALFORMED_EVENT)
-            if fault is not None and fault.name == "stream_error":
-                # Gemini reports a failure after the 200 as a `data: {"error": ...}` chunk.
-                assert fault.error_type is not None
-                body = shapes.stream_error_body(fault.error_type, fault.message)
-                await resp.write(shapes.sse(body))
-            if fault is not None and fault.name == "stall":
-                await asyncio.sleep(fault.seconds)
-                await self.send_tokens(resp, self.tokens[cut:], self._frame)
-            if fault is not None and fault.name in CUT_FAULTS:
-                final = shapes.response(
-                    record.index,
-                    self.params.model,
-                    None,
-                    self.finish_reason,
-                    shapes.usage(self.prompt_tokens, len(self.tokens)),
-                )
-                await resp.write(shapes.sse(final))
-            await resp.write_eof()
-            record.finished = True
-        except ConnectionError:
-            record.disconnected = True
-        return resp if resp is not None else web.Response(status=499, headers=self.headers)
-
-    async def complete(self) -> web.Response:
-        """Non-streaming: stream-only faults do the nearest equivalent."""
-        record = self.record
-        fault = self.fault
-        if fault is not None and fault.name == "stream_error":
+    async def stream_fault_end(self, resp: web.StreamResponse, fault: Fault) -> None:
+        if fault.name == "malformed":
+            await resp.write(shapes.MALFORMED_EVENT)
+        elif fault.name == "stream_error":
+            # Gemini reports a failure after the 200 as a `data: {"error": ...}` chunk.
             assert fault.error_type is not None
-            return self.error(
-                shapes.stream_error_code(fault.error_type),
-                shapes.stream_error_body(fault.error_type, fault.message),
-            )
-        record.prompt_tokens = self.prompt_tokens
-        if self.fault_is("disconnect"):
-            self.abort()
-            record.status = 0  # no status line ever reached the client
-            return web.Response(status=200, headers=self.headers)
-        await self.generation_time(len(self.tokens))
-        if self.fault_is("malformed"):
-            record.finished = True
-            return web.Response(
-                status=200,
-                body=shapes.MALFORMED_JSON,
-                content_type="application/json",
-                headers=self.headers,
-            )
-        finish = None if self.fault_is("no_finish") else self.finish_reason
-        text = "".join(self.tokens) if self.tokens else None
-        self.stamp_all_tokens(len(self.tokens))
-        record.finished = True
-        return web.json_response(
-            shapes.response(
-                record.index,
+            body = shapes.stream_error_body(fault.error_type, fault.message)
+            await resp.write(shapes.sse(body))
+        # no_finish: the body just ends, the last chunk without a finishReason.
+
+    async def stream_end(self, resp: web.StreamResponse) -> None:
+        """A cut answer ends on a chunk of its own; others on their last token's."""
+        if self.fault is not None and self.fault.name in CUT_FAULTS:
+            final = shapes.response(
+                self.record.index,
                 self.params.model,
-                text,
-                finish,
+                None,
+                self.finish_reason,
                 shapes.usage(self.prompt_tokens, len(self.tokens)),
-            ),
-            headers=self.headers,
+            )
+            await resp.write(shapes.sse(final))
+
+    def stream_error_reply(self, error_type: str, fault: Fault) -> tuple[int, dict[str, Any]]:
+        return (
+            shapes.stream_error_code(error_type),
+            shapes.stream_error_body(error_type, fault.message),
+        )
+
+    def answer_body(self, finished: bool) -> dict[str, Any]:
+        return shapes.response(
+            self.record.index,
+            self.params.model,
+            "".join(self.tokens) if self.tokens else None,
+            self.finish_reason if finished else None,
+            shapes.usage(self.prompt_tokens, len(self.tokens)),
         )
