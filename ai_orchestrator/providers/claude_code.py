@@ -3,12 +3,13 @@
 An agentic task is not one completion but a session of many model turns and
 tool calls, so this provider drives the CLI rather than an API::
 
-    claude -p PROMPT --output-format stream-json --verbose --include-partial-messages
+    claude -p --output-format stream-json --verbose --include-partial-messages
            --permission-mode acceptEdits --max-turns N --model MODEL
            [--append-system-prompt CONTEXT_AND_FILES] [--add-dir DIR ...]
-           [--resume SESSION_ID]
+           [--resume SESSION_ID]      < PROMPT
 
-in a per-task working directory ``<base_dir>/<task_id>``. What it maps:
+in a per-task working directory ``<base_dir>/<task_id>``, the prompt on stdin
+(no argv length limit; a prompt starting with ``-`` stays a prompt). What it maps:
 
 * **Text.** Real partial deltas (``stream_event`` / ``text_delta``) of the
   top-level agent; an assistant message whose text did not stream (older CLIs,
@@ -265,12 +266,19 @@ class ClaudeCodeStream(ProviderStream):
     # -- the process ---------------------------------------------------------------
 
     def command(self, resume: str | None) -> list[str]:
-        """The argument vector for one run of the CLI (also what tests inspect)."""
-        prompt = self._resume_prompt if resume else self._prompt
-        argv = [self._binary, "-p", prompt, *self._args]
+        """The argument vector for one run of the CLI (also what tests inspect).
+
+        The prompt is not in it: it goes to stdin (:meth:`prompt`), where no
+        length limit applies and a prompt starting with ``-`` is not an option.
+        """
+        argv = [self._binary, "-p", *self._args]
         if resume:
             argv += ["--resume", resume]
         return argv
+
+    def prompt(self, resume: str | None) -> str:
+        """What the CLI reads from stdin: the task, or a nudge to finish a resumed one."""
+        return self._resume_prompt if resume else self._prompt
 
     async def open(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -283,13 +291,20 @@ class ClaudeCodeStream(ProviderStream):
             *self.command(resume),
             cwd=self.workdir,
             env=self._env,
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,  # its own process group: close() stops all of it
             limit=_LINE_LIMIT,
         )
         self._stderr_task = asyncio.create_task(self._drain_stderr(self._process))
+        stdin = self._process.stdin
+        assert stdin is not None
+        # A CLI that dies at once breaks the pipe: its exit code and stderr tell why.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            stdin.write(self.prompt(resume).encode())
+            await stdin.drain()
+        stdin.close()
 
     async def _drain_stderr(self, process: asyncio.subprocess.Process) -> None:
         """Keep the pipe flowing (a full pipe would block the CLI) and its tail for errors."""
@@ -562,7 +577,7 @@ class ClaudeCodeProvider:
         return self.base_dir / workdir_name(task.task_id)
 
     def arguments(self, task: Task, model: str) -> list[str]:
-        """The flags after ``-p PROMPT`` (``--resume`` is added per attempt)."""
+        """The flags after ``-p`` (``--resume`` is added per attempt, the prompt is stdin)."""
         from ..chat import build_messages  # one rendering of context and files for every vendor
 
         args = ["--output-format", "stream-json", "--verbose"]

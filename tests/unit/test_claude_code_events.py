@@ -108,6 +108,7 @@ RECORDED = {
 #: Stands in for the CLI: prints a recording (another one when asked to
 #: resume), some stderr, and exits with the code it is given.
 FAKE_CLI = """#!/bin/sh
+[ -n "$PROMPT_FILE" ] && cat > "$PROMPT_FILE"
 for arg in "$@"; do
     if [ "$arg" = "--resume" ] && [ -n "$RESUME_RECORDING" ]; then cat "$RESUME_RECORDING"; exit 1; fi
 done
@@ -168,8 +169,9 @@ async def _read(stream: ClaudeCodeStream) -> list[str]:
 
 
 async def test_whole_assistant_texts_tool_uses_cost_and_usage(tmp_path: Path) -> None:
-    stream = _stream(tmp_path, "basic")
+    stream = _stream(tmp_path, "basic", PROMPT_FILE=str(tmp_path / "prompt.txt"))
     deltas = await _read(stream)
+    assert (tmp_path / "prompt.txt").read_text() == "do it"  # on stdin, not in argv
     assert deltas == [
         "[simulated] linen rain basil reed dune tide field harbor willow valley brick"
     ]
@@ -240,8 +242,11 @@ async def test_a_lost_session_starts_afresh(tmp_path: Path) -> None:
     )
     deltas = await _read(stream)
     assert deltas and stream.finish_reason == FINISH_STOP and not stream.resumed
-    assert stream.command(None)[:3] == [stream.command(None)[0], "-p", "do it"]
-    assert stream.command("abc")[2] == "go on" and stream.command("abc")[-2:] == ["--resume", "abc"]
+    assert stream.prompt(None) == "do it" and stream.prompt("abc") == "go on"
+    assert "--resume" not in stream.command(None) and stream.command("abc")[-2:] == [
+        "--resume",
+        "abc",
+    ]
 
 
 async def test_no_result_and_exit_zero_is_incomplete(tmp_path: Path) -> None:
@@ -372,13 +377,13 @@ def test_the_provider_builds_a_safe_headless_command(tmp_path: Path) -> None:
     )
     stream = provider.stream(task, "claude-sonnet-4-6", resume_session="sess-1")
     argv = stream.command("sess-1")
-    assert argv[:3] == [binary, "-p", provider.resume_prompt]
-    flags = " ".join(argv[3:])
+    assert argv[:2] == [binary, "-p"] and stream.prompt("sess-1") == provider.resume_prompt
+    flags = " ".join(argv[2:])
     assert "--output-format stream-json --verbose --include-partial-messages" in flags
     assert "--permission-mode acceptEdits --max-turns 7 --model claude-sonnet-4-6" in flags
     assert "--resume sess-1" in flags and "--dangerously" not in flags
     assert argv[argv.index("--append-system-prompt") + 1] == "Files:\n- /src/app.py"
-    assert stream.command(None)[2] == "Fix it."
+    assert stream.prompt(None) == "Fix it." and "Fix it." not in stream.command(None)
     assert stream.workdir.parent == tmp_path / "base"  # the id cannot climb out
     assert stream._env == {"ANTHROPIC_API_KEY": "k", **QUIET_ENV}
     plain = provider.arguments(Task(prompt="x"), "")
