@@ -33,11 +33,14 @@ in a per-task working directory ``<base_dir>/<task_id>``, the prompt on stdin
 * **Files.** :attr:`files_created` lists, as absolute paths, the files under
   the working directory that are new or changed after this attempt (a
   snapshot diff, so files made by any tool count) plus any file outside it
-  that a Write/Edit/NotebookEdit call targeted. ``Task.files`` are left where
-  they are and listed in the system prompt (the same rendering as the API
-  providers); relative ones are relative to the working directory. Reading or
-  editing files outside the working directory needs that directory granted
-  with ``add_dirs``: nothing outside the workspace is opened up by default.
+  that a Write/Edit/NotebookEdit call targeted.
+* **Task files.** ``Task.files`` are left where they are and listed in the
+  system prompt (the same rendering as the API providers); relative ones are
+  relative to the working directory. Each absolute one is granted read-only
+  (a ``Read(//path)`` allow rule, ``/**`` for a directory, passed with
+  ``--settings``): headless, the CLI refuses to read outside its working
+  directory otherwise. Editing outside it stays refused unless the worker
+  grants a directory with ``add_dirs``.
 
 The CLI retries nothing itself (``CLAUDE_CODE_MAX_RETRIES=0``; Temporal is the
 only retry layer) and sends no telemetry, error reports or update checks.
@@ -97,6 +100,7 @@ _PROMPT_TOKEN_KEYS = ("input_tokens", "cache_creation_input_tokens", "cache_read
 #: Tools whose input names a file they write.
 _WRITING_TOOLS = {"Write": "file_path", "Edit": "file_path", "MultiEdit": "file_path"}
 _NOTEBOOK_TOOL = ("NotebookEdit", "notebook_path")
+_GLOB = re.compile(r"[*?\[\]{}]")
 _NO_SESSION = re.compile(r"No conversation found with session ID", re.I)
 _QUOTA = re.compile(r"credit balance|spend limit|spending limit|billing", re.I)
 #: The CLI prefixes transport failures (no HTTP status) with this.
@@ -177,6 +181,17 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
                 st = os.stat(path, follow_symlinks=False)
                 found[path] = (st.st_mtime_ns, st.st_size)
     return found
+
+
+def _grantable(path: str) -> bool:
+    """Absolute, and no glob characters that would make its rule grant more."""
+    return os.path.isabs(path) and not _GLOB.search(path)
+
+
+def _read_rule(path: str) -> str:
+    """A permission rule to read ``path`` (``//`` marks an absolute path in rules)."""
+    rule = "/" + path.rstrip("/")
+    return f"Read({rule}/**)" if os.path.isdir(path) else f"Read({rule})"
 
 
 def _result_error(event: Mapping[str, Any], session_id: str | None) -> ClaudeCodeError:
@@ -590,6 +605,9 @@ class ClaudeCodeProvider:
         system = "\n\n".join(m["content"] for m in build_messages(task) if m["role"] == "system")
         if system:
             args += ["--append-system-prompt", system]
+        grants = [_read_rule(path) for path in task.files if _grantable(path)]
+        if grants:
+            args += ["--settings", json.dumps({"permissions": {"allow": grants}})]
         for directory in self.add_dirs:
             args += ["--add-dir", str(directory)]
         return args

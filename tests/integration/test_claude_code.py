@@ -82,9 +82,11 @@ def _texts(messages: list[dict[str, object]]) -> str:
 
 
 async def test_a_session_streams_writes_a_file_and_resumes(
-    provider: ClaudeCodeProvider, sim: Simulator
+    provider: ClaudeCodeProvider, sim: Simulator, tmp_path: Path
 ) -> None:
-    task = _task("Write the greeting.")
+    spec = tmp_path / "spec.md"
+    spec.write_text("greet")
+    task = _task("Write the greeting.", files=[str(spec)])
     workdir = provider.workdir(task)
     target = workdir / "out.txt"
     task = task.model_copy(
@@ -105,6 +107,7 @@ async def test_a_session_streams_writes_a_file_and_resumes(
     assert stream.returncode == 0
     assert [r.model for r in sim.requests] == [MODEL, MODEL]
     assert all(r.api_key == KEY for r in sim.requests)
+    assert f"Files:\\n- {spec}" in json.dumps(sim.requests[0].system)  # listed, left in place
 
     # The next attempt (a retry after a dead worker) resumes the same session.
     first = stream.session_id

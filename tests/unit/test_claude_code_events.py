@@ -15,6 +15,7 @@ CLI is driven in tests/integration/test_claude_code.py.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import stat
@@ -372,7 +373,7 @@ def test_the_provider_builds_a_safe_headless_command(tmp_path: Path) -> None:
         prompt="Fix it.",
         platform_hint=Platform.CLAUDE_CODE,
         task_id="../etc/passwd",
-        files=["/src/app.py"],
+        files=["/src/app.py", str(tmp_path), "notes.md", "/src/*.py"],
         metadata={"max_turns": 7},
     )
     stream = provider.stream(task, "claude-sonnet-4-6", resume_session="sess-1")
@@ -382,7 +383,11 @@ def test_the_provider_builds_a_safe_headless_command(tmp_path: Path) -> None:
     assert "--output-format stream-json --verbose --include-partial-messages" in flags
     assert "--permission-mode acceptEdits --max-turns 7 --model claude-sonnet-4-6" in flags
     assert "--resume sess-1" in flags and "--dangerously" not in flags
-    assert argv[argv.index("--append-system-prompt") + 1] == "Files:\n- /src/app.py"
+    listed = argv[argv.index("--append-system-prompt") + 1]
+    assert listed == f"Files:\n- /src/app.py\n- {tmp_path}\n- notes.md\n- /src/*.py"
+    settings = json.loads(argv[argv.index("--settings") + 1])
+    # Read-only, exactly the named files (a directory's contents); globs are not granted.
+    assert settings == {"permissions": {"allow": ["Read(//src/app.py)", f"Read(/{tmp_path}/**)"]}}
     assert stream.prompt(None) == "Fix it." and "Fix it." not in stream.command(None)
     assert stream.workdir.parent == tmp_path / "base"  # the id cannot climb out
     assert stream._env == {"ANTHROPIC_API_KEY": "k", **QUIET_ENV}
