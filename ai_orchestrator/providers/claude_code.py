@@ -5,7 +5,8 @@ tool calls, so this provider drives the CLI rather than an API::
 
     claude -p --output-format stream-json --verbose --include-partial-messages
            --permission-mode acceptEdits --max-turns N --model MODEL
-           [--append-system-prompt CONTEXT_AND_FILES] [--add-dir DIR ...]
+           [--append-system-prompt CONTEXT_AND_FILES] [--settings READ_GRANTS]
+           [--add-dir DIR ...]
            [--resume SESSION_ID]      < PROMPT
 
 in a per-task working directory ``<base_dir>/<task_id>``, the prompt on stdin
@@ -33,7 +34,7 @@ in a per-task working directory ``<base_dir>/<task_id>``, the prompt on stdin
 * **Files.** :attr:`files_created` lists, as absolute paths, the files under
   the working directory that are new or changed after this attempt (a
   snapshot diff, so files made by any tool count) plus any file outside it
-  that a Write/Edit/NotebookEdit call targeted.
+  that a Write/Edit/NotebookEdit call wrote (its tool result not an error).
 * **Task files.** ``Task.files`` are left where they are and listed in the
   system prompt (the same rendering as the API providers); relative ones are
   relative to the working directory. Each absolute one is granted read-only
@@ -272,10 +273,12 @@ class ClaudeCodeStream(ProviderStream):
         self._stderr_chars = 0
         self._stderr_task: asyncio.Task[None] | None = None
         self._before: dict[str, tuple[int, int]] = {}
+        self._writes: dict[str, str] = {}  # tool_use id -> the path it writes
         self._written: set[str] = set()
         self._streamed_messages: set[str] = set()
         self._current_message: str | None = None
         self._spoken = False
+        self._started = False  # the CLI said system/init: a session is under way
         self._last_message: str | None = None
 
     # -- the process ---------------------------------------------------------------
@@ -433,9 +436,11 @@ class ClaudeCodeStream(ProviderStream):
             return
         how = f"was killed by signal {-returncode}" if returncode < 0 else f"exited {returncode}"
         message = f"the claude CLI {how} without a result; stderr: {self.stderr_tail() or '-'}"
-        if returncode < 0 or self.session_id is not None:
+        if returncode < 0 or self._started:
             # It crashed mid-session; the next attempt resumes it.
-            raise RetryableClaudeCodeError(message, session_id=self.session_id)
+            raise RetryableClaudeCodeError(
+                message, error_type=INCOMPLETE_STREAM, session_id=self.session_id
+            )
         # It never started a session: bad flags, a broken install, a refused setting.
         raise ClaudeCodeError(message, error_type=PROVIDER_REJECTED)
 
@@ -445,12 +450,16 @@ class ClaudeCodeStream(ProviderStream):
         if isinstance(session, str) and session:
             self.session_id = session
         kind = event.get("type")
+        if kind == "system" and event.get("subtype") == "init":
+            self._started = True
         if event.get("parent_tool_use_id"):
             return []  # a sub-agent's work: its summary comes back as a tool result
         if kind == "stream_event":
             return self._partial(event.get("event") or {})
         if kind == "assistant":
             return self._assistant(event.get("message") or {})
+        if kind == "user":
+            self._tool_results(event.get("message") or {})
         return []
 
     def _partial(self, inner: Mapping[str, Any]) -> list[str]:
@@ -493,8 +502,18 @@ class ClaudeCodeStream(ProviderStream):
         if name == _NOTEBOOK_TOOL[0]:
             field = _NOTEBOOK_TOOL[1]
         value = (block.get("input") or {}).get(field) if field else None
-        if isinstance(value, str) and value:
-            self._written.add(str(self.workdir / value) if not os.path.isabs(value) else value)
+        if isinstance(value, str) and value and isinstance(block.get("id"), str):
+            path = value if os.path.isabs(value) else str(self.workdir / value)
+            self._writes[block["id"]] = path
+
+    def _tool_results(self, message: Mapping[str, Any]) -> None:
+        """A write counts once its result says it happened (a refusal is an error)."""
+        content = message.get("content")
+        for block in content if isinstance(content, list) else ():
+            if isinstance(block, dict) and block.get("type") == "tool_result":
+                path = self._writes.pop(str(block.get("tool_use_id")), None)
+                if path is not None and not block.get("is_error"):
+                    self._written.add(path)
 
     def _text(self, text: str, message_id: str | None) -> list[str]:
         """Text for the answer, after a blank line when an earlier message spoke."""

@@ -28,6 +28,7 @@ import pytest
 from ai_orchestrator import Platform, Task
 from ai_orchestrator.errors import (
     CONNECTION_FAILED,
+    INCOMPLETE_STREAM,
     PROVIDER_REJECTED,
     PROVIDER_UNAVAILABLE,
     QUOTA_EXHAUSTED,
@@ -264,8 +265,9 @@ async def test_a_crash_mid_session_is_retryable_with_the_stderr_tail(tmp_path: P
     lines = RECORDED["maxturns"].strip().splitlines()[:-1]
     (tmp_path / "cut.jsonl").write_text("\n".join(lines) + "\n")
     stream._env["RECORDING"] = str(tmp_path / "cut.jsonl")
-    with pytest.raises(RetryableClaudeCodeError, match=r"exited 3 .*boom: out of memory"):
+    with pytest.raises(RetryableClaudeCodeError, match=r"exited 3 .*boom: out of memory") as caught:
         await _read(stream)
+    assert caught.value.error_type == INCOMPLETE_STREAM and classify(caught.value).retryable
 
 
 async def test_a_failure_to_start_is_not_retryable(tmp_path: Path) -> None:
@@ -335,15 +337,20 @@ def test_messages_are_separated_and_sub_agents_are_not_output(tmp_path: Path) ->
 def test_files_written_outside_the_workdir_are_reported(tmp_path: Path) -> None:
     stream = _stream(tmp_path)
     stream.workdir.mkdir()
-    outside = tmp_path / "elsewhere.txt"
+    outside, refused = tmp_path / "elsewhere.txt", tmp_path / "hosts"
     outside.write_text("x")
+    refused.write_text("untouched")
     inside = stream.workdir / "new.txt"
-    for path in (str(outside), "new.txt"):
-        block = {"type": "tool_use", "id": "t", "name": "Write", "input": {"file_path": path}}
+    for n, path in enumerate((str(outside), "new.txt", str(refused))):
+        block = {"type": "tool_use", "id": f"t{n}", "name": "Write", "input": {"file_path": path}}
         stream.handle({"type": "assistant", "message": {"id": "m", "content": [block]}})
+        result = {"type": "tool_result", "tool_use_id": f"t{n}", "content": "ok"}
+        if path == str(refused):
+            result = {**result, "content": "Claude requested permissions...", "is_error": True}
+        stream.handle({"type": "user", "message": {"role": "user", "content": [result]}})
     inside.write_text("y")
     assert stream._changed_files() == sorted([str(outside), str(inside)])
-    assert stream.tool_uses == 2
+    assert stream.tool_uses == 3
 
 
 @pytest.mark.parametrize(
