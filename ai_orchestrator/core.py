@@ -80,8 +80,8 @@ class Platform(str, Enum):
     """Where a task runs: the provider a task is routed to (see ``providers``).
 
     CHATGPT is OpenAI or any OpenAI-compatible server, CLAUDE Anthropic's
-    Messages API, GEMINI Google's Gemini API; CLAUDE_CODE (agentic sessions of
-    the Claude Code CLI) is planned and refused at submission for now.
+    Messages API, GEMINI Google's Gemini API, CLAUDE_CODE an agentic session of
+    the Claude Code CLI run by the worker.
     """
 
     CHATGPT = "chatgpt"

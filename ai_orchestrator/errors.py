@@ -204,14 +204,14 @@ def connection_verdict(exc: BaseException, *, timed_out: bool) -> Verdict:
 
 def classify(exc: BaseException) -> Verdict:
     """Decide whether ``exc`` from a provider call deserves another attempt."""
-    if isinstance(exc, IncompleteStreamError):
-        return Verdict(True, INCOMPLETE_STREAM, str(exc))
-    from .vendor_errors import classify_anthropic, classify_gemini  # optional SDKs
+    from .vendor_errors import classify_anthropic, classify_claude_code, classify_gemini
 
-    for vendor in (classify_anthropic, classify_gemini):
+    for vendor in (classify_claude_code, classify_anthropic, classify_gemini):
         verdict = vendor(exc)
         if verdict is not None:
             return verdict
+    if isinstance(exc, IncompleteStreamError):
+        return Verdict(True, INCOMPLETE_STREAM, str(exc))
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         headers = dict(exc.response.headers) if exc.response is not None else {}

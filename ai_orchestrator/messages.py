@@ -171,6 +171,8 @@ class AttemptState(_Msg):
     ledger: Ledger = Field(default_factory=Ledger)
     #: True once this attempt's own bill is in ``ledger``.
     closed: bool = False
+    #: What lets a retry continue this attempt's stream (a Claude Code session id).
+    resume_token: str | None = None
 
     def settled(self, prompt_tokens: int) -> Ledger:
         """The ledger with this attempt included even if it never closed its own bill.
@@ -221,6 +223,10 @@ class CompletionOutput(_Msg):
     vendor_finish_reason: str | None = None
     #: The answer stopped at ``max_tokens``: complete as asked, not as the model meant.
     truncated: bool = False
+    #: Files an agentic session wrote (Claude Code), absolute paths.
+    files_created: list[str] = Field(default_factory=list)
+    #: The stream a retry would have continued (Claude Code's session id).
+    resume_token: str | None = None
 
 
 class ChunkBatch(_Msg):

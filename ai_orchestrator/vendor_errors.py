@@ -76,6 +76,14 @@ def classify_anthropic(exc: BaseException) -> Verdict | None:
     return None
 
 
+def classify_claude_code(exc: BaseException) -> Verdict | None:
+    """The Claude Code CLI already judged its own failure (see providers.claude_code)."""
+    module = sys.modules.get("ai_orchestrator.providers.claude_code")
+    if module is None or not isinstance(exc, module.ClaudeCodeError):
+        return None
+    return Verdict(bool(exc.retryable), exc.error_type, str(exc), status_code=exc.status)
+
+
 def _retry_delay(details: Any) -> float | None:
     """Seconds from a google.rpc.RetryInfo detail (``"retryDelay": "12s"``), if any."""
     error = details.get("error") if isinstance(details, dict) else None

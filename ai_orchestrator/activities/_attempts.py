@@ -71,6 +71,7 @@ def begin(
         provider_faults=prior.provider_faults,
         signals=prior.signals,
         signalled_chars=prior.signalled_chars,
+        resume_token=prior.resume_token,
         ledger=Ledger(attempts=list(ledger.attempts)),
     )
 
@@ -84,6 +85,7 @@ def close(
     opened: bool,
     prompt_chars: int,
     error_type: str | None = None,
+    vendor_cost: float | None = None,
 ) -> AttemptBill | None:
     """Add this attempt's bill to the ledger (once); None if the provider billed nothing.
 
@@ -100,7 +102,8 @@ def close(
         prompt, completion, estimated = estimate_tokens(prompt_chars), state.chunks, True
     else:
         return None
-    cost = pricing.cost(state.model, prompt, completion) or 0.0
+    cost = vendor_cost if vendor_cost is not None else pricing.cost(state.model, prompt, completion)
+    cost = cost or 0.0
     bill = AttemptBill(
         attempt=state.attempt,
         generation=state.generation,

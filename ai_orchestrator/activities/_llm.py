@@ -64,6 +64,8 @@ _SETUP_HINTS = {
     "'anthropic' extra",
     Platform.GEMINI: "set GEMINI_API_KEY or GOOGLE_API_KEY (or GOOGLE_GEMINI_BASE_URL) and "
     "install the 'gemini' extra",
+    Platform.CLAUDE_CODE: "install the claude CLI (npm install -g @anthropic-ai/claude-code) "
+    "or point AI_ORCHESTRATOR_CLAUDE_BIN at it, and set ANTHROPIC_API_KEY",
 }
 
 #: How long a cancelled attempt may spend delivering its last text.
@@ -211,7 +213,13 @@ class LLMActivities:
             max_signals=max(0, _attempts.MAX_RUN_SIGNALS - state.signals),
             max_chars=max(0, _attempts.MAX_RUN_SIGNALLED_CHARS - state.signalled_chars),
         )
-        stream = provider.stream(request.task, model)
+        # A retry continues its predecessor's stream where the platform can.
+        resume = state.resume_token
+        stream = (
+            provider.stream(request.task, model, resume=resume)  # type: ignore[call-arg]
+            if resume
+            else provider.stream(request.task, model)
+        )
         interval = self._heartbeat_every(info.heartbeat_timeout)
         beat = _LastBeat(self._throttle_for(info.heartbeat_timeout))
         heartbeats = asyncio.create_task(self._heartbeat(state, stream, publisher, interval, beat))
@@ -230,6 +238,7 @@ class LLMActivities:
                 opened=stream.opened,
                 prompt_chars=prompt_chars,
                 error_type=error_type,
+                vendor_cost=stream.cost_usd,
             )
             if bill is not None:
                 self._meter().completion(
@@ -298,7 +307,9 @@ class LLMActivities:
 
         usage = stream.final_usage()
         close("completed")
-        cost = self._pricing.cost(stream.model, usage.prompt_tokens, usage.completion_tokens)
+        cost = stream.cost_usd
+        if cost is None:
+            cost = self._pricing.cost(stream.model, usage.prompt_tokens, usage.completion_tokens)
         if cost is None:
             cost = self._pricing.cost(model, usage.prompt_tokens, usage.completion_tokens)
         if first_chunk is not None:
@@ -320,6 +331,8 @@ class LLMActivities:
             platform=platform.value,
             vendor_finish_reason=stream.vendor_finish_reason,
             truncated=stream.finish_reason == FINISH_LENGTH,
+            files_created=stream.files_created,
+            resume_token=stream.resume_token,
         )
 
     # -- cancellation before the provider is called ----------------------------------
@@ -381,6 +394,7 @@ class LLMActivities:
             update={
                 "chars": stream.chars,
                 "chunks": stream.chunks,
+                "resume_token": stream.resume_token or state.resume_token,
                 "signals": state.signals + publisher.signals,
                 "signalled_chars": state.signalled_chars + publisher.delivered,
             }

@@ -45,6 +45,20 @@ class ProviderStream:
         self.chars = 0
         #: True once the provider accepted the request: from then on it bills.
         self.opened = False
+        #: What the vendor itself says this attempt cost, when it says (an agent
+        #: CLI does); None: cost comes from usage and the price table.
+        self.cost_usd: float | None = None
+        #: Files the attempt wrote (agentic platforms), known once it is closed.
+        self.files_created: list[str] = []
+
+    @property
+    def resume_token(self) -> str | None:
+        """What a later attempt needs to continue this one instead of starting over.
+
+        Recorded in heartbeat details (no text, no secret) and handed back to the
+        provider on retry; None where the vendor cannot continue a stream.
+        """
+        return None
 
     async def open(self) -> None:
         raise NotImplementedError
@@ -97,6 +111,8 @@ class Provider(Protocol):
 
     platform: Platform
 
-    def stream(self, task: Task, model: str) -> ProviderStream: ...
+    def stream(self, task: Task, model: str) -> ProviderStream:
+        """A new answer; providers that can continue one also take ``resume=<token>``."""
+        ...
 
     async def aclose(self) -> None: ...

@@ -36,8 +36,21 @@ def configured(env: Mapping[str, str] | None = None) -> list[Platform]:
     return found
 
 
+def _claude_code(env: Mapping[str, str] | None = None) -> dict[Platform, Provider]:
+    """Claude Code sessions, when the ``claude`` CLI is installed (they run in the
+    worker's data directory, one folder per task, so a retry on the same host resumes)."""
+    from ..config import data_home
+    from .claude_code import ClaudeCodeProvider, find_claude_binary
+
+    if find_claude_binary() is None:
+        return {}
+    base = data_home() / "claude-code"
+    return {Platform.CLAUDE_CODE: ClaudeCodeProvider(base, env=env)}
+
+
 def from_env(*, read_timeout: float = 60.0) -> dict[Platform, Provider]:
-    """Clients for the Anthropic and Gemini APIs, for those configured in ``os.environ``.
+    """Clients for the Anthropic and Gemini APIs, for those configured in ``os.environ``,
+    and for Claude Code sessions if its CLI is installed.
 
     Raises:
         ConfigError: a vendor is half configured, or its SDK is not installed.
@@ -60,6 +73,8 @@ def from_env(*, read_timeout: float = 60.0) -> dict[Platform, Provider]:
             providers[Platform.GEMINI] = GeminiProvider(timeout=read_timeout)
     except ImportError as exc:
         raise ConfigError(str(exc)) from None
+    if Platform.CLAUDE in platforms:  # the CLI speaks to Anthropic with the same variables
+        providers.update(_claude_code())
     return providers
 
 
@@ -102,4 +117,6 @@ def simulated(base_url: str, *, read_timeout: float = 60.0) -> dict[Platform, Pr
         )
     except ImportError:
         pass
+    simulated_env = {**os.environ, "ANTHROPIC_BASE_URL": base_url, "ANTHROPIC_API_KEY": "simulator"}
+    providers.update(_claude_code(simulated_env))
     return providers

@@ -283,6 +283,11 @@ class ClaudeCodeStream(ProviderStream):
 
     # -- the process ---------------------------------------------------------------
 
+    @property
+    def resume_token(self) -> str | None:
+        """The session id: a retry resumes the session (``--resume``), not a new one."""
+        return self.session_id
+
     def command(self, resume: str | None) -> list[str]:
         """The argument vector for one run of the CLI (also what tests inspect).
 
@@ -638,8 +643,15 @@ class ClaudeCodeProvider:
         return self.max_turns
 
     def stream(
-        self, task: Task, model: str, *, resume_session: str | None = None
+        self,
+        task: Task,
+        model: str,
+        *,
+        resume: str | None = None,
+        resume_session: str | None = None,
     ) -> ClaudeCodeStream:
+        """``resume`` (the activity's name) and ``resume_session`` both name a session id."""
+        resume_session = resume_session or resume
         return ClaudeCodeStream(
             binary=self.binary,
             args=self.arguments(task, model),

@@ -8,7 +8,7 @@ blocks with ``cache_control``, a mid-conversation ``"system"`` message,
 ``thinking``, ``context_management``, ``output_config`` and ~25 tools.
 
 The end-to-end test runs only where the CLI is installed (``claude`` on the
-PATH, or ``CLAUDE_CODE_BIN``); it is not a dependency of this project.
+PATH, ``AI_ORCHESTRATOR_CLAUDE_BIN`` as workers find it, or ``CLAUDE_CODE_BIN``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 from pathlib import Path
 
 import aiohttp
@@ -121,7 +120,9 @@ async def test_claude_code_shaped_requests(sim: Simulator, tmp_path: Path) -> No
 
 
 def _claude_binary() -> str | None:
-    return os.environ.get("CLAUDE_CODE_BIN") or shutil.which("claude")
+    from ai_orchestrator.providers.claude_code import find_claude_binary
+
+    return find_claude_binary() or os.environ.get("CLAUDE_CODE_BIN")
 
 
 @pytest.mark.skipif(_claude_binary() is None, reason="the Claude Code CLI is not installed")
