@@ -3,7 +3,7 @@
 They go through Temporal's metric meter, so one endpoint serves both and the
 SDK's rules apply (workflow metrics are not re-emitted during replay). Names:
 ``ai_orchestrator_tasks`` (by status), ``ai_orchestrator_tokens`` (by
-direction and model), ``ai_orchestrator_cost_microusd`` (by model; integer
+direction, model and platform), ``ai_orchestrator_cost_microusd`` (by model and platform; integer
 micro-dollars because counters are integers), ``ai_orchestrator_rate_limited``
 (provider 429s that will be retried) and ``ai_orchestrator_time_to_first_chunk``
 (seconds).
@@ -45,8 +45,14 @@ class TaskMetrics:
         )
 
     def completion(
-        self, model: str, prompt_tokens: int, completion_tokens: int, cost: float
+        self,
+        model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cost: float,
+        platform: str = "chatgpt",
     ) -> None:
-        self.tokens.add(prompt_tokens, {"direction": "input", "model": model})
-        self.tokens.add(completion_tokens, {"direction": "output", "model": model})
-        self.cost.add(round(cost * 1_000_000), {"model": model})
+        labels = {"model": model, "platform": platform}
+        self.tokens.add(prompt_tokens, {"direction": "input", **labels})
+        self.tokens.add(completion_tokens, {"direction": "output", **labels})
+        self.cost.add(round(cost * 1_000_000), labels)

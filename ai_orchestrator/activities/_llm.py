@@ -242,7 +242,11 @@ class LLMActivities:
             )
             if bill is not None:
                 self._meter().completion(
-                    bill.model, bill.prompt_tokens, bill.completion_tokens, bill.cost
+                    bill.model,
+                    bill.prompt_tokens,
+                    bill.completion_tokens,
+                    bill.cost,
+                    platform.value,
                 )
 
         try:

@@ -215,7 +215,8 @@ def list_tasks(query: str | None, limit: int, as_json: bool) -> int:
     """List tasks, newest first.
 
     \b
-    Searchable: AiModel, AiStatus, AiTaskType, AiPlatform (keywords),
+    Searchable: AiModel, AiStatus, AiTaskType, AiPlatform (chatgpt, claude, gemini,
+    claude_code) (keywords),
     AiPriority, AiTokens (ints), AiCostUsd (double), and Temporal's own
     (ExecutionStatus, StartTime, TaskQueue ...). Run `ai-orchestrator setup`
     once per namespace so the Ai* attributes exist.
@@ -233,13 +234,14 @@ def list_tasks(query: str | None, limit: int, as_json: bool) -> int:
             click.echo("no tasks match", err=True)
             return EXIT_OK
         click.echo(
-            f"{'TASK ID':44} {'STATUS':10} {'MODEL':16} {'TOKENS':>7} {'COST USD':>10}  STARTED"
+            f"{'TASK ID':44} {'STATUS':10} {'PLATFORM':11} {'MODEL':18} {'TOKENS':>7} "
+            f"{'COST USD':>10}  STARTED"
         )
         for r in rows:
             started = r.started_at.strftime("%Y-%m-%d %H:%M:%S") if r.started_at else ""
             cost = f"{r.cost_usd:.6f}" if r.cost_usd is not None else ""
             click.echo(
-                f"{r.task_id:44} {r.status:10} {r.model or '':16} "
+                f"{r.task_id:44} {r.status:10} {r.platform or '':11} {r.model or '':18} "
                 f"{r.tokens if r.tokens is not None else '':>7} {cost:>10}  {started}"
             )
         return EXIT_OK

@@ -71,3 +71,4 @@ class TaskSummary:
     started_at: datetime | None
     closed_at: datetime | None
     summary: str | None = None
+    platform: str | None = None

@@ -59,7 +59,7 @@ from ..messages import (
 )
 from ..pricing import PricingTable, UnknownModelError
 from ..providers import RUNNABLE, route
-from ..search import COST_USD, MODEL, PRIORITY, STATUS, TASK_TYPE, TOKENS
+from ..search import COST_USD, MODEL, PLATFORM, PRIORITY, STATUS, TASK_TYPE, TOKENS
 from ..search import initial as initial_search_attributes
 from ..search import missing as missing_search_attributes
 from ..streaming import PrefixGuard
@@ -195,6 +195,11 @@ class TaskClient(AsyncBasePlatformAdapter):
         return cls(client, task_queue=task_queue, **options)
 
     # -- submission ---------------------------------------------------------------
+
+    def _generate_task_id(self, task: Task) -> str:
+        """Named after the platform that will answer, not the one hinted (if any)."""
+        platform = route(task, self.default_model)[0]
+        return super()._generate_task_id(task.model_copy(update={"platform_hint": platform}))
 
     def _validate(self, task: Task) -> str:
         """The model that will answer first; every model of the route must be runnable."""
@@ -652,6 +657,7 @@ class TaskClient(AsyncBasePlatformAdapter):
                         cost_usd=attrs.get(COST_USD),
                         started_at=wf.start_time,
                         closed_at=wf.close_time,
+                        platform=attrs.get(PLATFORM),
                     )
                 )
         except RPCError as exc:

@@ -23,6 +23,7 @@ from ai_orchestrator.providers.claude_code import BINARY_ENV, ClaudeCodeProvider
 from ai_orchestrator.simulator import Simulator
 
 from ..conftest import FAST_RETRY, running_worker, unique
+from .helpers import raw_history
 from .processes import spawn_ready_worker, stop, worker_env
 
 BINARY = find_claude_binary()
@@ -73,6 +74,8 @@ async def test_a_session_streams_reports_cost_and_files(
     assert target.read_text().strip() == "durable hello"
     assert str(target) in result.files_created
     assert {r.api for r in sim.requests} == {"anthropic"}
+    assert KEY in str(sim.requests[-1].api_key or sim.requests[-1].authorization)  # really used
+    assert KEY.encode() not in await raw_history(client, result.task.task_id or "")
 
 
 async def test_cancel_stops_the_session_and_keeps_its_text(

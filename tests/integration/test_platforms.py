@@ -7,6 +7,7 @@ per attempt, Retry-After honoured, non-retryable errors after one request.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -174,3 +175,24 @@ async def test_broken_vendor_streams_are_retried_not_taken_for_answers(
             assert [b["outcome"] for b in result.metadata["billing"]] == ["failed"] * 3 + [
                 "completed"
             ]
+
+
+async def test_a_claude_spend_limit_fails_fast_and_platforms_are_listed(
+    client: Client, queue: str, sim: Simulator, tasks: TaskClient
+) -> None:
+    """A 429 without retry-after saying the spend limit is reached will not heal by waiting."""
+    sim.tokens_per_second = 200
+    sim.script(Fault.rate_limit(quota_exhausted=True))
+    async with vendor_worker(client, queue, sim):
+        broke = await tasks.execute(_task("claude-haiku-4-5", "cspend"))
+        gemini = await tasks.execute(_task("gemini-2.5-flash", "glist"))
+    assert broke.status == TaskStatus.FAILED and "QuotaExhausted" in (broke.error or "")
+    assert len([r for r in sim.requests if r.api == "anthropic"]) == 1
+    wanted = {broke.task.task_id: "claude", gemini.task.task_id: "gemini"}
+    query = "WorkflowId IN ({})".format(", ".join(f"'{i}'" for i in wanted))
+    for _ in range(100):  # visibility is eventually consistent
+        rows = {r.task_id: r.platform for r in await tasks.list_tasks(query)}
+        if len(rows) == len(wanted):
+            break
+        await asyncio.sleep(0.1)
+    assert rows == wanted
