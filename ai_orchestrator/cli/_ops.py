@@ -121,6 +121,27 @@ def encryption_key(key_id: str) -> int:
     return EXIT_OK
 
 
+def _platforms(provider: ProviderSettings) -> dict[str, str]:
+    """Which platforms a worker here would serve (no secret: only whether it is set)."""
+    from ..providers._config import configured
+    from ..providers.claude_code import find_claude_binary
+
+    found = {"chatgpt": "configured" if provider.configured else "not configured"}
+    vendors = configured()
+    for platform in ("claude", "gemini"):
+        found[platform] = (
+            "configured" if any(p.value == platform for p in vendors) else "not configured"
+        )
+    binary = find_claude_binary()
+    if binary is None:
+        found["claude_code"] = "claude CLI not found"
+    elif found["claude"] == "configured":
+        found["claude_code"] = f"claude CLI at {binary}"
+    else:
+        found["claude_code"] = "claude CLI found, needs the Anthropic variables"
+    return found
+
+
 @click.command(name="config")
 def show_config() -> int:
     """Print the settings the worker would use (secrets masked)."""
@@ -143,6 +164,7 @@ def show_config() -> int:
                     "base_url": provider.base_url or "https://api.openai.com/v1",
                     "default_model": provider.default_model,
                 },
+                "platforms": _platforms(provider),
                 "data_home": str(data_home()),
             },
             indent=2,

@@ -103,6 +103,8 @@ async def test_setup_config_and_encryption_key(temporal: DevServer, queue: str) 
     config = json.loads(out)
     assert code == 0 and config["provider"]["api_key"] == "set" and "sk-config" not in out
     assert config["task_queue"] == queue
+    assert config["platforms"]["chatgpt"] == "configured"
+    assert config["platforms"]["claude"] == "not configured"  # worker_env clears ANTHROPIC_*
     code, out, _ = await run_cli("encryption-key", "k7", env=env)
     assert code == 0 and out.startswith("k7:") and len(out.strip()) > 40
 
