@@ -73,17 +73,11 @@ class ChatStream(ProviderStream):
         super().__init__(params["model"])
         self._client = client
         self._params = params
-        self._stream: Any = None
 
     async def open(self) -> None:
         self._stream = await self._client.chat.completions.create(
             **self._params, stream=True, stream_options={"include_usage": True}
         )
-
-    async def close(self) -> None:
-        if self._stream is not None:
-            stream, self._stream = self._stream, None
-            await stream.close()
 
     async def deltas(self) -> AsyncIterator[str]:
         if self._stream is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..core import Platform, Task
 from ..errors import IncompleteStreamError
@@ -50,6 +50,8 @@ class ProviderStream:
         self.cost_usd: float | None = None
         #: Files the attempt wrote (agentic platforms), known once it is closed.
         self.files_created: list[str] = []
+        #: The vendor SDK's open stream, set by ``open()``; closing it stops the provider.
+        self._stream: Any = None
 
     @property
     def resume_token(self) -> str | None:
@@ -64,7 +66,11 @@ class ProviderStream:
         raise NotImplementedError
 
     async def close(self) -> None:
-        raise NotImplementedError
+        """Close the vendor's stream (once): the HTTP response ends, generation stops."""
+        if self._stream is not None:
+            stream, self._stream = self._stream, None
+            closing = getattr(stream, "close", None) or stream.aclose  # SDK stream or generator
+            await closing()
 
     def deltas(self) -> AsyncIterator[str]:
         raise NotImplementedError

@@ -64,17 +64,11 @@ class AnthropicStream(ProviderStream):
         super().__init__(params["model"])
         self._client = client
         self._params = params
-        self._stream: Any = None
         self._input_tokens = 0
         self.cache_tokens = 0
 
     async def open(self) -> None:
         self._stream = await self._client.messages.create(**self._params, stream=True)
-
-    async def close(self) -> None:
-        if self._stream is not None:
-            stream, self._stream = self._stream, None
-            await stream.close()
 
     async def deltas(self) -> AsyncIterator[str]:
         if self._stream is None:

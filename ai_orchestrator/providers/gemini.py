@@ -62,17 +62,11 @@ class GeminiStream(ProviderStream):
         super().__init__(model)
         self._client = client
         self._contents, self._config = request_config(task)
-        self._stream: Any = None
 
     async def open(self) -> None:
         self._stream = await self._client.aio.models.generate_content_stream(
             model=self.model, contents=self._contents, config=self._config
         )
-
-    async def close(self) -> None:
-        if self._stream is not None:
-            stream, self._stream = self._stream, None
-            await stream.aclose()
 
     async def deltas(self) -> AsyncIterator[str]:
         if self._stream is None:
