@@ -9,19 +9,15 @@ the task's history, however many consumers there are.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from datetime import timedelta
 from typing import Any
 
-from temporalio.api.enums.v1 import PendingActivityState, QueryRejectCondition
+from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import (
     Client,
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
-    WorkflowQueryFailedError,
-    WorkflowQueryRejectedError,
 )
 from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.converter import DataConverter
@@ -42,7 +38,6 @@ from ..config import DEFAULT_NAMESPACE, DEFAULT_TASK_QUEUE, DEFAULT_TEMPORAL_ADD
 from ..converter import data_converter_from_env
 from ..core import Result, Task, TaskStatus
 from ..exceptions import (
-    TaskFailedError,
     TaskIdConflictError,
     TaskNotFoundError,
     TaskValidationError,
@@ -50,23 +45,20 @@ from ..exceptions import (
 )
 from ..messages import (
     MAX_INPUT_BYTES,
-    PROGRESS_QUERY,
     WORKFLOW_TYPE,
-    Progress,
-    ProgressQuery,
     RetrySettings,
     TaskInput,
 )
 from ..pricing import PricingTable, UnknownModelError
 from ..providers import RUNNABLE, route
-from ..search import COST_USD, MODEL, PLATFORM, PRIORITY, STATUS, TASK_TYPE, TOKENS
 from ..search import initial as initial_search_attributes
 from ..search import missing as missing_search_attributes
-from ..streaming import PrefixGuard
-from ._events import Finished, Restart, StreamEvent, TaskSummary, TextDelta
+from ._events import TaskSummary
+from ._following import Following
 from ._history import HistoryView, replay_history
 from ._identity import FINGERPRINT_MEMO, fingerprint, run_fingerprint, run_input
 from ._stuck import jam_error, stuck_attempt, watch_stuck
+from ._visibility import CLOSED_TO_STATUS, summary_row, web_ui_details, web_ui_summary
 
 _UNAVAILABLE = frozenset(
     {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
@@ -94,34 +86,7 @@ def _unavailable(
     )
 
 
-_CLOSED_TO_STATUS = {
-    WorkflowExecutionStatus.COMPLETED: TaskStatus.COMPLETED,
-    WorkflowExecutionStatus.FAILED: TaskStatus.FAILED,
-    WorkflowExecutionStatus.TIMED_OUT: TaskStatus.FAILED,
-    WorkflowExecutionStatus.TERMINATED: TaskStatus.FAILED,
-    WorkflowExecutionStatus.CANCELED: TaskStatus.CANCELLED,
-}
-
-
-def _summary(task: Task, model: str) -> str:
-    prompt = " ".join(task.prompt.split())
-    preview = prompt if len(prompt) <= 120 else prompt[:117] + "..."
-    return f"{task.type.value} · {model} · {preview}"
-
-
-def _details(task: Task, model: str) -> str:
-    c = task.effective_constraints
-    prompt = task.prompt if len(task.prompt) <= 4000 else task.prompt[:4000] + "\n[... truncated]"
-    options = (
-        f"model={model}, max_tokens={c.max_tokens}, temperature={c.temperature}, "
-        f"timeout_seconds={c.timeout_seconds}, priority={task.priority}, type={task.type.value}"
-    )
-    context = f"\n\n**Context keys**: {', '.join(task.context)}" if task.context else ""
-    files = f"\n\n**Files**: {', '.join(task.files)}" if task.files else ""
-    return f"**Prompt**\n\n{prompt}\n\n**Options**: {options}{context}{files}"
-
-
-class TaskClient(AsyncBasePlatformAdapter):
+class TaskClient(Following, AsyncBasePlatformAdapter):
     """Submit, follow, cancel and collect durable LLM tasks.
 
     Args:
@@ -286,8 +251,8 @@ class TaskClient(AsyncBasePlatformAdapter):
             id_reuse_policy=reuse,
             memo={FINGERPRINT_MEMO: task_fingerprint},
             priority=Priority(priority_key=task.priority),
-            static_summary=_summary(task, model),
-            static_details=_details(task, model),
+            static_summary=web_ui_summary(task, model),
+            static_details=web_ui_details(task, model),
             search_attributes=(
                 initial_search_attributes(task, model, route(task, self.default_model)[0])
                 if task_input.search_attributes
@@ -386,8 +351,8 @@ class TaskClient(AsyncBasePlatformAdapter):
             if exc.status == RPCStatusCode.NOT_FOUND:
                 return TaskStatus.UNKNOWN
             raise self._translate(exc) from None
-        if desc.status in _CLOSED_TO_STATUS:
-            return _CLOSED_TO_STATUS[desc.status]
+        if desc.status in CLOSED_TO_STATUS:
+            return CLOSED_TO_STATUS[desc.status]
         if await self._jammed(task_id, desc):
             return TaskStatus.FAILED  # it cannot finish until someone intervenes
         for pending in desc.raw_description.pending_activities:
@@ -511,124 +476,6 @@ class TaskClient(AsyncBasePlatformAdapter):
             metadata=metadata,
         )
 
-    async def _progress(self, handle: WorkflowHandle[Any, Any], offset: int) -> Progress | None:
-        """The task's progress from ``offset``, or None once the run is closed."""
-        while True:
-            try:
-                return await handle.query(
-                    PROGRESS_QUERY,
-                    ProgressQuery(offset=offset),
-                    result_type=Progress,
-                    reject_condition=QueryRejectCondition.QUERY_REJECT_CONDITION_NOT_OPEN,
-                    rpc_timeout=timedelta(seconds=10),
-                )
-            except WorkflowQueryRejectedError:
-                return None
-            except RPCError as exc:
-                if exc.status == RPCStatusCode.NOT_FOUND:
-                    raise TaskNotFoundError(f"no task with id {handle.id!r}") from None
-                # No worker yet, or a server restart: the task is still there; wait.
-            except WorkflowQueryFailedError:
-                pass
-            await asyncio.sleep(max(self.poll_interval, 0.2))
-
-    async def _progress_unless_stuck(
-        self, handle: WorkflowHandle[Any, Any], offset: int, watch: asyncio.Future[str]
-    ) -> Progress | None:
-        """Like :meth:`_progress`, but None as soon as ``watch`` finds the run jammed."""
-        if watch.done():
-            return None
-        query = asyncio.ensure_future(self._progress(handle, offset))
-        done, _ = await asyncio.wait({query, watch}, return_when=asyncio.FIRST_COMPLETED)
-        if query in done:
-            return query.result()
-        query.cancel()
-        await asyncio.gather(query, return_exceptions=True)
-        return None
-
-    async def stream_events(self, task_id: str) -> AsyncIterator[StreamEvent]:
-        """Every change of the task's output, restarts included, then ``Finished``.
-
-        Joins at any time, even after the task ended: the text always starts at
-        the beginning of the current attempt. A jammed run (see :meth:`get_result`)
-        ends the stream within seconds with a FAILED ``Finished``.
-
-        Raises:
-            TaskNotFoundError: no such task.
-        """
-        handle = self._handle(task_id)
-        # A jammed run answers no query and never closes: watch for it alongside.
-        watch = asyncio.ensure_future(watch_stuck(handle, self.client.data_converter))
-        attempt, text = 0, ""
-        try:
-            while True:
-                progress = await self._progress_unless_stuck(handle, len(text), watch)
-                if progress is None:
-                    break
-                if progress.attempt != attempt:
-                    if progress.offset:  # the offset was meant for the old attempt: read again
-                        progress = await self._progress_unless_stuck(handle, 0, watch)
-                        if progress is None:
-                            break
-                    if text:
-                        yield Restart(attempt=progress.attempt, discarded=text)
-                    attempt, text = progress.attempt, ""
-                if progress.text:
-                    yield TextDelta(text=progress.text, attempt=attempt, offset=len(text))
-                    text += progress.text
-                if progress.done:
-                    break
-                await asyncio.sleep(self.poll_interval)
-        finally:
-            watch.cancel()
-            await asyncio.gather(watch, return_exceptions=True)
-        result = await self.get_result(task_id, timeout=None)
-        final = (
-            result.output if result.status == TaskStatus.COMPLETED else result.partial_output or ""
-        )
-        if final.startswith(text):
-            if len(final) > len(text):
-                yield TextDelta(text=final[len(text) :], attempt=attempt, offset=len(text))
-        else:
-            final_attempt = int(result.metadata.get("attempts") or attempt + 1)
-            yield Restart(attempt=final_attempt, discarded=text)
-            if final:
-                yield TextDelta(text=final, attempt=final_attempt, offset=0)
-        yield Finished(result=result)
-
-    async def stream_result(self, task_id: str) -> AsyncIterator[str]:
-        """The task's text as it is generated; concatenated, it equals the final output.
-
-        Ends when the task ends (for a cancelled task, after its partial output).
-        If a retry regenerates the same text it continues seamlessly. It ends
-        normally only if what it yielded is exactly the final output (the partial
-        output of a cancelled task).
-
-        Raises:
-            StreamRestartedError: a retry produced different or shorter text than
-                was already streamed (use :meth:`stream_events` to handle restarts;
-                ``.final`` holds the final text when the task had ended).
-            TaskFailedError: the task failed; its partial output was streamed.
-            TaskNotFoundError: no such task.
-        """
-        guard = PrefixGuard()
-        async for event in self.stream_events(task_id):
-            if isinstance(event, Restart):
-                guard.restart(event.attempt)
-            elif isinstance(event, TextDelta):
-                fresh = guard.feed(event.text)
-                if fresh:
-                    yield fresh
-            elif event.result.status == TaskStatus.FAILED:
-                raise TaskFailedError(event.result)
-            else:
-                result = event.result
-                guard.finish(
-                    result.output
-                    if result.status == TaskStatus.COMPLETED
-                    else result.partial_output or ""
-                )
-
     async def list_tasks(self, query: str | None = None, *, limit: int = 50) -> list[TaskSummary]:
         """Tasks matching a visibility query (newest first), e.g.
         ``"AiModel = 'gpt-4o-mini' AND AiCostUsd > 0.01"``.
@@ -640,26 +487,7 @@ class TaskClient(AsyncBasePlatformAdapter):
         rows: list[TaskSummary] = []
         try:
             async for wf in self.client.list_workflows(where, limit=limit):
-                attrs = wf.typed_search_attributes
-                status = attrs.get(STATUS)
-                if wf.status in _CLOSED_TO_STATUS:
-                    status = _CLOSED_TO_STATUS[wf.status].value
-                elif wf.status == WorkflowExecutionStatus.RUNNING:
-                    status = TaskStatus.RUNNING.value  # AiStatus is written only at the end
-                rows.append(
-                    TaskSummary(
-                        task_id=wf.id,
-                        status=status or TaskStatus.PENDING.value,
-                        model=attrs.get(MODEL),
-                        task_type=attrs.get(TASK_TYPE),
-                        priority=attrs.get(PRIORITY),
-                        tokens=attrs.get(TOKENS),
-                        cost_usd=attrs.get(COST_USD),
-                        started_at=wf.start_time,
-                        closed_at=wf.close_time,
-                        platform=attrs.get(PLATFORM),
-                    )
-                )
+                rows.append(summary_row(wf))
         except RPCError as exc:
             if exc.status == RPCStatusCode.INVALID_ARGUMENT:
                 raise TaskValidationError(f"invalid query: {exc.message}") from None
