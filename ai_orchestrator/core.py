@@ -41,7 +41,9 @@ def decoded_leniently(info: ValidationInfo) -> bool:
     that jams its run.
     """
     context = info.context
-    return isinstance(context, dict) and bool(context.get("ai_orchestrator_ignore_unknown_fields"))
+    return isinstance(context, Mapping) and all(
+        context.get(key) == value for key, value in LENIENT_CONTEXT.items()
+    )
 
 
 def _utcnow() -> datetime:
@@ -123,10 +125,7 @@ class _Model(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _drop_unknown_fields(cls, data: Any, info: ValidationInfo) -> Any:
-        context = info.context
-        if not isinstance(data, dict) or not isinstance(context, Mapping):
-            return data
-        if not all(context.get(key) == value for key, value in LENIENT_CONTEXT.items()):
+        if not isinstance(data, dict) or not decoded_leniently(info):
             return data
         known = _field_keys(cls)
         return {key: value for key, value in data.items() if key in known}
