@@ -108,6 +108,15 @@ class IncompleteStreamError(Exception):
     """
 
 
+class ContinuationLost(Exception):
+    """A stream could not be re-attached where an earlier attempt left it.
+
+    The response expired, was never stored, or the provider will not stream it
+    again. Raised before any text is yielded: the attempt starts a new answer
+    instead, and readers see a restart, never two answers' text mixed.
+    """
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What to do about one failure."""

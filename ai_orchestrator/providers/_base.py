@@ -62,6 +62,33 @@ class ProviderStream:
         """
         return None
 
+    @property
+    def response_id(self) -> str | None:
+        """The provider's id for the answer being generated, where it has one that
+        outlives the connection (a background Responses API response).
+
+        Attempts that stream the same response are billed once, by the attempt
+        that sees its final usage.
+        """
+        return None
+
+    def continuation(self, chars: int) -> str | None:
+        """A token from which a later attempt continues *this same text* after its
+        first ``chars`` characters (a delta boundary), or None if the vendor cannot.
+
+        Unlike :attr:`resume_token` (which continues the work with new text), a
+        continuation keeps the generation: readers see one unbroken stream. The
+        token goes into heartbeat details, so it holds ids and counters only.
+        """
+        return None
+
+    async def cancel(self) -> None:
+        """Tell the provider to stop generating (the user cancelled the task).
+
+        Closing the stream is enough for most vendors; a response generated in the
+        background keeps going unless it is cancelled explicitly.
+        """
+
     async def open(self) -> None:
         raise NotImplementedError
 
@@ -118,7 +145,9 @@ class Provider(Protocol):
     platform: Platform
 
     def stream(self, task: Task, model: str) -> ProviderStream:
-        """A new answer; providers that can continue one also take ``resume=<token>``."""
+        """A new answer; providers that can continue one also take ``resume=<token>``
+        (new text, same work) or ``continue_from=<token>`` (the same text, from a
+        :meth:`ProviderStream.continuation`)."""
         ...
 
     async def aclose(self) -> None: ...
