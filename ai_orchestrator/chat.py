@@ -12,9 +12,10 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from openai import AsyncOpenAI
+from openai import APIStatusError, AsyncOpenAI
 
 from .core import Platform, Task
+from .errors import ContinuationLost
 from .messages import Usage
 from .providers._base import ProviderStream
 
@@ -60,24 +61,122 @@ def request_params(task: Task, default_model: str = DEFAULT_MODEL) -> dict[str, 
     return params
 
 
+#: Chat continuation tokens: ``chat:<characters of the answer so far>``.
+CHAT_TOKEN_PREFIX = "chat"
+CHAT_RESUME_MODES = ("continue_final_message", "prefix")
+#: Why a server can refuse a continuation request for good (it does not know the form).
+_CONTINUATION_REFUSED = frozenset({400, 404, 422})
+
+
+def chat_continuation_params(params: dict[str, Any], prefix: str, mode: str) -> dict[str, Any]:
+    """``params`` with the answer so far appended as a partial assistant message,
+    in the server's form, so the model goes on from the end of ``prefix``.
+
+    * ``continue_final_message`` (vLLM, SGLang): a plain assistant message and
+      ``extra_body={"continue_final_message": True, "add_generation_prompt": False}``;
+    * ``prefix`` (DeepSeek's beta endpoint): an assistant message with ``"prefix": True``.
+
+    Caveats: the model continues text it may not have written token for token
+    (the seam is tokenised afresh, so a word split there can come out
+    differently); the server streams only the new text; ``max_tokens`` applies
+    to the continuation alone; only servers that support the form may be asked.
+    """
+    message: dict[str, Any] = {"role": "assistant", "content": prefix}
+    continued = {**params, "messages": [*params["messages"], message]}
+    if mode == "continue_final_message":
+        continued["extra_body"] = {
+            **(params.get("extra_body") or {}),
+            "continue_final_message": True,
+            "add_generation_prompt": False,
+        }
+    elif mode == "prefix":
+        message["prefix"] = True
+    else:
+        raise ValueError(f"chat_resume must be one of {', '.join(CHAT_RESUME_MODES)}, got {mode!r}")
+    return continued
+
+
+def parse_chat_token(token: str) -> int:
+    """The character count in a ``chat:<chars>`` token.
+
+    Raises:
+        ContinuationLost: not such a token.
+    """
+    kind, _, count = token.partition(":")
+    if kind == CHAT_TOKEN_PREFIX and count.isdigit():
+        return int(count)
+    raise ContinuationLost(f"not a chat continuation token: {token[:80]!r}")
+
+
 class ChatStream(ProviderStream):
     """A streamed chat completion from OpenAI or any OpenAI-compatible server.
 
     The openai SDK ends a cut stream quietly; only a finish reason makes the
     answer complete (checked by :class:`ProviderStream`).
+
+    Args:
+        resume_mode: the task's ``chat_resume``; without it :meth:`continuation`
+            is None (a broken stream starts over).
+        continue_from: a ``chat:<chars>`` token from an earlier attempt's
+            :meth:`continuation`, with ``prefix`` the text it had streamed (exactly
+            ``chars`` characters): the request carries it as a partial assistant
+            message and the stream yields only what follows. ``open()`` raises
+            :class:`ContinuationLost` when that cannot be done.
     """
 
     platform = Platform.CHATGPT
 
-    def __init__(self, client: AsyncOpenAI, params: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        params: dict[str, Any],
+        *,
+        resume_mode: str | None = None,
+        continue_from: str | None = None,
+        prefix: str | None = None,
+    ) -> None:
         super().__init__(params["model"])
         self._client = client
         self._params = params
+        self._resume_mode = resume_mode
+        self._continue_from = continue_from
+        self._prefix = prefix
+        #: Characters of the answer before this stream's first (0 unless continued).
+        self._base_chars = 0
+        #: Character counts this stream reached at the end of a delta.
+        self._boundaries: set[int] = {0}
+        self._position = 0
+
+    def continuation(self, chars: int) -> str | None:
+        """``chat:<characters so far>`` when the task opted in (``chat_resume``) and
+        ``chars`` (counted in this stream) is a delta boundary; None otherwise."""
+        if self._resume_mode is None or chars not in self._boundaries:
+            return None
+        total = self._base_chars + chars
+        return f"{CHAT_TOKEN_PREFIX}:{total}" if total > 0 else None
 
     async def open(self) -> None:
-        self._stream = await self._client.chat.completions.create(
-            **self._params, stream=True, stream_options={"include_usage": True}
-        )
+        params = self._params
+        continuing = self._continue_from is not None
+        if self._continue_from is not None:
+            chars = parse_chat_token(self._continue_from)
+            if self._resume_mode is None:
+                raise ContinuationLost("the task does not ask for chat continuation (chat_resume)")
+            if self._prefix is None or len(self._prefix) != chars:
+                got = "no text" if self._prefix is None else f"{len(self._prefix)} characters"
+                raise ContinuationLost(f"a chat continuation after {chars} characters got {got}")
+            params = chat_continuation_params(params, self._prefix, self._resume_mode)
+            self._base_chars = chars
+        try:
+            self._stream = await self._client.chat.completions.create(
+                **params, stream=True, stream_options={"include_usage": True}
+            )
+        except APIStatusError as exc:
+            if not continuing or exc.status_code not in _CONTINUATION_REFUSED:
+                raise
+            raise ContinuationLost(
+                f"the server refused to continue the answer (HTTP {exc.status_code}: {exc.message})"
+            ) from exc
 
     async def deltas(self) -> AsyncIterator[str]:
         if self._stream is None:
@@ -96,6 +195,9 @@ class ChatStream(ProviderStream):
                     continue
                 text = choice.delta.content if choice.delta else None
                 if text:
+                    self._position += len(text)
+                    if self._resume_mode is not None:
+                        self._boundaries.add(self._position)
                     yield text
                 if choice.finish_reason:
                     self.finish_reason = self.vendor_finish_reason = choice.finish_reason

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pydantic import (
     AliasChoices,
@@ -144,6 +144,23 @@ class TaskConstraints(_Model):
     #: provider-side reasons (quota, overload or outage after its retries, not
     #: configured on the worker); never for a bad request.
     fallback_models: list[str] = Field(default_factory=list, max_length=5)
+    #: Which OpenAI API answers this task: ``"chat"`` (Chat Completions) or
+    #: ``"responses"`` (the Responses API in background mode, so a retry re-attaches
+    #: to the answer being generated instead of paying for a new one); None uses
+    #: the worker's ``AI_ORCHESTRATOR_OPENAI_API``. Background mode *stores the
+    #: response at the provider* (``store=true``, kept for about ten minutes for
+    #: re-attaching): not for zero-data-retention accounts. OpenAI-compatible
+    #: servers only; other platforms ignore it.
+    openai_api: Literal["chat", "responses"] | None = None
+    #: Opt-in continuation of a Chat Completions answer after a broken stream: the
+    #: retry sends the text so far as a partial assistant message and the model
+    #: goes on from there. ``"continue_final_message"`` is vLLM's (and SGLang's)
+    #: form, ``"prefix"`` DeepSeek's (``"prefix": true``, its beta endpoint); only
+    #: servers that support the form may be asked. Caveats: the model continues
+    #: text it may not have produced token for token (the seam is re-tokenised, so
+    #: a word split there can come out differently), and ``max_tokens`` applies to
+    #: the continuation alone. None (the default): a broken stream starts over.
+    chat_resume: Literal["continue_final_message", "prefix"] | None = None
 
     @field_validator("timeout_seconds")
     @classmethod

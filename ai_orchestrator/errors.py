@@ -94,6 +94,30 @@ _STREAM_REJECTED = frozenset(
         "invalid_value",
     }
 )
+# Codes of a failed Responses API response (``response.failed``'s ``error.code``)
+# that the sets above do not already cover.
+_RESPONSES_UNAVAILABLE = frozenset({"vector_store_timeout"})
+_RESPONSES_FILTERED = frozenset(
+    {"bio_policy", "misalignment_policy_violation", "image_content_policy_violation"}
+)
+_RESPONSES_REJECTED = frozenset(
+    {
+        "data_residency_mismatch",
+        "invalid_image",
+        "invalid_image_format",
+        "invalid_base64_image",
+        "invalid_image_url",
+        "image_too_large",
+        "image_too_small",
+        "image_parse_error",
+        "invalid_image_mode",
+        "image_file_too_large",
+        "unsupported_image_media_type",
+        "empty_image_file",
+        "failed_to_download_image",
+        "image_file_not_found",
+    }
+)
 #: Shorter echoes are too likely to occur by chance in unrelated text.
 _MIN_ECHO_CHARS = 16
 #: Providers often truncate what they quote; this prefix is removed too.
@@ -176,7 +200,9 @@ def _status_message(status: int, request_id: str | None, body: Any, fallback: st
 
 
 def _stream_error_verdict(exc: openai.APIError) -> Verdict:
-    """Judge an error event the provider sent inside an HTTP 200 stream.
+    """Judge an error event the provider sent inside an HTTP 200 stream (or a
+    Responses API ``response.failed``/``error`` event, raised as an ``APIError``
+    whose body is the event's error object).
 
     There is no status code to go by, so the event's ``code`` decides and,
     when the code is missing or unknown, its ``type``: a stream cut by an
@@ -195,9 +221,12 @@ def _stream_error_verdict(exc: openai.APIError) -> Verdict:
             return Verdict(False, QUOTA_EXHAUSTED, message)
         if key in _STREAM_RATE_LIMIT:
             return Verdict(True, RATE_LIMITED, message)
-        if key in _STREAM_UNAVAILABLE:
+        if key in _STREAM_UNAVAILABLE or key in _RESPONSES_UNAVAILABLE:
             return Verdict(True, PROVIDER_UNAVAILABLE, message)
-        if key in _STREAM_REJECTED:
+        if key in _RESPONSES_FILTERED:
+            # The same prompt would be refused again.
+            return Verdict(False, CONTENT_FILTERED, message)
+        if key in _STREAM_REJECTED or key in _RESPONSES_REJECTED:
             return Verdict(False, PROVIDER_REJECTED, message)
     return Verdict(True, INCOMPLETE_STREAM, message)
 
