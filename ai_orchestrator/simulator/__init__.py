@@ -1,6 +1,7 @@
 """Local OpenAI-, Anthropic- and Gemini-compatible server for tests, demos and benchmarks.
 
-It stands in for OpenAI when no API key is set, speaks Anthropic's Messages
+It stands in for OpenAI when no API key is set (Chat Completions and the
+Responses API, background mode and stream re-attachment included), speaks Anthropic's Messages
 API (``anthropic`` SDK, Claude Code via ``ANTHROPIC_BASE_URL``) and Gemini's
 generateContent API (``google-genai`` via ``GOOGLE_GEMINI_BASE_URL``), and can
 be scripted to fail the way real providers fail (429s, 5xx, overload,
@@ -13,13 +14,14 @@ reproducibly, for soak tests; both apply to every API.
 
 from ._banner import SIMULATOR_BANNER
 from ._faults import Fault
-from ._records import RecordedRequest
+from ._records import RecordedRequest, ResponseRecord
 from ._server import Simulator, serve_forever
 
 __all__ = [
     "SIMULATOR_BANNER",
     "Fault",
     "RecordedRequest",
+    "ResponseRecord",
     "Simulator",
     "serve_forever",
 ]

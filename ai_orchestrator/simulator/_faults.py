@@ -9,6 +9,13 @@ order by whichever API's generation request comes next, and each API renders
 the fault in its own provider's shape (see each classmethod). A test that
 mixes APIs should therefore script one request at a time, or send its
 requests in a known order.
+
+The Responses API adds faults that only it can take (see
+:data:`RESPONSES_ONLY_FAULTS`): ``drop_stream`` for a ``POST /v1/responses``
+and ``reattach_drop``/``expire`` for the next re-attach
+(``GET /v1/responses/{id}?stream=true``). A request takes the head of the
+FIFO only if it can use it; otherwise it gets no fault and the head waits,
+so the order of a script is never changed.
 """
 
 from __future__ import annotations
@@ -29,6 +36,11 @@ STREAM_FAULTS: frozenset[str] = frozenset(
     }
 )
 ERROR_FAULTS: frozenset[str] = frozenset({"rate_limit", "status", "overloaded"})
+#: Taken only by ``POST /v1/responses`` (other APIs leave them at the head).
+CREATE_ONLY_FAULTS: frozenset[str] = frozenset({"drop_stream"})
+#: Taken only by a Responses re-attach, ``GET /v1/responses/{id}?stream=true``.
+REATTACH_FAULTS: frozenset[str] = frozenset({"reattach_drop", "expire"})
+RESPONSES_ONLY_FAULTS: frozenset[str] = CREATE_ONLY_FAULTS | REATTACH_FAULTS
 #: Faults that end an answer early with a provider-chosen stop reason.
 CUT_FAULTS: frozenset[str] = frozenset({"content_filter", "recitation"})
 
@@ -46,6 +58,9 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "content_filter": ("after_tokens",),
     "recitation": ("after_tokens",),
     "overloaded": ("message",),
+    "drop_stream": ("after_events",),
+    "reattach_drop": ("after_events",),
+    "expire": (),
 }
 
 
@@ -68,6 +83,7 @@ class Fault:
     seconds: float = 0.0
     error_type: str | None = None
     code: str | None = None
+    after_events: int = 0
 
     def __post_init__(self) -> None:
         if self.name not in _FIELDS:
@@ -85,6 +101,8 @@ class Fault:
                 raise ValueError(f"status fault needs a 4xx/5xx code, got {code!r}")
         if not isinstance(self.after_tokens, int) or self.after_tokens < 0:
             raise ValueError("after_tokens must be an int >= 0")
+        if not isinstance(self.after_events, int) or self.after_events < 0:
+            raise ValueError("after_events must be an int >= 0")
         if self.seconds < 0:
             raise ValueError("seconds must be >= 0")
         if self.name == "stream_error" and (
@@ -229,6 +247,41 @@ class Fault:
         APIs have no such reason and end as :meth:`content_filter` does.
         """
         return cls("recitation", times=times, after_tokens=after_tokens)
+
+    @classmethod
+    def drop_stream(cls, after_events: int = 5, times: int = 1) -> Fault:
+        """Responses only: the next ``POST /v1/responses`` connection drops after ``after_events``.
+
+        ``after_events`` counts every SSE event written (``response.created``
+        is the first), and the TCP connection is then aborted with no terminal
+        event, as a proxy or load balancer cutting a long stream does. A
+        background response keeps generating server-side and can be re-attached;
+        a foreground one stops, as its generation is tied to the connection.
+        A non-streamed create is dropped before its reply. Other APIs leave
+        this fault at the head of the FIFO.
+        """
+        return cls("drop_stream", times=times, after_events=after_events)
+
+    @classmethod
+    def reattach_drop(cls, after_events: int = 5, times: int = 1) -> Fault:
+        """Responses only: the next re-attach stream drops after ``after_events`` events.
+
+        Taken by ``GET /v1/responses/{id}?stream=true`` only (``retrieve(id,
+        stream=True)``); generation is not affected.
+        """
+        return cls("reattach_drop", times=times, after_events=after_events)
+
+    @classmethod
+    def expire(cls, times: int = 1) -> Fault:
+        """Responses only: the next re-attach finds its response expired (404).
+
+        The response is expired for good at that moment, as if its retention
+        had run out, so every later retrieve or re-attach is a 404 too; a
+        background generation still running goes on server-side (and is
+        billed) but can no longer be read. Taken by
+        ``GET /v1/responses/{id}?stream=true`` only.
+        """
+        return cls("expire", times=times)
 
     @property
     def is_stream_fault(self) -> bool:

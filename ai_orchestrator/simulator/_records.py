@@ -16,9 +16,12 @@ class RecordedRequest:
     """One generation request, in arrival order, whichever API it came through.
 
     ``api`` says which: ``"openai"`` (``POST /v1/chat/completions``),
-    ``"anthropic"`` (``POST /v1/messages``) or ``"gemini"``
-    (``:generateContent`` / ``:streamGenerateContent``). Token counting and
-    model listing are not recorded. ``messages`` is the request's own list
+    ``"anthropic"`` (``POST /v1/messages``), ``"gemini"``
+    (``:generateContent`` / ``:streamGenerateContent``) or ``"responses"``
+    (every ``/v1/responses`` request, generating or not; ``kind`` says which:
+    ``"create"``, ``"retrieve"``, ``"retrieve_stream"`` or ``"cancel"``, and
+    ``response_id`` names the response). Token counting and model listing are
+    not recorded. ``messages`` is the request's own list
     (OpenAI/Anthropic ``messages``, Gemini ``contents``) and ``system`` the
     separate system prompt of the Anthropic and Gemini APIs (string or
     blocks, as sent). ``authorization`` is the raw ``Authorization`` header;
@@ -40,6 +43,16 @@ class RecordedRequest:
     usage would report for the prompt, set once generation starts (0 for
     requests refused with an error status, which providers do not bill), so
     a test can sum what a provider would charge.
+
+    ``tokens_sent`` counts the tokens written on *this* connection; for a
+    Responses stream that is the ``output_text.delta`` events it carried, which
+    a background response generates once however often it is re-attached
+    (what it generated is on its :class:`ResponseRecord`). ``continuation`` is
+    True for a chat request that asked to continue its final assistant
+    message (vLLM's ``continue_final_message``, DeepSeek's ``prefix``);
+    ``prefix_tokens`` is how many tokens of the deterministic answer that
+    message already held (0 when it was not a prefix of it and fresh text
+    followed), and ``tokens_sent`` counts only the continuation.
     """
 
     index: int
@@ -64,6 +77,44 @@ class RecordedRequest:
     finished: bool = False
     disconnected: bool = False
     ended_at: float | None = None
+    kind: str | None = None
+    response_id: str | None = None
+    continuation: bool = False
+    prefix_tokens: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class ResponseRecord:
+    """What a provider would bill for one Responses-API response, kept live.
+
+    ``generated_tokens`` counts the output tokens the server produced, once,
+    whether or not anyone was connected to read them (a background response
+    goes on generating after its stream drops; a foreground one stops when its
+    client leaves). ``input_tokens`` is the prompt as usage reports it.
+    ``status`` follows the response (queued, in_progress, completed,
+    incomplete, cancelled, failed); ``expired`` is set once it can no longer be
+    retrieved. ``reattaches`` counts ``GET /v1/responses/{id}?stream=true``
+    requests, ``request_index`` is the creating request's index in
+    ``sim.requests``.
+    """
+
+    id: str
+    model: str
+    request_index: int
+    background: bool
+    store: bool
+    stream: bool
+    status: str = "queued"
+    input_tokens: int = 0
+    generated_tokens: int = 0
+    max_output_tokens: int | None = None
+    reattaches: int = 0
+    expired: bool = False
+    created_at: float = 0.0
+    finished_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -20,9 +20,10 @@ from ._chat import handle_chat_completions
 from ._faults import Fault
 from ._gemini import handle_model_method
 from ._models import OPENAI_MODEL_IDS, detect_api, error_response, get_model, list_models
-from ._records import RecordedRequest
+from ._records import RecordedRequest, ResponseRecord
 from ._responder import REQUEST_ID_HEADER, SIMULATOR_HEADER
-from ._state import SimulatorState
+from ._responses import expire_response, handle_cancel, handle_create, handle_retrieve
+from ._state import DEFAULT_RESPONSE_TTL, SimulatorState, check_response_ttl
 
 #: What ``GET /v1/models`` lists to OpenAI clients (see ``_models`` for the others).
 MODEL_IDS: tuple[str, ...] = OPENAI_MODEL_IDS
@@ -54,6 +55,13 @@ class Simulator:
     a run can be replayed; ``rpm_limit`` answers 429 with ``retry-after`` once
     more requests than that arrive within 60 s. ``text_style="escapes"``
     makes answers whose JSON form is several times their size.
+
+    OpenAI's Responses API (``client.responses``) is served too: plain and
+    streamed creates, background mode (generation goes on when the stream
+    drops), ``retrieve(id)``, re-attaching with ``retrieve(id, stream=True,
+    starting_after=N)`` and ``cancel(id)``. A finished response can be
+    retrieved for ``response_ttl`` seconds, then it is a 404.
+    :attr:`responses` bills each response, :attr:`generated_tokens` every API.
     """
 
     def __init__(
@@ -67,6 +75,7 @@ class Simulator:
         chaos_seed: int | None = None,
         rpm_limit: int | None = None,
         text_style: str = "words",
+        response_ttl: float = DEFAULT_RESPONSE_TTL,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -77,6 +86,7 @@ class Simulator:
             chaos_seed=chaos_seed,
             rpm_limit=rpm_limit,
             text_style=text_style,
+            response_ttl=response_ttl,
         )
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -116,7 +126,7 @@ class Simulator:
             if self._site is not None:
                 await self._site.stop()  # stop accepting before cancelling
                 self._site = None
-            tasks = [t for t in self._active if not t.done()]
+            tasks = [t for t in (*self._active, *self._state.background) if not t.done()]
             for task in tasks:
                 task.cancel()
             if tasks:
@@ -179,8 +189,33 @@ class Simulator:
     def requests(self) -> list[RecordedRequest]:
         return self._state.requests
 
+    @property
+    def responses(self) -> dict[str, ResponseRecord]:
+        """Responses-API responses by id, each with what a provider would bill for it."""
+        return self._state.responses
+
+    @property
+    def generated_tokens(self) -> int:
+        """Output tokens generated across every API (see ``SimulatorState.generated_tokens``)."""
+        return self._state.generated_tokens
+
+    def expire_response(self, response_id: str) -> None:
+        """Make one response expire now: retrieving or re-attaching it is a 404 from here on."""
+        expire_response(self._state, response_id)
+
+    @property
+    def response_ttl(self) -> float:
+        """Seconds a finished Responses-API response stays retrievable."""
+        return self._state.response_ttl
+
+    @response_ttl.setter
+    def response_ttl(self, value: float) -> None:
+        self._state.response_ttl = check_response_ttl(value)
+
     def reset(self) -> None:
-        """Forget the script, the request log and the rpm window (config is kept).
+        """Forget the script, the request log, the rpm window and all responses (config is kept).
+
+        Background generations still running are cancelled.
 
         The chaos sequence restarts from ``chaos_seed``, so a reset run replays it.
         """
@@ -273,6 +308,9 @@ class Simulator:
     def _make_app(self) -> web.Application:
         app = web.Application(middlewares=[self._headers_middleware])
         app.router.add_post("/v1/chat/completions", self._tracked(handle_chat_completions))
+        app.router.add_post("/v1/responses", self._tracked(handle_create))
+        app.router.add_get("/v1/responses/{response_id}", self._tracked(handle_retrieve))
+        app.router.add_post("/v1/responses/{response_id}/cancel", self._tracked(handle_cancel))
         app.router.add_post("/v1/messages", self._tracked(handle_messages))
         app.router.add_post("/v1/messages/count_tokens", self._untracked(handle_count_tokens))
         # GET /v1/models serves all three APIs; the request's headers pick the shape.
@@ -344,6 +382,7 @@ async def serve_forever(
     chaos_seed: int | None = None,
     rpm_limit: int | None = None,
     text_style: str = "words",
+    response_ttl: float = DEFAULT_RESPONSE_TTL,
 ) -> None:
     """Run until cancelled (e.g. Ctrl-C in the CLI), then shut down cleanly."""
     async with Simulator(
@@ -355,5 +394,6 @@ async def serve_forever(
         chaos_seed=chaos_seed,
         rpm_limit=rpm_limit,
         text_style=text_style,
+        response_ttl=response_ttl,
     ):
         await asyncio.Event().wait()

@@ -9,6 +9,7 @@ the property setters and the admin API alike.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import random
 import time
@@ -17,12 +18,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ._faults import Fault
-from ._records import RecordedRequest
+from ._faults import CREATE_ONLY_FAULTS, REATTACH_FAULTS, RESPONSES_ONLY_FAULTS, Fault
+from ._records import RecordedRequest, ResponseRecord
 from ._text import check_text_style
 
 #: Rolling window of the rpm limiter, as OpenAI's requests-per-minute limit.
 RPM_WINDOW_SECONDS = 60.0
+#: How long a finished Responses-API response stays retrievable by default.
+DEFAULT_RESPONSE_TTL = 600.0
+
+#: Who is asking for a fault, and which fault names each may take from the head.
+#: ``"generation"`` is chat, Anthropic and Gemini; ``"responses"`` is
+#: ``POST /v1/responses``; ``"reattach"`` is ``GET /v1/responses/{id}?stream=true``.
+_TAKES: dict[str, Callable[[str], bool]] = {
+    "generation": lambda name: name not in RESPONSES_ONLY_FAULTS,
+    "responses": lambda name: name not in REATTACH_FAULTS,
+    "reattach": lambda name: name in REATTACH_FAULTS,
+}
+assert CREATE_ONLY_FAULTS <= RESPONSES_ONLY_FAULTS
 
 
 @dataclass
@@ -55,6 +68,12 @@ def check_chaos_seed(value: object) -> int | None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
         raise ValueError(f"chaos_seed must be an int or null, got {value!r}")
     return value
+
+
+def check_response_ttl(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(f"response_ttl must be a number of seconds >= 0, got {value!r}")
+    return float(value)
 
 
 def check_rpm_limit(value: object) -> int | None:
@@ -100,6 +119,7 @@ class SimulatorState:
         chaos_seed: int | None = None,
         rpm_limit: int | None = None,
         text_style: str = "words",
+        response_ttl: float = DEFAULT_RESPONSE_TTL,
     ) -> None:
         self._tokens_per_second = check_tps(tokens_per_second)
         self._default_tokens = check_default_tokens(default_tokens)
@@ -112,6 +132,14 @@ class SimulatorState:
         self.text_style = text_style
         self._script: deque[_Entry] = deque()
         self.requests: list[RecordedRequest] = []
+        # Responses API: billing records, the live runs behind them (owned by
+        # _responses; Any here to keep this module free of aiohttp shapes) and
+        # the background generations that Simulator.stop() must cancel.
+        self.response_ttl = check_response_ttl(response_ttl)
+        self.responses: dict[str, ResponseRecord] = {}
+        self.response_runs: dict[str, Any] = {}
+        self.background: set[asyncio.Task[Any]] = set()
+        self.response_ids = itertools.count()
         # Swapped for a fresh Event on every change: waking all waiters without
         # needing a lock, and usable from sync code such as reset().
         self._changed = asyncio.Event()
@@ -194,16 +222,33 @@ class SimulatorState:
         """The queue as faults whose ``times`` is what is left of each entry."""
         return [replace(e.fault, times=e.remaining) for e in self._script]
 
-    def next_fault(self) -> Fault | None:
+    @property
+    def generated_tokens(self) -> int:
+        """Output tokens produced across every API, as a provider would bill them.
+
+        Chat, Anthropic and Gemini generate while their client is connected,
+        so theirs is what each request sent (a chat continuation counts only
+        what it added); a Responses response counts what its generation
+        produced, once, connected or not.
+        """
+        sent = sum(r.tokens_sent for r in self.requests if r.api != "responses")
+        return sent + sum(r.generated_tokens for r in self.responses.values())
+
+    def next_fault(self, consumer: str = "generation") -> Fault | None:
+        """Take one ``times`` unit of the head, if ``consumer`` can use that fault."""
         if not self._script:
             return None
         entry = self._script[0]
+        if not _TAKES[consumer](entry.fault.name):
+            return None
         entry.remaining -= 1
         if entry.remaining <= 0:
             self._script.popleft()
         return entry.fault
 
-    def choose_fault(self, n_tokens: int) -> tuple[Fault | None, bool]:
+    def choose_fault(
+        self, n_tokens: int, consumer: str = "generation"
+    ) -> tuple[Fault | None, bool]:
         """The fault for one valid request, and whether the rpm limiter chose it.
 
         A scripted fault wins (and still counts toward the rpm window, as the
@@ -211,7 +256,7 @@ class SimulatorState:
         request, and an admitted one may get a random fault at ``fault_rate``
         with ``after_tokens`` within its ``n_tokens``-token answer.
         """
-        scripted = self.next_fault()
+        scripted = self.next_fault(consumer)
         now = time.monotonic()
         window = self._admitted
         while window and window[0] <= now - RPM_WINDOW_SECONDS:
@@ -226,6 +271,19 @@ class SimulatorState:
         if self._fault_rate > 0 and self._rng.random() < self._fault_rate:
             return _chaos_fault(self._rng, n_tokens), False
         return None, False
+
+    def choose_reattach_fault(self, n_events: int) -> Fault | None:
+        """A re-attach's fault: a scripted re-attach fault, else maybe a chaos drop.
+
+        Re-attaches do not count toward the rpm window; chaos mode drops the
+        stream after a random number of its ``n_events`` (expected) events.
+        """
+        scripted = self.next_fault("reattach")
+        if scripted is not None:
+            return scripted
+        if self._fault_rate > 0 and self._rng.random() < self._fault_rate:
+            return Fault.reattach_drop(after_events=self._rng.randrange(max(n_events, 1)))
+        return None
 
     def open_record(
         self, authorization: str | None, api: str = "openai", api_key: str | None = None
@@ -248,6 +306,11 @@ class SimulatorState:
         """Also restarts the chaos sequence from its seed and empties the rpm window."""
         self._script.clear()
         self.requests = []
+        for task in self.background:
+            task.cancel()
+        self.background.clear()
+        self.responses = {}
+        self.response_runs = {}
         self._rng = random.Random(self._chaos_seed)
         self._admitted.clear()
         self.notify()

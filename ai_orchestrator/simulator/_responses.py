@@ -1,0 +1,596 @@
+"""OpenAI's Responses API: create, retrieve, re-attach to a stream, cancel.
+
+A response is a :class:`ResponseRun` whose generation is an asyncio task
+apart from any HTTP connection. Every event it makes is stored with its
+``sequence_number``; a connection only *reads* them, so a streamed create and
+any number of re-attaches (``GET /v1/responses/{id}?stream=true&starting_after=N``)
+all see the same events. A background response's task outlives its
+connections (that is what background mode is for); a foreground response is
+cancelled when the connection that created it goes away, as a chat
+completion stops when its client leaves.
+
+Cancelling ends the stored events with ``response.failed`` carrying the
+Response in status ``cancelled``: the openai SDK (3.x) models no
+``response.cancelled`` event, and ``response.failed`` is the terminal event
+it does model that carries the whole Response, so a client sees both that the
+stream ended and why (``event.response.status == "cancelled"``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from . import _responses_shapes as shapes
+from ._errors import (
+    bearer_token,
+    error_body,
+    rate_limit_error,
+    rate_limit_headers,
+    status_error,
+    stream_error_body,
+    stream_error_status,
+)
+from ._faults import CUT_FAULTS, Fault
+from ._params import InvalidRequest
+from ._payloads import MALFORMED_JSON
+from ._records import RecordedRequest, ResponseRecord
+from ._responder import run_generation
+from ._state import SimulatorState
+from ._text import count_prompt_words, simulated_tokens
+
+DELTA = "response.output_text.delta"
+TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+#: Before one of these, a token-counted stream fault strikes even if fewer
+#: tokens than its ``after_tokens`` were sent (the answer was shorter).
+_STRIKE_BEFORE = TERMINAL_EVENTS | {"response.output_text.done"}
+_MALFORMED_EVENT = b"event: " + DELTA.encode() + b"\ndata: " + MALFORMED_JSON + b"\n\n"
+
+
+@dataclass(frozen=True)
+class ResponsesParams:
+    model: str
+    messages: list[dict[str, Any]]
+    instructions: Any
+    stream: bool
+    background: bool
+    store: bool
+    max_output_tokens: int | None
+    temperature: float | None
+
+
+def _flag(body: dict[str, Any], key: str, default: bool) -> bool:
+    value = body.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"Invalid '{key}': expected a boolean.", key)
+    return value
+
+
+def parse_responses_params(body: Any) -> ResponsesParams:
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("Missing required parameter: 'model'.", "model")
+    if "input" not in body:
+        raise InvalidRequest("Missing required parameter: 'input'.", "input")
+    messages = shapes.chat_messages(body.get("instructions"), body["input"])
+    background = _flag(body, "background", False)
+    store = _flag(body, "store", True)
+    if background and not store:
+        raise InvalidRequest("Background mode requires 'store' to be true.", "store")
+    max_output = body.get("max_output_tokens")
+    if max_output is not None and (
+        isinstance(max_output, bool) or not isinstance(max_output, int) or max_output < 1
+    ):
+        raise InvalidRequest(
+            "Invalid 'max_output_tokens': expected an integer >= 1.", "max_output_tokens"
+        )
+    temperature = body.get("temperature")
+    if temperature is not None:
+        if isinstance(temperature, bool) or not isinstance(temperature, int | float):
+            raise InvalidRequest("Invalid 'temperature': expected a number.", "temperature")
+        temperature = float(temperature)
+    return ResponsesParams(
+        model=model,
+        messages=messages,
+        instructions=body.get("instructions"),
+        stream=_flag(body, "stream", False),
+        background=background,
+        store=store,
+        max_output_tokens=max_output,
+        temperature=temperature,
+    )
+
+
+class ResponseRun:
+    """One response's generation and its stored events (the record is its bill)."""
+
+    def __init__(
+        self,
+        state: SimulatorState,
+        billing: ResponseRecord,
+        params: ResponsesParams,
+        tokens: list[str],
+        incomplete_reason: str | None,
+    ) -> None:
+        self.state = state
+        self.billing = billing
+        self.params = params
+        self.tokens = tokens
+        self.incomplete_reason = incomplete_reason
+        self.item_id = "msg_" + billing.id.removeprefix("resp_")
+        self.created = int(time.time())
+        self.completed_at: int | None = None
+        self.events: list[dict[str, Any]] = []
+        self.parts: list[str] = []
+        self.item_added = False
+        self.done = False
+        self.task: asyncio.Task[None] | None = None
+        # Swapped on every event, like SimulatorState's: wakes every reader.
+        self._changed = asyncio.Event()
+
+    @property
+    def status(self) -> str:
+        return self.billing.status
+
+    def snapshot(self) -> dict[str, Any]:
+        """The Response object as it stands (what GET and every lifecycle event carry)."""
+        output: list[dict[str, Any]] = []
+        if self.item_added:
+            item_status = {"completed": "completed", "in_progress": "in_progress"}.get(
+                self.status, "incomplete"
+            )
+            output.append(shapes.message_item(self.item_id, item_status, "".join(self.parts)))
+        finished = self.status not in ("queued", "in_progress")
+        billing = self.billing
+        return shapes.response_object(
+            response_id=billing.id,
+            created_at=self.created,
+            model=self.params.model,
+            status=self.status,
+            background=self.params.background,
+            store=self.params.store,
+            instructions=self.params.instructions,
+            max_output_tokens=self.params.max_output_tokens,
+            temperature=self.params.temperature,
+            output=output,
+            usage_=shapes.usage(billing.input_tokens, billing.generated_tokens)
+            if finished
+            else None,
+            incomplete_reason=self.incomplete_reason if self.status == "incomplete" else None,
+            completed_at=self.completed_at,
+        )
+
+    def emit(self, type_: str, **fields: Any) -> None:
+        if self.done:
+            return
+        self.events.append({"type": type_, "sequence_number": len(self.events), **fields})
+        if type_ in TERMINAL_EVENTS:
+            self.done = True
+            self.billing.finished_at = time.monotonic()
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+        self.state.notify()
+
+    async def wait_change(self) -> None:
+        await self._changed.wait()
+
+    async def wait_done(self) -> None:
+        while not self.done:
+            await self.wait_change()
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._generate())
+        if self.params.background:
+            self.state.background.add(self.task)
+            self.task.add_done_callback(self.state.background.discard)
+
+    async def _generate(self) -> None:
+        """Paced as chat is: one token per ``token_delay``, read per token."""
+        self.emit("response.created", response=self.snapshot())
+        self.billing.status = "in_progress"
+        self.emit("response.in_progress", response=self.snapshot())
+        ids = {"item_id": self.item_id, "output_index": 0, "content_index": 0}
+        self.item_added = True
+        item = shapes.message_item(self.item_id, "in_progress", None)
+        self.emit("response.output_item.added", output_index=0, item=item)
+        self.emit("response.content_part.added", **ids, part=shapes.text_part(""))
+        for token in self.tokens:
+            await asyncio.sleep(self.state.token_delay())
+            self.parts.append(token)
+            self.billing.generated_tokens += 1
+            self.emit(DELTA, **ids, delta=token, logprobs=[])
+        text = "".join(self.parts)
+        self.emit("response.output_text.done", **ids, text=text, logprobs=[])
+        self.emit("response.content_part.done", **ids, part=shapes.text_part(text))
+        self.billing.status = "incomplete" if self.incomplete_reason else "completed"
+        self.completed_at = int(time.time())
+        item = self.snapshot()["output"][0]
+        self.emit("response.output_item.done", output_index=0, item=item)
+        self.emit(f"response.{self.billing.status}", response=self.snapshot())
+
+    def cancel(self) -> None:
+        """Stop generating; the stored events end with ``response.failed`` (see module doc)."""
+        if self.done:
+            return
+        if self.task is not None:
+            self.task.cancel()
+        self.billing.status = "cancelled"
+        self.emit("response.failed", response=self.snapshot())
+
+
+def _not_found(response_id: str, headers: dict[str, str]) -> web.Response:
+    body = error_body(f"Response with id '{response_id}' not found.", "invalid_request_error")
+    return web.json_response(body, status=404, headers=headers)
+
+
+def _bad_request(message: str, headers: dict[str, str], param: str | None = None) -> web.Response:
+    body = error_body(message, "invalid_request_error", None, param)
+    return web.json_response(body, status=400, headers=headers)
+
+
+def lookup(state: SimulatorState, response_id: str) -> ResponseRun | None:
+    """The stored response, or None if unknown, not stored, or expired (then it is 404)."""
+    run: ResponseRun | None = state.response_runs.get(response_id)
+    if run is None or not run.params.store:
+        return None
+    billing = run.billing
+    if (
+        not billing.expired
+        and billing.finished_at is not None
+        and time.monotonic() - billing.finished_at >= state.response_ttl
+    ):
+        billing.expired = True
+    return None if billing.expired else run
+
+
+# -- connections --------------------------------------------------------------
+
+
+class _Pump:
+    """Writes one run's stored events to one connection, applying its fault."""
+
+    def __init__(
+        self,
+        request: web.Request,
+        state: SimulatorState,
+        record: RecordedRequest,
+        run: ResponseRun,
+        fault: Fault | None,
+    ) -> None:
+        self.request = request
+        self.state = state
+        self.record = record
+        self.run = run
+        self.fault = fault
+        self.stalled = False
+
+    def _abort(self) -> None:
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
+
+    def _strikes(self, event: dict[str, Any], sent_events: int) -> bool:
+        fault = self.fault
+        if fault is None:
+            return False
+        if fault.name in ("drop_stream", "reattach_drop"):
+            return sent_events >= fault.after_events
+        if fault.name not in ("disconnect", "no_finish", "malformed", "stream_error", "stall"):
+            return False
+        if fault.name == "stall" and self.stalled:
+            return False
+        if event["type"] == DELTA:
+            return self.record.tokens_sent >= fault.after_tokens
+        return event["type"] in _STRIKE_BEFORE
+
+    async def run_on(self, resp: web.StreamResponse, starting_after: int) -> None:
+        """Until the run's terminal event is written, or the fault ends the stream."""
+        record, run = self.record, self.run
+        next_seq = max(starting_after + 1, 0)
+        sent = 0
+        while True:
+            while next_seq < len(run.events):
+                event = run.events[next_seq]
+                if self._strikes(event, sent):
+                    if not await self._strike(resp, next_seq):
+                        return
+                transport = self.request.transport
+                if transport is None or transport.is_closing():
+                    raise ConnectionResetError("client closed the connection")
+                await resp.write(shapes.sse(event))
+                sent += 1
+                next_seq += 1
+                if event["type"] == DELTA:
+                    record.tokens_sent += 1
+                    record.token_sent_at.append(time.monotonic())
+                    self.state.notify()
+                if event["type"] in TERMINAL_EVENTS:
+                    await resp.write_eof()
+                    record.finished = True
+                    return
+            if run.done:  # cancelled by the server stopping: nothing more will come
+                await resp.write_eof()
+                return
+            await run.wait_change()
+
+    async def _strike(self, resp: web.StreamResponse, next_seq: int) -> bool:
+        """Apply the fault; True if the stream goes on afterwards (a stall)."""
+        fault = self.fault
+        assert fault is not None
+        if fault.name == "stall":
+            self.stalled = True
+            await asyncio.sleep(fault.seconds)
+            return True
+        if fault.name in ("disconnect", "drop_stream", "reattach_drop"):
+            self._abort()
+            return False
+        if fault.name == "stream_error":
+            assert fault.error_type is not None
+            inner = stream_error_body(fault.error_type, fault.code, fault.message)["error"]
+            event = {
+                "type": "error",
+                "code": inner["code"] or inner["type"],
+                "message": inner["message"],
+                "param": None,
+                "sequence_number": next_seq,
+            }
+            await resp.write(shapes.sse(event))
+        elif fault.name == "malformed":
+            await resp.write(_MALFORMED_EVENT)
+        await resp.write_eof()  # no_finish: a clean end with no terminal event
+        self.record.finished = True
+        return False
+
+
+async def _open_stream(request: web.Request, headers: dict[str, str]) -> web.StreamResponse:
+    resp = web.StreamResponse(
+        status=200,
+        headers={**headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
+    )
+    await resp.prepare(request)
+    return resp
+
+
+async def _stream(
+    request: web.Request,
+    state: SimulatorState,
+    record: RecordedRequest,
+    run: ResponseRun,
+    fault: Fault | None,
+    headers: dict[str, str],
+    starting_after: int = -1,
+) -> web.StreamResponse:
+    resp: web.StreamResponse | None = None
+    try:
+        resp = await _open_stream(request, headers)
+        await _Pump(request, state, record, run, fault).run_on(resp, starting_after)
+    except ConnectionError:
+        record.disconnected = True
+    return resp if resp is not None else web.Response(status=499, headers=headers)
+
+
+# -- handlers ------------------------------------------------------------------
+
+
+def _handler(kind: str, dispatch: Any) -> Any:
+    async def handle(request: web.Request, state: SimulatorState) -> web.StreamResponse:
+        async def run(record: RecordedRequest, headers: dict[str, str]) -> web.StreamResponse:
+            record.kind = kind
+            record.response_id = request.match_info.get("response_id")
+            return await dispatch(request, state, record, headers)
+
+        key = bearer_token(request.headers.get("Authorization"))
+        return await run_generation(request, state, "responses", key, run)
+
+    return handle
+
+
+async def _create(
+    request: web.Request,
+    state: SimulatorState,
+    record: RecordedRequest,
+    headers: dict[str, str],
+) -> web.StreamResponse:
+    try:
+        try:
+            body: Any = await request.json()
+        except ValueError as exc:
+            raise InvalidRequest("We could not parse the JSON body of your request.") from exc
+        params = parse_responses_params(body)
+    except InvalidRequest as exc:
+        record.status, record.finished = 400, True
+        return _bad_request(exc.message, headers, exc.param)
+    record.model, record.stream = params.model, params.stream
+    record.messages, record.max_tokens = params.messages, params.max_output_tokens
+    record.temperature = params.temperature
+
+    n = state.default_tokens
+    reason = None
+    if params.max_output_tokens is not None and params.max_output_tokens < n:
+        n, reason = params.max_output_tokens, "max_output_tokens"
+    fault, by_limiter = state.choose_fault(n, "responses")
+    if fault is not None and fault.name == "ok":
+        fault = None
+    record.fault = fault.name if fault is not None else None
+    error = _error_reply(fault, by_limiter, params, state, record)
+    if error is None and fault is not None and fault.name == "stream_error" and not params.stream:
+        assert fault.error_type is not None
+        error = (
+            stream_error_status(fault.error_type, fault.code),
+            stream_error_body(fault.error_type, fault.code, fault.message),
+            {},
+        )
+    if error is not None:
+        status, err_body, extra = error
+        record.status, record.finished = status, True
+        return web.json_response(err_body, status=status, headers={**headers, **extra})
+
+    tokens = simulated_tokens(params.messages, params.model, n, state.text_style)
+    if fault is not None and fault.name in CUT_FAULTS:
+        tokens, reason = tokens[: fault.after_tokens], "content_filter"
+    response_id = f"resp_sim_{next(state.response_ids)}"
+    record.response_id = response_id
+    record.prompt_tokens = count_prompt_words(params.messages)
+    billing = ResponseRecord(
+        id=response_id,
+        model=params.model,
+        request_index=record.index,
+        background=params.background,
+        store=params.store,
+        stream=params.stream,
+        input_tokens=record.prompt_tokens,
+        max_output_tokens=params.max_output_tokens,
+        created_at=time.monotonic(),
+        status="queued" if params.background else "in_progress",
+    )
+    state.responses[response_id] = billing
+    run = ResponseRun(state, billing, params, tokens, reason)
+    state.response_runs[response_id] = run
+    run.start()
+    try:
+        if params.stream:
+            return await _stream(request, state, record, run, fault, headers)
+        return await _create_plain(request, record, run, fault, headers)
+    finally:
+        if not params.background:
+            run.cancel()  # a no-op once finished; else the client left
+
+
+def _error_reply(
+    fault: Fault | None,
+    by_limiter: bool,
+    params: ResponsesParams,
+    state: SimulatorState,
+    record: RecordedRequest,
+) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+    """Status, body and headers of a fault refused before any response exists."""
+    if fault is None:
+        return None
+    if fault.name == "rate_limit":
+        limit = state.rpm_limit if by_limiter and state.rpm_limit is not None else 3
+        return (
+            429,
+            rate_limit_error(fault.quota_exhausted, params.model, limit),
+            rate_limit_headers(fault.retry_after, fault.retry_after_ms),
+        )
+    if fault.name == "status":
+        assert fault.status_code is not None
+        body = status_error(fault.status_code, fault.message, record.authorization)
+        return fault.status_code, body, {}
+    if fault.name == "overloaded":
+        return 503, status_error(503, fault.message, None), {}
+    return None
+
+
+async def _create_plain(
+    request: web.Request,
+    record: RecordedRequest,
+    run: ResponseRun,
+    fault: Fault | None,
+    headers: dict[str, str],
+) -> web.StreamResponse:
+    """A background create answers at once (queued); a foreground one when generated."""
+    if fault is not None and fault.name in ("disconnect", "drop_stream"):
+        transport = request.transport
+        if transport is not None:
+            transport.abort()
+        record.status = 0
+        return web.Response(status=200, headers=headers)
+    if fault is not None and fault.name == "stall":
+        await asyncio.sleep(fault.seconds)
+    if not run.params.background:
+        await run.wait_done()
+        record.tokens_sent = run.billing.generated_tokens
+        record.token_sent_at = [time.monotonic()] * record.tokens_sent
+    record.finished = True
+    if fault is not None and fault.name == "malformed":
+        return web.Response(
+            status=200, body=MALFORMED_JSON, content_type="application/json", headers=headers
+        )
+    return web.json_response(run.snapshot(), headers=headers)
+
+
+async def _retrieve(
+    request: web.Request,
+    state: SimulatorState,
+    record: RecordedRequest,
+    headers: dict[str, str],
+) -> web.StreamResponse:
+    response_id = request.match_info["response_id"]
+    stream = request.query.get("stream", "false").lower() == "true"
+    if stream:
+        record.kind = "retrieve_stream"
+        record.stream = True
+    run = lookup(state, response_id)
+    if run is None:
+        record.status, record.finished = 404, True
+        return _not_found(response_id, headers)
+    record.model = run.params.model
+    if not stream:
+        record.finished = True
+        return web.json_response(run.snapshot(), headers=headers)
+    if not run.params.background:
+        record.status, record.finished = 400, True
+        return _bad_request(
+            "This response cannot be streamed because it was not created with background=true.",
+            headers,
+        )
+    raw_after = request.query.get("starting_after", "-1")
+    try:
+        starting_after = int(raw_after)
+    except ValueError:
+        record.status, record.finished = 400, True
+        return _bad_request(
+            "Invalid 'starting_after': expected an integer.", headers, "starting_after"
+        )
+    remaining = len(run.tokens) + 8 - max(starting_after + 1, 0)
+    fault = state.choose_reattach_fault(remaining)
+    record.fault = fault.name if fault is not None else None
+    if fault is not None and fault.name == "expire":
+        run.billing.expired = True
+        record.status, record.finished = 404, True
+        return _not_found(response_id, headers)
+    run.billing.reattaches += 1
+    return await _stream(request, state, record, run, fault, headers, starting_after)
+
+
+async def _cancel(
+    request: web.Request,
+    state: SimulatorState,
+    record: RecordedRequest,
+    headers: dict[str, str],
+) -> web.StreamResponse:
+    response_id = request.match_info["response_id"]
+    run = lookup(state, response_id)
+    if run is None:
+        record.status, record.finished = 404, True
+        return _not_found(response_id, headers)
+    record.model = run.params.model
+    if not run.params.background:
+        record.status, record.finished = 400, True
+        return _bad_request("Cannot cancel a synchronous response.", headers)
+    if run.done and run.status != "cancelled":
+        record.status, record.finished = 400, True
+        return _bad_request(f"Cannot cancel a {run.status} response.", headers)
+    run.cancel()  # cancelling a cancelled response returns it again, as OpenAI does
+    record.finished = True
+    return web.json_response(run.snapshot(), headers=headers)
+
+
+handle_create = _handler("create", _create)
+handle_retrieve = _handler("retrieve", _retrieve)
+handle_cancel = _handler("cancel", _cancel)
+
+
+def expire_response(state: SimulatorState, response_id: str) -> None:
+    """Expire one response at once (404 from now on); KeyError if unknown."""
+    state.responses[response_id].expired = True
+    state.notify()
