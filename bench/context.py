@@ -42,14 +42,17 @@ class Bench:
         )
         return env
 
-    async def spawn_ready(self, queue: str, timeout: float = 60) -> asyncio.subprocess.Process:
-        """An ``ai-orchestrator worker`` process, returned once it says it is listening."""
+    async def spawn_ready(
+        self, queue: str, timeout: float = 60, **extra: str
+    ) -> asyncio.subprocess.Process:
+        """An ``ai-orchestrator worker`` process, returned once it says it is listening;
+        ``extra`` is added to its environment."""
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "ai_orchestrator",
             "worker",
-            env=self.env(queue),
+            env=self.env(queue, **extra),
             cwd=ROOT,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,

@@ -34,7 +34,7 @@ from ai_orchestrator.converter import data_converter
 from ai_orchestrator.devserver import DevServer
 from ai_orchestrator.simulator import Simulator
 from ai_orchestrator.worker import running
-from bench import chaos, concurrency, failures, latency, streaming
+from bench import chaos, concurrency, failures, latency, live, streaming
 from bench.baselines import baseline_worker
 from bench.context import Bench
 from bench.stats import Row, render
@@ -111,7 +111,7 @@ def rows_for(s: Sizes) -> dict[str, Row]:
     }
 
 
-SCENARIOS = ("latency", "throughput", "stream", "cancel", "kill", "concurrency", "chaos")
+SCENARIOS = ("latency", "throughput", "stream", "cancel", "kill", "concurrency", "chaos", "live")
 
 
 async def one_run(b: Bench, s: Sizes, rows: dict[str, Row], only: set[str]) -> dict[str, Any]:
@@ -146,6 +146,8 @@ async def one_run(b: Bench, s: Sizes, rows: dict[str, Row], only: set[str]) -> d
         rows["conc_s"].add(conc["ours"]["completion_s"], parked=conc["parked"]["completion_s"])
     if "chaos" in only:
         await _chaos(s, rows, raw)
+    if "live" in only:
+        raw["live"] = await live.live_streams(b, rows)
     return raw
 
 
@@ -220,6 +222,7 @@ async def main(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
                     only = set(args.only)
                     if run >= args.heavy_runs:
                         only.discard("concurrency")
+                        only.discard("live")
                     if run >= args.chaos_runs:
                         only.discard("chaos")
                     raw["runs"].append(await one_run(bench, sizes, rows, only))
@@ -252,7 +255,7 @@ if __name__ == "__main__":
         "--heavy-runs",
         type=int,
         default=1,
-        help="runs of the 1000-stream scenario (about 3 minutes each)",
+        help="runs of the 1000-stream scenarios, concurrency and live (minutes each)",
     )
     parser.add_argument(
         "--chaos-runs",

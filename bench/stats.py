@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 from dataclasses import dataclass, field
 
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 
@@ -26,6 +28,36 @@ def lags(sent: list[float], received: list[tuple[float, int]]) -> list[float]:
 async def history_stats(client: Client, workflow_id: str) -> tuple[int, int]:
     history = await client.get_workflow_handle(workflow_id).fetch_history()
     return len(history.events), sum(e.ByteSize() for e in history.events)
+
+
+async def history_scan(
+    client: Client, workflow_ids: list[str], parallel: int = 20
+) -> list[dict[str, int]]:
+    """Per workflow: history events, bytes, and workflow-task timeouts recorded."""
+    gate = asyncio.Semaphore(parallel)
+
+    async def scan(workflow_id: str) -> dict[str, int]:
+        async with gate:
+            history = await client.get_workflow_handle(workflow_id).fetch_history()
+        return {
+            "events": len(history.events),
+            "bytes": sum(e.ByteSize() for e in history.events),
+            "workflow_task_timeouts": sum(
+                e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT for e in history.events
+            ),
+        }
+
+    return list(await asyncio.gather(*(scan(i) for i in workflow_ids)))
+
+
+def max_overlap(intervals: list[tuple[float, float]]) -> int:
+    """The most intervals (start, end) open at one instant."""
+    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    most = open_now = 0
+    for _, step in edges:
+        open_now += step
+        most = max(most, open_now)
+    return most
 
 
 @dataclass
