@@ -2,6 +2,14 @@
 
 Each request gets a :class:`_ChatResponder` so the per-request facts (record,
 tokens, fault) travel together instead of through long parameter lists.
+
+A request may ask to *continue* its final assistant message, as resuming
+clients do after a dropped stream: vLLM's ``continue_final_message: true``
+(with ``add_generation_prompt: false``) or DeepSeek's ``"prefix": true`` on
+that message. The answer is then the rest of the deterministic answer to the
+conversation before that message, from where the given text ends, so a
+resumed answer joins up with what was already received; only the
+continuation is sent and billed.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from ._payloads import (
 from ._records import RecordedRequest
 from ._responder import BaseResponder, answer_size, run_generation
 from ._state import SimulatorState
-from ._text import count_prompt_words, simulated_tokens
+from ._text import _content_text, count_prompt_words, simulated_tokens
 
 
 async def handle_chat_completions(
@@ -60,6 +68,7 @@ async def _dispatch(
         except ValueError as exc:
             raise InvalidRequest("We could not parse the JSON body of your request.") from exc
         params = parse_chat_params(body)
+        prefix = _continued_text(body, params.messages)
     except InvalidRequest as exc:
         record.status = 400
         record.finished = True
@@ -74,13 +83,14 @@ async def _dispatch(
     record.messages = params.messages
     record.max_tokens = params.max_tokens
     record.temperature = params.temperature
+    record.continuation = prefix is not None
 
     n_tokens, _ = _answer_size(params, state.default_tokens)
     fault, by_limiter = state.choose_fault(n_tokens)
     if fault is not None and fault.name == "ok":
         fault = None
     record.fault = fault.name if fault is not None else None
-    responder = _ChatResponder(request, state, record, params, fault, headers)
+    responder = _ChatResponder(request, state, record, params, fault, headers, prefix)
     if fault is not None and fault.name == "rate_limit":
         limit = state.rpm_limit if by_limiter and state.rpm_limit is not None else 3
         return responder.error(
@@ -101,6 +111,56 @@ async def _dispatch(
     return await responder.complete()
 
 
+def _continued_text(body: dict[str, Any], messages: list[dict[str, Any]]) -> str | None:
+    """The final assistant text to continue, or None for an ordinary request."""
+    vllm = body.get("continue_final_message") is True
+    last = messages[-1]
+    if last.get("role") != "assistant":
+        if vllm:
+            raise InvalidRequest(
+                "continue_final_message is set but the final message is not an assistant "
+                "message to continue.",
+                "continue_final_message",
+            )
+        return None
+    if vllm and body.get("add_generation_prompt") is True:
+        raise InvalidRequest(
+            "Cannot set both `continue_final_message` and `add_generation_prompt` to True.",
+            "continue_final_message",
+        )
+    if not vllm and last.get("prefix") is not True:
+        return None
+    return _content_text(last.get("content"))
+
+
+def continuation_tokens(
+    prompt: list[dict[str, Any]],
+    messages: list[dict[str, Any]],
+    given: str,
+    model: str,
+    n: int,
+    style: str,
+) -> tuple[list[str], int]:
+    """The tokens that continue ``given``, and how many answer tokens it already held.
+
+    When ``given`` is a prefix of the ``n``-token answer to ``prompt``, the rest
+    of that answer (its first token cut where ``given`` ends mid-token);
+    otherwise a fresh answer seeded by the whole conversation, ``given``
+    included, and 0.
+    """
+    full = simulated_tokens(prompt, model, n, style)
+    if not "".join(full).startswith(given):
+        return simulated_tokens(messages, model, n, style), 0
+    pos = k = 0
+    while k < len(full) and pos + len(full[k]) <= len(given):
+        pos += len(full[k])
+        k += 1
+    rest = full[k:]
+    if pos < len(given):
+        rest[0] = rest[0][len(given) - pos :]
+    return rest, k
+
+
 def _answer_size(params: ChatParams, default_tokens: int) -> tuple[int, str]:
     """How many tokens the answer has, and the finish reason if it is not cut."""
     n, cut = answer_size(params.max_tokens, default_tokens)
@@ -118,11 +178,27 @@ class _ChatResponder(BaseResponder):
         params: ChatParams,
         fault: Fault | None,
         headers: dict[str, str],
+        prefix: str | None = None,
     ) -> None:
         super().__init__(request, state, record, fault, headers)
         self.params = params
         n, self.finish_reason = _answer_size(params, state.default_tokens)
-        self.tokens = simulated_tokens(params.messages, params.model, n, state.text_style)
+        if prefix is None:
+            self.tokens = simulated_tokens(params.messages, params.model, n, state.text_style)
+        else:
+            # max_tokens bounds the continuation, as vLLM counts only new tokens.
+            rest, record.prefix_tokens = continuation_tokens(
+                params.messages[:-1],
+                params.messages,
+                prefix,
+                params.model,
+                state.default_tokens,
+                state.text_style,
+            )
+            cut = params.max_tokens is not None and params.max_tokens < len(rest)
+            self.tokens = rest[: params.max_tokens] if cut else rest
+            self.finish_reason = "length" if cut else "stop"
+            n = len(self.tokens)
         self.prompt_tokens = count_prompt_words(params.messages)
         if fault is not None and fault.name in CUT_FAULTS:
             # The filter cuts the answer; usage counts only what was generated.

@@ -8,6 +8,7 @@ expiry, scripted and chaotic faults, and what a provider would bill.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import openai
@@ -25,8 +26,9 @@ CHAT_MESSAGES = [
     {"role": "user", "content": INPUT},
 ]
 FULL_TEXT = "".join(simulated_tokens(CHAT_MESSAGES, MODEL, 16))  # the conftest sim's 16 tokens
-# created, in_progress, item added, part added | deltas | text done, part done, item done, end
-OPENING, CLOSING = 4, 4
+DELTA = "response.output_text.delta"
+OPENING = "created in_progress output_item.added content_part.added".split()
+CLOSING = "output_text.done content_part.done output_item.done completed".split()
 
 
 async def _events(stream: Any) -> list[ResponseStreamEvent]:
@@ -34,7 +36,7 @@ async def _events(stream: Any) -> list[ResponseStreamEvent]:
 
 
 def _text(events: list[ResponseStreamEvent]) -> str:
-    return "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    return "".join(e.delta for e in events if e.type == DELTA)
 
 
 async def _create(client: openai.AsyncOpenAI, **kwargs: Any) -> Any:
@@ -46,15 +48,12 @@ async def _create(client: openai.AsyncOpenAI, **kwargs: Any) -> Any:
 async def _read_until(stream: Any, n_deltas: int) -> tuple[str, list[ResponseStreamEvent]]:
     """Read ``n_deltas`` text deltas, then close the stream (the client walks away)."""
     seen: list[ResponseStreamEvent] = []
-    response_id = ""
     async for event in stream:
         seen.append(event)
-        if event.type == "response.created":
-            response_id = event.response.id
-        if len([e for e in seen if e.type == "response.output_text.delta"]) == n_deltas:
+        if len([e for e in seen if e.type == DELTA]) == n_deltas:
             break
     await stream.close()
-    return response_id, seen
+    return seen[0].response.id, seen  # type: ignore[union-attr]
 
 
 # --- plain and streamed ---------------------------------------------------------
@@ -70,9 +69,8 @@ async def test_plain_create_matches_chat(sim: Simulator, client: openai.AsyncOpe
     assert response.status == "completed" and response.object == "response"
     assert response.output_text == FULL_TEXT
     assert response.output[0].type == "message" and response.output[0].status == "completed"
-    assert response.usage is not None
-    assert (response.usage.input_tokens, response.usage.output_tokens) == (8, 16)
-    assert response.usage.total_tokens == 24
+    u = response.usage
+    assert u is not None and (u.input_tokens, u.output_tokens, u.total_tokens) == (8, 16, 24)
     assert response.background is False and response.incomplete_details is None
 
     # The chat endpoint answers the same prompt with the same text.
@@ -114,22 +112,10 @@ async def test_stream_events_and_sequence_numbers(
 ) -> None:
     events = await _events(await _create(client, stream=True))
     assert [e.sequence_number for e in events] == list(range(len(events)))
-    types = [e.type for e in events]
-    assert types[:OPENING] == [
-        "response.created",
-        "response.in_progress",
-        "response.output_item.added",
-        "response.content_part.added",
-    ]
-    assert types[OPENING:-CLOSING] == ["response.output_text.delta"] * 16
-    assert types[-CLOSING:] == [
-        "response.output_text.done",
-        "response.content_part.done",
-        "response.output_item.done",
-        "response.completed",
-    ]
-    delta = events[OPENING]
-    assert delta.type == "response.output_text.delta"
+    expected = [f"response.{t}" for t in OPENING] + [DELTA] * 16
+    assert [e.type for e in events] == expected + [f"response.{t}" for t in CLOSING]
+    delta = events[4]
+    assert delta.type == DELTA
     assert (delta.output_index, delta.content_index, delta.logprobs) == (0, 0, [])
     assert delta.item_id == events[2].item.id  # type: ignore[union-attr]
     assert _text(events) == FULL_TEXT
@@ -153,6 +139,15 @@ async def test_bad_requests(sim: Simulator, client: openai.AsyncOpenAI) -> None:
     with pytest.raises(openai.InternalServerError):
         await _create(client)  # takes the 500
     assert sim.requests[-1].status == 500 and sim.responses == {}
+
+    # Only background responses can be re-attached; unstored ones cannot be read.
+    foreground = await _create(client)
+    with pytest.raises(openai.BadRequestError, match="background"):
+        await _events(await client.responses.retrieve(foreground.id, stream=True))
+    unstored = await _create(client, store=False)
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.retrieve(unstored.id)
+    assert sim.responses[unstored.id].generated_tokens == 16  # billed all the same
 
 
 # --- background, re-attach, cancel ------------------------------------------------
@@ -245,14 +240,195 @@ async def test_cancel_stops_generation_and_ends_tailing_streams(
         await client.responses.cancel("resp_unknown")
 
 
+# --- expiry -----------------------------------------------------------------------
+
+
 @pytest.mark.asyncio
-async def test_only_background_responses_can_be_reattached(
+async def test_finished_responses_expire_after_the_ttl(
     sim: Simulator, client: openai.AsyncOpenAI
 ) -> None:
-    foreground = await _create(client)
-    with pytest.raises(openai.BadRequestError, match="background"):
-        await _events(await client.responses.retrieve(foreground.id, stream=True))
-    unstored = await _create(client, store=False)
+    sim.response_ttl = 0.2
+    done = await _create(client, background=True)
+    await sim.wait_until(lambda: sim.responses[done.id].status == "completed")
+    assert (await client.responses.retrieve(done.id)).status == "completed"
+    sim.tokens_per_second = 10
+    running = await _create(client, background=True)
+    await asyncio.sleep(0.25)
+    with pytest.raises(openai.NotFoundError, match="not found"):
+        await client.responses.retrieve(done.id)
     with pytest.raises(openai.NotFoundError):
-        await client.responses.retrieve(unstored.id)
-    assert sim.responses[unstored.id].generated_tokens == 16  # billed all the same
+        await _events(await client.responses.retrieve(done.id, stream=True))
+    assert sim.responses[done.id].expired
+    # An unfinished response does not expire, however long it runs.
+    assert (await client.responses.retrieve(running.id)).status == "in_progress"
+
+
+@pytest.mark.asyncio
+async def test_expire_now_and_expire_fault(sim: Simulator, client: openai.AsyncOpenAI) -> None:
+    first = await _create(client, background=True)
+    sim.expire_response(first.id)
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.retrieve(first.id)
+
+    second = await _create(client, background=True)
+    sim.script(Fault.expire())
+    assert (await client.responses.retrieve(second.id)).id == second.id  # GET leaves it
+    with pytest.raises(openai.NotFoundError):
+        await _events(await client.responses.retrieve(second.id, stream=True))
+    assert sim.pending_faults == [] and sim.requests[-1].fault == "expire"
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.retrieve(second.id)  # expired for good
+
+
+# --- scripted faults and chaos ------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_drop_stream_breaks_the_create_but_not_the_generation(
+    sim: Simulator, client: openai.AsyncOpenAI
+) -> None:
+    sim.tokens_per_second = 200
+    sim.script(Fault.drop_stream(after_events=6), Fault.reattach_drop(after_events=3))
+    seen: list[ResponseStreamEvent] = []
+    with pytest.raises(openai.APIConnectionError):
+        async for event in await _create(client, stream=True, background=True):
+            seen.append(event)
+    assert len(seen) == 6 and seen[-1].type == "response.output_text.delta"
+    assert not any(e.type == "response.completed" for e in seen)
+    response_id = seen[0].response.id  # type: ignore[union-attr]
+
+    # The next re-attach drops too (after 3 events); the one after reads to the end.
+    again: list[ResponseStreamEvent] = []
+    with pytest.raises(openai.APIConnectionError):
+        stream = await client.responses.retrieve(response_id, stream=True, starting_after=5)
+        async for event in stream:
+            again.append(event)
+    assert [e.sequence_number for e in again] == [6, 7, 8]
+    rest = await _events(
+        await client.responses.retrieve(response_id, stream=True, starting_after=8)
+    )
+    assert _text(seen) + _text(again) + _text(rest) == FULL_TEXT
+    assert rest[-1].type == "response.completed"
+
+    # Billed once, however often it was read.
+    billing = sim.responses[response_id]
+    assert billing.generated_tokens == 16 and billing.reattaches == 2
+    assert sim.generated_tokens == 16
+    assert [r.fault for r in sim.requests] == ["drop_stream", "reattach_drop", None]
+
+
+@pytest.mark.asyncio
+async def test_foreground_stream_stops_generating_when_dropped(
+    sim: Simulator, client: openai.AsyncOpenAI
+) -> None:
+    sim.tokens_per_second = 200
+    sim.script(Fault.disconnect(after_tokens=3))
+    with pytest.raises(openai.APIConnectionError):
+        await _events(await _create(client, stream=True))
+    [billing] = sim.responses.values()
+    await asyncio.sleep(0.05)
+    assert billing.status == "cancelled" and billing.generated_tokens <= 4
+
+
+@pytest.mark.asyncio
+async def test_create_refused_like_chat(sim: Simulator, client: openai.AsyncOpenAI) -> None:
+    sim.script(Fault.rate_limit(retry_after=2), Fault.status(500), Fault.overloaded())
+    with pytest.raises(openai.RateLimitError) as info:
+        await _create(client, background=True)
+    assert info.value.response.headers["retry-after"] == "2"
+    for status in (500, 503):
+        with pytest.raises(openai.InternalServerError) as failed:
+            await _create(client, stream=True, background=True)
+        assert failed.value.status_code == status
+    assert sim.responses == {}
+    assert [r.fault for r in sim.requests] == ["rate_limit", "status", "overloaded"]
+
+
+@pytest.mark.asyncio
+async def test_responses_faults_wait_for_a_responses_request(
+    sim: Simulator, client: openai.AsyncOpenAI
+) -> None:
+    sim.script(Fault.reattach_drop(after_events=2), Fault.status(503))
+    chat = await client.chat.completions.create(model=MODEL, messages=CHAT_MESSAGES)  # type: ignore[arg-type]
+    assert chat.choices[0].message.content == FULL_TEXT  # chat left the head alone
+    created = await _create(client, background=True)  # so did the create
+    assert [f.name for f in sim.pending_faults] == ["reattach_drop", "status"]
+    with pytest.raises(openai.APIConnectionError):
+        await _events(await client.responses.retrieve(created.id, stream=True))
+    assert sim.requests[-1].fault == "reattach_drop" and sim.requests[-1].tokens_sent == 0
+    with pytest.raises(openai.InternalServerError):
+        await _create(client)
+
+    sim.script(Fault.drop_stream(after_events=2))
+    await client.chat.completions.create(model=MODEL, messages=CHAT_MESSAGES)  # type: ignore[arg-type]
+    with pytest.raises(openai.APIConnectionError):
+        await _create(client)  # a plain create is dropped before its reply
+    assert sim.requests[-1].fault == "drop_stream" and sim.requests[-1].status == 0
+
+
+async def _resume_to_the_end(client: openai.AsyncOpenAI) -> tuple[str, str]:
+    """What a resilient client does: create in the background, re-attach until it ends."""
+    stream = None
+    while stream is None:  # chaos may refuse the create
+        with contextlib.suppress(openai.APIStatusError):
+            stream = await _create(client, stream=True, background=True)
+    events: list[ResponseStreamEvent] = []
+    while True:
+        try:
+            async for event in stream:
+                events.append(event)
+        except (openai.APIConnectionError, ValueError):
+            pass  # dropped or malformed: re-attach
+        if events and events[-1].type == "response.completed":
+            break
+        assert events, "chaos dropped the stream before it named the response"
+        stream = await client.responses.retrieve(
+            events[0].response.id,  # type: ignore[union-attr]
+            stream=True,
+            starting_after=events[-1].sequence_number,
+        )
+    numbers = [e.sequence_number for e in events]
+    assert numbers == list(range(len(numbers)))  # no gaps, no duplicates
+    return events[0].response.id, _text(events)  # type: ignore[union-attr]
+
+
+@pytest.mark.asyncio
+async def test_chaos_drops_streams_but_not_background_generation(
+    sim: Simulator, client: openai.AsyncOpenAI
+) -> None:
+    sim.fault_rate, sim.chaos_seed = 0.5, 7
+    for _ in range(8):
+        response_id, text = await _resume_to_the_end(client)
+        assert text == FULL_TEXT and sim.responses[response_id].generated_tokens == 16
+    faults = {r.fault for r in sim.requests if r.fault}
+    kinds = {r.kind for r in sim.requests if r.fault}
+    assert {"reattach_drop", "disconnect", "status"} <= faults
+    assert {"create", "retrieve_stream"} <= kinds
+    assert sim.generated_tokens == 16 * 8
+
+
+# --- billing ------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_billing_counts_each_generated_token_once_across_apis(
+    sim: Simulator, client: openai.AsyncOpenAI
+) -> None:
+    sim.tokens_per_second = 200
+    sim.script(Fault.disconnect(after_tokens=4))  # chat stops generating with its stream
+    with pytest.raises(openai.APIConnectionError):
+        chat = await client.chat.completions.create(
+            model=MODEL, messages=CHAT_MESSAGES, stream=True
+        )  # type: ignore[arg-type]
+        await _events(chat)
+    assert sim.generated_tokens == 4
+
+    response_id, _ = await _read_until(await _create(client, stream=True, background=True), 2)
+    await sim.wait_until(lambda: sim.generated_tokens == 4 + 16)  # generated unread
+    for _ in range(2):
+        await _events(await client.responses.retrieve(response_id, stream=True, starting_after=3))
+    b = sim.responses[response_id]
+    assert (b.request_index, b.background, b.status, b.reattaches) == (1, True, "completed", 2)
+    assert (b.input_tokens, b.generated_tokens) == (8, 16)
+    assert sim.generated_tokens == 20  # re-reading is not re-generating
+    assert [r.tokens_sent for r in sim.requests] == [4, 2, 16, 16]
