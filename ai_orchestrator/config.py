@@ -27,6 +27,10 @@ ENV_READ_TIMEOUT = "AI_ORCHESTRATOR_READ_TIMEOUT"
 ENV_RATE_LIMIT = "AI_ORCHESTRATOR_MAX_REQUESTS_PER_SECOND"
 ENV_GRACEFUL_SHUTDOWN = "AI_ORCHESTRATOR_GRACEFUL_SHUTDOWN_SECONDS"
 ENV_SIGNAL_BUDGET = "AI_ORCHESTRATOR_MAX_SIGNALS_PER_SECOND"
+#: Which OpenAI API answers OpenAI-compatible tasks (``constraints.openai_api`` overrides).
+ENV_OPENAI_API = "AI_ORCHESTRATOR_OPENAI_API"
+OPENAI_APIS = ("chat", "responses")
+DEFAULT_OPENAI_API = "chat"
 
 
 class ConfigError(Exception):
@@ -43,6 +47,27 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
     if value <= 0:
         raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def openai_api(env: Mapping[str, str] | None = None) -> str:
+    """``chat`` (Chat Completions, the default) or ``responses`` (the Responses API in
+    background mode, which re-attaches to a broken stream; it stores responses at
+    the provider, so not for zero-data-retention accounts).
+
+    Raises:
+        ConfigError: the variable holds anything else.
+    """
+    env = os.environ if env is None else env
+    raw = (env.get(ENV_OPENAI_API) or "").strip()
+    if not raw:
+        return DEFAULT_OPENAI_API
+    value = raw.lower()
+    if value not in OPENAI_APIS:
+        raise ConfigError(
+            f"{ENV_OPENAI_API} must be one of {', '.join(OPENAI_APIS)} (default "
+            f"{DEFAULT_OPENAI_API}), got {raw!r}"
+        )
     return value
 
 
@@ -76,6 +101,8 @@ class ProviderSettings:
     default_model: str
     read_timeout: float
     flush_interval: float
+    #: ``chat`` or ``responses``: see :func:`openai_api`.
+    openai_api: str = DEFAULT_OPENAI_API
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ProviderSettings:
@@ -86,6 +113,7 @@ class ProviderSettings:
             default_model=env.get(ENV_MODEL) or "gpt-4o-mini",
             read_timeout=_float(env, ENV_READ_TIMEOUT, 60.0),
             flush_interval=_float(env, ENV_FLUSH_INTERVAL, 0.12),
+            openai_api=openai_api(env),
         )
 
     @property

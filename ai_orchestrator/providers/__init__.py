@@ -1,6 +1,8 @@
 """The provider layer: one small module per vendor behind one stream shape.
 
-* :mod:`.openai`: OpenAI Chat Completions (and every compatible server);
+* :mod:`.openai`: OpenAI Chat Completions (and every compatible server), or
+  the Responses API in background mode (:mod:`.openai_responses`), whose broken
+  streams a retry re-attaches instead of regenerating;
 * :mod:`.anthropic`: Anthropic's Messages API (Claude models);
 * :mod:`.gemini`: Google's Gemini API.
 

@@ -19,32 +19,6 @@ GEMINI_KEYS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 GEMINI_VARS = (*GEMINI_KEYS, "GOOGLE_GEMINI_BASE_URL")
 #: Values that must never appear in an error message or in history.
 SECRET_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", *GEMINI_KEYS)
-#: Which OpenAI API the worker uses for OpenAI-compatible tasks (a task's
-#: ``constraints.openai_api`` overrides it).
-ENV_OPENAI_API = "AI_ORCHESTRATOR_OPENAI_API"
-OPENAI_APIS = ("chat", "responses")
-DEFAULT_OPENAI_API = "chat"
-
-
-def openai_api(env: Mapping[str, str] | None = None) -> str:
-    """``chat`` (Chat Completions, the default) or ``responses`` (the Responses API in
-    background mode, which re-attaches to a broken stream; it stores responses at
-    the provider, so not for zero-data-retention accounts).
-
-    Raises:
-        ConfigError: the variable holds anything else.
-    """
-    env = os.environ if env is None else env
-    raw = (env.get(ENV_OPENAI_API) or "").strip()
-    if not raw:
-        return DEFAULT_OPENAI_API
-    value = raw.lower()
-    if value not in OPENAI_APIS:
-        raise ConfigError(
-            f"{ENV_OPENAI_API} must be one of {', '.join(OPENAI_APIS)} (default "
-            f"{DEFAULT_OPENAI_API}), got {raw!r}"
-        )
-    return value
 
 
 def _set(env: Mapping[str, str], names: tuple[str, ...]) -> bool:

@@ -15,9 +15,9 @@ from __future__ import annotations
 from openai import AsyncOpenAI
 
 from ..chat import ChatStream, request_params
+from ..config import OPENAI_APIS, openai_api
 from ..core import Platform, Task
 from ._base import ProviderStream
-from ._config import OPENAI_APIS, openai_api
 from .openai_responses import ResponsesStream, is_token
 from .openai_responses import request_params as responses_params
 

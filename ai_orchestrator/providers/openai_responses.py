@@ -123,6 +123,8 @@ def failure_body(event: Any) -> dict[str, Any]:
             body = error.model_dump(exclude_none=True, include={"code", "message", "param", "type"})
             body.setdefault("message", "the response failed")
             return body
+        if getattr(event.response, "status", None) == "cancelled":
+            return {"type": "response_cancelled", "message": "the response was cancelled"}
         return {"type": "response_failed", "message": "the response failed without an error"}
     body = {"code": getattr(event, "code", None), "message": getattr(event, "message", None)}
     if getattr(event, "param", None):

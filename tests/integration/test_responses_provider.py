@@ -256,3 +256,44 @@ async def test_an_error_event_is_classified(sim: Simulator, provider: OpenAIProv
     verdict = classify(caught.value)
     assert verdict.retryable
     assert stream.continuation(stream.chars) is None  # a retry starts over
+
+
+# --- chat continuation (opt-in): what goes over the wire ---------------------------
+
+
+@pytest.mark.parametrize("mode", ["continue_final_message", "prefix"])
+async def test_chat_continuation_sends_the_partial_answer(
+    sim: Simulator, client: openai.AsyncOpenAI, mode: str
+) -> None:
+    provider = OpenAIProvider(client, api="chat")
+    chat_task = task(chat_resume=mode)
+    sim.script(Fault.disconnect(after_tokens=5))
+    first = provider.stream(chat_task, MODEL)
+    before: list[str] = []
+    with pytest.raises(Exception):  # noqa: B017
+        await read(first, before)
+    token = first.continuation(first.chars)
+    assert token == f"chat:{first.chars}" and first.chars > 0
+    prefix = "".join(before)
+
+    second = provider.stream(chat_task, MODEL, continue_from=token, prefix=prefix)
+    await read(second, [])
+    sent = sim.requests[-1].messages
+    assert sent[-1]["role"] == "assistant" and sent[-1]["content"] == prefix
+    assert sent[-1].get("prefix") is (True if mode == "prefix" else None)
+    assert second.continuation(0) == token  # counted from the start of the answer
+
+    plain = OpenAIProvider(client, api="chat").stream(task(), MODEL)
+    await read(plain, [])
+    assert plain.continuation(plain.chars) is None  # not opted in
+
+
+async def test_a_server_refusing_chat_continuation_is_a_lost_continuation(
+    sim: Simulator, client: openai.AsyncOpenAI
+) -> None:
+    sim.script(Fault.status(400, "continue_final_message is not supported"))
+    stream = OpenAIProvider(client).stream(
+        task(chat_resume="continue_final_message"), MODEL, continue_from="chat:4", prefix="abcd"
+    )
+    with pytest.raises(ContinuationLost, match="400"):
+        await read(stream, [])

@@ -19,7 +19,7 @@ from openai.types.responses import (
 )
 
 from ai_orchestrator.chat import ChatStream, chat_continuation_params, parse_chat_token
-from ai_orchestrator.config import ConfigError
+from ai_orchestrator.config import ENV_OPENAI_API, ConfigError, ProviderSettings, openai_api
 from ai_orchestrator.core import Task, TaskConstraints
 from ai_orchestrator.errors import (
     CONTENT_FILTERED,
@@ -32,7 +32,6 @@ from ai_orchestrator.errors import (
     classify,
 )
 from ai_orchestrator.providers import FINISH_FILTERED, FINISH_LENGTH, FINISH_STOP
-from ai_orchestrator.providers._config import ENV_OPENAI_API, openai_api
 from ai_orchestrator.providers.openai import OpenAIProvider
 from ai_orchestrator.providers.openai_responses import (
     Continuation,
@@ -291,6 +290,10 @@ def test_api_setting(raw: str | None, value: str) -> None:
 def test_bad_api_setting_names_the_variable_and_the_choices() -> None:
     with pytest.raises(ConfigError, match=rf"{ENV_OPENAI_API}.*chat, responses.*'completions'"):
         openai_api({ENV_OPENAI_API: "completions"})
+    with pytest.raises(ConfigError, match=ENV_OPENAI_API):
+        ProviderSettings.from_env({ENV_OPENAI_API: "completions"})
+    assert ProviderSettings.from_env({ENV_OPENAI_API: "responses"}).openai_api == "responses"
+    assert ProviderSettings.from_env({}).openai_api == "chat"
 
 
 def test_provider_picks_the_stream(monkeypatch: pytest.MonkeyPatch) -> None:
