@@ -277,14 +277,18 @@ async def test_chat_continuation_sends_the_partial_answer(
     prefix = "".join(before)
 
     second = provider.stream(chat_task, MODEL, continue_from=token, prefix=prefix)
-    await read(second, [])
+    rest: list[str] = []
+    await read(second, rest)
     sent = sim.requests[-1].messages
     assert sent[-1]["role"] == "assistant" and sent[-1]["content"] == prefix
     assert sent[-1].get("prefix") is (True if mode == "prefix" else None)
     assert second.continuation(0) == token  # counted from the start of the answer
+    assert second.chars == len("".join(rest))  # only the continuation was yielded
 
     plain = OpenAIProvider(client, api="chat").stream(task(), MODEL)
-    await read(plain, [])
+    whole: list[str] = []
+    await read(plain, whole)
+    assert prefix + "".join(rest) == "".join(whole)  # the simulator continues exactly
     assert plain.continuation(plain.chars) is None  # not opted in
 
 
