@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -28,12 +28,6 @@ from aiohttp import web
 from . import _responses_shapes as shapes
 from ._errors import (
     bearer_token,
-    error_body,
-    rate_limit_error,
-    rate_limit_headers,
-    status_error,
-    stream_error_body,
-    stream_error_status,
 )
 from ._faults import CUT_FAULTS, Fault
 from ._params import InvalidRequest
@@ -48,65 +42,6 @@ TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "respo
 #: Before one of these, a token-counted stream fault strikes even if fewer
 #: tokens than its ``after_tokens`` were sent (the answer was shorter).
 _STRIKE_BEFORE = TERMINAL_EVENTS | {"response.output_text.done"}
-_MALFORMED_EVENT = b"event: " + DELTA.encode() + b"\ndata: " + MALFORMED_JSON + b"\n\n"
-
-
-@dataclass(frozen=True)
-class ResponsesParams:
-    model: str
-    messages: list[dict[str, Any]]
-    instructions: Any
-    stream: bool
-    background: bool
-    store: bool
-    max_output_tokens: int | None
-    temperature: float | None
-
-
-def _flag(body: dict[str, Any], key: str, default: bool) -> bool:
-    value = body.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise InvalidRequest(f"Invalid '{key}': expected a boolean.", key)
-    return value
-
-
-def parse_responses_params(body: Any) -> ResponsesParams:
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("Missing required parameter: 'model'.", "model")
-    if "input" not in body:
-        raise InvalidRequest("Missing required parameter: 'input'.", "input")
-    messages = shapes.chat_messages(body.get("instructions"), body["input"])
-    background = _flag(body, "background", False)
-    store = _flag(body, "store", True)
-    if background and not store:
-        raise InvalidRequest("Background mode requires 'store' to be true.", "store")
-    max_output = body.get("max_output_tokens")
-    if max_output is not None and (
-        isinstance(max_output, bool) or not isinstance(max_output, int) or max_output < 1
-    ):
-        raise InvalidRequest(
-            "Invalid 'max_output_tokens': expected an integer >= 1.", "max_output_tokens"
-        )
-    temperature = body.get("temperature")
-    if temperature is not None:
-        if isinstance(temperature, bool) or not isinstance(temperature, int | float):
-            raise InvalidRequest("Invalid 'temperature': expected a number.", "temperature")
-        temperature = float(temperature)
-    return ResponsesParams(
-        model=model,
-        messages=messages,
-        instructions=body.get("instructions"),
-        stream=_flag(body, "stream", False),
-        background=background,
-        store=store,
-        max_output_tokens=max_output,
-        temperature=temperature,
-    )
 
 
 class ResponseRun:
@@ -116,7 +51,7 @@ class ResponseRun:
         self,
         state: SimulatorState,
         billing: ResponseRecord,
-        params: ResponsesParams,
+        params: shapes.ResponsesParams,
         tokens: list[str],
         incomplete_reason: str | None,
     ) -> None:
@@ -226,16 +161,6 @@ class ResponseRun:
         self.emit("response.failed", response=self.snapshot())
 
 
-def _not_found(response_id: str, headers: dict[str, str]) -> web.Response:
-    body = error_body(f"Response with id '{response_id}' not found.", "invalid_request_error")
-    return web.json_response(body, status=404, headers=headers)
-
-
-def _bad_request(message: str, headers: dict[str, str], param: str | None = None) -> web.Response:
-    body = error_body(message, "invalid_request_error", None, param)
-    return web.json_response(body, status=400, headers=headers)
-
-
 def lookup(state: SimulatorState, response_id: str) -> ResponseRun | None:
     """The stored response, or None if unknown, not stored, or expired (then it is 404)."""
     run: ResponseRun | None = state.response_runs.get(response_id)
@@ -316,10 +241,7 @@ class _Pump:
                     await resp.write_eof()
                     record.finished = True
                     return
-            if run.done:  # cancelled by the server stopping: nothing more will come
-                await resp.write_eof()
-                return
-            await run.wait_change()
+            await run.wait_change()  # a done run ended with a terminal event, written above
 
     async def _strike(self, resp: web.StreamResponse, next_seq: int) -> bool:
         """Apply the fault; True if the stream goes on afterwards (a stall)."""
@@ -333,18 +255,9 @@ class _Pump:
             self._abort()
             return False
         if fault.name == "stream_error":
-            assert fault.error_type is not None
-            inner = stream_error_body(fault.error_type, fault.code, fault.message)["error"]
-            event = {
-                "type": "error",
-                "code": inner["code"] or inner["type"],
-                "message": inner["message"],
-                "param": None,
-                "sequence_number": next_seq,
-            }
-            await resp.write(shapes.sse(event))
+            await resp.write(shapes.sse(shapes.error_event(fault, next_seq)))
         elif fault.name == "malformed":
-            await resp.write(_MALFORMED_EVENT)
+            await resp.write(shapes.MALFORMED_EVENT)
         await resp.write_eof()  # no_finish: a clean end with no terminal event
         self.record.finished = True
         return False
@@ -380,7 +293,16 @@ async def _stream(
 # -- handlers ------------------------------------------------------------------
 
 
-def _handler(kind: str, dispatch: Any) -> Any:
+_Dispatch = Callable[
+    [web.Request, SimulatorState, RecordedRequest, dict[str, str]], Awaitable[web.StreamResponse]
+]
+
+
+def _handler(
+    kind: str, dispatch: _Dispatch
+) -> Callable[[web.Request, SimulatorState], Awaitable[web.StreamResponse]]:
+    """Every Responses request is recorded (``api="responses"``) with its ``kind``."""
+
     async def handle(request: web.Request, state: SimulatorState) -> web.StreamResponse:
         async def run(record: RecordedRequest, headers: dict[str, str]) -> web.StreamResponse:
             record.kind = kind
@@ -404,10 +326,10 @@ async def _create(
             body: Any = await request.json()
         except ValueError as exc:
             raise InvalidRequest("We could not parse the JSON body of your request.") from exc
-        params = parse_responses_params(body)
+        params = shapes.parse_params(body)
     except InvalidRequest as exc:
         record.status, record.finished = 400, True
-        return _bad_request(exc.message, headers, exc.param)
+        return shapes.bad_request(exc.message, headers, exc.param)
     record.model, record.stream = params.model, params.stream
     record.messages, record.max_tokens = params.messages, params.max_output_tokens
     record.temperature = params.temperature
@@ -420,14 +342,9 @@ async def _create(
     if fault is not None and fault.name == "ok":
         fault = None
     record.fault = fault.name if fault is not None else None
-    error = _error_reply(fault, by_limiter, params, state, record)
-    if error is None and fault is not None and fault.name == "stream_error" and not params.stream:
-        assert fault.error_type is not None
-        error = (
-            stream_error_status(fault.error_type, fault.code),
-            stream_error_body(fault.error_type, fault.code, fault.message),
-            {},
-        )
+    error = shapes.refusal(
+        fault, by_limiter, params.model, state.rpm_limit, record.authorization, params.stream
+    )
     if error is not None:
         status, err_body, extra = error
         record.status, record.finished = status, True
@@ -462,32 +379,6 @@ async def _create(
     finally:
         if not params.background:
             run.cancel()  # a no-op once finished; else the client left
-
-
-def _error_reply(
-    fault: Fault | None,
-    by_limiter: bool,
-    params: ResponsesParams,
-    state: SimulatorState,
-    record: RecordedRequest,
-) -> tuple[int, dict[str, Any], dict[str, str]] | None:
-    """Status, body and headers of a fault refused before any response exists."""
-    if fault is None:
-        return None
-    if fault.name == "rate_limit":
-        limit = state.rpm_limit if by_limiter and state.rpm_limit is not None else 3
-        return (
-            429,
-            rate_limit_error(fault.quota_exhausted, params.model, limit),
-            rate_limit_headers(fault.retry_after, fault.retry_after_ms),
-        )
-    if fault.name == "status":
-        assert fault.status_code is not None
-        body = status_error(fault.status_code, fault.message, record.authorization)
-        return fault.status_code, body, {}
-    if fault.name == "overloaded":
-        return 503, status_error(503, fault.message, None), {}
-    return None
 
 
 async def _create_plain(
@@ -532,14 +423,14 @@ async def _retrieve(
     run = lookup(state, response_id)
     if run is None:
         record.status, record.finished = 404, True
-        return _not_found(response_id, headers)
+        return shapes.not_found(response_id, headers)
     record.model = run.params.model
     if not stream:
         record.finished = True
         return web.json_response(run.snapshot(), headers=headers)
     if not run.params.background:
         record.status, record.finished = 400, True
-        return _bad_request(
+        return shapes.bad_request(
             "This response cannot be streamed because it was not created with background=true.",
             headers,
         )
@@ -548,7 +439,7 @@ async def _retrieve(
         starting_after = int(raw_after)
     except ValueError:
         record.status, record.finished = 400, True
-        return _bad_request(
+        return shapes.bad_request(
             "Invalid 'starting_after': expected an integer.", headers, "starting_after"
         )
     remaining = len(run.tokens) + 8 - max(starting_after + 1, 0)
@@ -557,7 +448,7 @@ async def _retrieve(
     if fault is not None and fault.name == "expire":
         run.billing.expired = True
         record.status, record.finished = 404, True
-        return _not_found(response_id, headers)
+        return shapes.not_found(response_id, headers)
     run.billing.reattaches += 1
     return await _stream(request, state, record, run, fault, headers, starting_after)
 
@@ -572,14 +463,14 @@ async def _cancel(
     run = lookup(state, response_id)
     if run is None:
         record.status, record.finished = 404, True
-        return _not_found(response_id, headers)
+        return shapes.not_found(response_id, headers)
     record.model = run.params.model
     if not run.params.background:
         record.status, record.finished = 400, True
-        return _bad_request("Cannot cancel a synchronous response.", headers)
+        return shapes.bad_request("Cannot cancel a synchronous response.", headers)
     if run.done and run.status != "cancelled":
         record.status, record.finished = 400, True
-        return _bad_request(f"Cannot cancel a {run.status} response.", headers)
+        return shapes.bad_request(f"Cannot cancel a {run.status} response.", headers)
     run.cancel()  # cancelling a cancelled response returns it again, as OpenAI does
     record.finished = True
     return web.json_response(run.snapshot(), headers=headers)

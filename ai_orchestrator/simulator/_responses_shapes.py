@@ -10,10 +10,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from ._params import InvalidRequest
+from aiohttp import web
 
+from ._errors import (
+    error_body,
+    rate_limit_error,
+    rate_limit_headers,
+    status_error,
+    stream_error_body,
+    stream_error_status,
+)
+from ._faults import Fault
+from ._params import InvalidRequest
+from ._payloads import MALFORMED_JSON
+
+#: What a ``malformed`` fault writes in place of a delta: its data is not JSON.
+MALFORMED_EVENT = b"event: response.output_text.delta\ndata: " + MALFORMED_JSON + b"\n\n"
 #: Content-part types a Responses message may carry, and the chat type each
 #: becomes; text parts are what the deterministic answer is seeded from.
 _TEXT_PARTS = {"input_text": "text", "output_text": "text", "text": "text"}
@@ -146,3 +161,120 @@ def response_object(
         "user": None,
         "metadata": {},
     }
+
+
+@dataclass(frozen=True)
+class ResponsesParams:
+    model: str
+    messages: list[dict[str, Any]]
+    instructions: Any
+    stream: bool
+    background: bool
+    store: bool
+    max_output_tokens: int | None
+    temperature: float | None
+
+
+def _flag(body: dict[str, Any], key: str, default: bool) -> bool:
+    value = body.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"Invalid '{key}': expected a boolean.", key)
+    return value
+
+
+def parse_params(body: Any) -> ResponsesParams:
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("Missing required parameter: 'model'.", "model")
+    if "input" not in body:
+        raise InvalidRequest("Missing required parameter: 'input'.", "input")
+    messages = chat_messages(body.get("instructions"), body["input"])
+    background = _flag(body, "background", False)
+    store = _flag(body, "store", True)
+    if background and not store:
+        raise InvalidRequest("Background mode requires 'store' to be true.", "store")
+    max_output = body.get("max_output_tokens")
+    if max_output is not None and (
+        isinstance(max_output, bool) or not isinstance(max_output, int) or max_output < 1
+    ):
+        raise InvalidRequest(
+            "Invalid 'max_output_tokens': expected an integer >= 1.", "max_output_tokens"
+        )
+    temperature = body.get("temperature")
+    if temperature is not None:
+        if isinstance(temperature, bool) or not isinstance(temperature, int | float):
+            raise InvalidRequest("Invalid 'temperature': expected a number.", "temperature")
+        temperature = float(temperature)
+    return ResponsesParams(
+        model=model,
+        messages=messages,
+        instructions=body.get("instructions"),
+        stream=_flag(body, "stream", False),
+        background=background,
+        store=store,
+        max_output_tokens=max_output,
+        temperature=temperature,
+    )
+
+
+def not_found(response_id: str, headers: dict[str, str]) -> web.Response:
+    body = error_body(f"Response with id '{response_id}' not found.", "invalid_request_error")
+    return web.json_response(body, status=404, headers=headers)
+
+
+def bad_request(message: str, headers: dict[str, str], param: str | None = None) -> web.Response:
+    body = error_body(message, "invalid_request_error", None, param)
+    return web.json_response(body, status=400, headers=headers)
+
+
+def error_event(fault: Fault, sequence_number: int) -> dict[str, Any]:
+    """A ``stream_error`` fault as the ``error`` event OpenAI sends inside a 200 stream.
+
+    Not stored with the response: it is this connection's failure, and its
+    ``sequence_number`` is the one the next stored event would have had.
+    """
+    assert fault.error_type is not None
+    inner = stream_error_body(fault.error_type, fault.code, fault.message)["error"]
+    return {
+        "type": "error",
+        "code": inner["code"] or inner["type"],
+        "message": inner["message"],
+        "param": None,
+        "sequence_number": sequence_number,
+    }
+
+
+def refusal(
+    fault: Fault | None,
+    by_limiter: bool,
+    model: str,
+    rpm_limit: int | None,
+    authorization: str | None,
+    stream: bool,
+) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+    """Status, body and headers of a fault refused before any response exists."""
+    if fault is None:
+        return None
+    if fault.name == "rate_limit":
+        limit = rpm_limit if by_limiter and rpm_limit is not None else 3
+        return (
+            429,
+            rate_limit_error(fault.quota_exhausted, model, limit),
+            rate_limit_headers(fault.retry_after, fault.retry_after_ms),
+        )
+    if fault.name == "status":
+        assert fault.status_code is not None
+        body = status_error(fault.status_code, fault.message, authorization)
+        return fault.status_code, body, {}
+    if fault.name == "overloaded":
+        return 503, status_error(503, fault.message, None), {}
+    if fault.name == "stream_error" and not stream:
+        # Without a stream the same failure arrives as an error status.
+        assert fault.error_type is not None
+        body = stream_error_body(fault.error_type, fault.code, fault.message)
+        return stream_error_status(fault.error_type, fault.code), body, {}
+    return None

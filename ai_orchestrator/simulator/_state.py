@@ -303,9 +303,15 @@ class SimulatorState:
         return record
 
     def reset(self) -> None:
-        """Also restarts the chaos sequence from its seed and empties the rpm window."""
+        """Also restarts the chaos sequence from its seed and empties the rpm window.
+
+        Every Responses-API response is cancelled (ending the streams tailing
+        it) and forgotten.
+        """
         self._script.clear()
         self.requests = []
+        for run in self.response_runs.values():
+            run.cancel()  # ends the streams tailing it with a terminal event
         for task in self.background:
             task.cancel()
         self.background.clear()

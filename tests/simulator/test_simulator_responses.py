@@ -327,7 +327,7 @@ async def test_foreground_stream_stops_generating_when_dropped(
         await _events(await _create(client, stream=True))
     [billing] = sim.responses.values()
     await asyncio.sleep(0.05)
-    assert billing.status == "cancelled" and billing.generated_tokens <= 4
+    assert billing.status == "cancelled" and billing.generated_tokens < 8
 
 
 @pytest.mark.asyncio
