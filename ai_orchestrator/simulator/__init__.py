@@ -1,15 +1,16 @@
 """Local OpenAI-, Anthropic- and Gemini-compatible server for tests, demos and benchmarks.
 
-It stands in for OpenAI when no API key is set (Chat Completions and the
-Responses API, background mode and stream re-attachment included), speaks Anthropic's Messages
-API (``anthropic`` SDK, Claude Code via ``ANTHROPIC_BASE_URL``) and Gemini's
-generateContent API (``google-genai`` via ``GOOGLE_GEMINI_BASE_URL``), and can
-be scripted to fail the way real providers fail (429s, 5xx, overload,
-dropped or malformed streams, stalls, error events inside a 200 stream,
-refusals and safety cuts), so retry and streaming code is exercised over real
-HTTP with the real SDKs. Chaos mode (a seeded ``fault_rate``) and an
-``rpm_limit`` make it fail at random and throttle like a busy provider,
-reproducibly, for soak tests; both apply to every API.
+It stands in for OpenAI when no API key is set (Chat Completions, and the
+Responses API with background mode and stream re-attachment), speaks
+Anthropic's Messages API (``anthropic`` SDK, Claude Code via
+``ANTHROPIC_BASE_URL``) and Gemini's generateContent API (``google-genai``
+via ``GOOGLE_GEMINI_BASE_URL``), and can be scripted to fail the way real
+providers fail (429s, 5xx, overload, dropped or malformed streams, stalls,
+error events inside a 200 stream, refusals and safety cuts), so retry and
+streaming code is exercised over real HTTP with the real SDKs. Chaos mode (a
+seeded ``fault_rate``) and an ``rpm_limit`` make it fail at random and
+throttle like a busy provider, reproducibly, for soak tests; both apply to
+every API.
 """
 
 from ._banner import SIMULATOR_BANNER
