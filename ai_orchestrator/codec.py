@@ -123,6 +123,7 @@ class EncryptionCodec(temporalio.converter.PayloadCodec):
                 f"active key id {active_key_id!r} is not among the keys: {', '.join(ciphers)}"
             )
         self._ciphers = ciphers
+        self._keys = {key_id: bytes(key) for key_id, key in keys.items()}
         self._active_key_id = active_key_id
         self._accept_plaintext = bool(accept_plaintext)
 
@@ -135,6 +136,11 @@ class EncryptionCodec(temporalio.converter.PayloadCodec):
     def key_ids(self) -> tuple[str, ...]:
         """All ids this codec can decrypt, in the order given (ids are not secret)."""
         return tuple(self._ciphers)
+
+    def raw_keys(self) -> list[bytes]:
+        """Key material, active key first: only to derive other keys from (never log it)."""
+        active = self._keys[self._active_key_id]
+        return [active, *(key for kid, key in self._keys.items() if kid != self._active_key_id)]
 
     @property
     def accept_plaintext(self) -> bool:

@@ -173,6 +173,9 @@ class AttemptState(_Msg):
     closed: bool = False
     #: What lets a retry continue this attempt's stream (a Claude Code session id).
     resume_token: str | None = None
+    #: Where this attempt publishes its text live (``http://host:port`` or ``redis``):
+    #: readers find it here. An address only, never a credential.
+    live: str | None = None
 
     def settled(self, prompt_tokens: int) -> Ledger:
         """The ledger with this attempt included even if it never closed its own bill.

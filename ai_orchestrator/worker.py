@@ -34,6 +34,8 @@ from .config import (
 from .converter import data_converter_from_env
 from .core import Platform
 from .exceptions import TemporalUnavailableError
+from .live import LivePublisher
+from .live._config import checkpoint_interval, publisher_from_env
 from .messages import MAX_OUTPUT_BYTES
 from .metrics import prometheus_runtime
 from .pricing import PricingTable
@@ -82,6 +84,8 @@ def build_worker(
     max_output_bytes: int = MAX_OUTPUT_BYTES,
     llm: AsyncOpenAI | None = None,
     providers: Mapping[Platform, Provider] | None = None,
+    live: LivePublisher | None = None,
+    checkpoint_interval: float = 1.0,
 ) -> Worker:
     """A worker for task workflows and provider calls on ``task_queue``.
 
@@ -102,6 +106,8 @@ def build_worker(
         heartbeat_throttle=HEARTBEAT_THROTTLE.total_seconds(),
         secrets=[s for s in (provider.api_key, *vendor_secrets(), *extra_secrets) if s],
         max_output_bytes=max_output_bytes,
+        live=live,
+        checkpoint_interval=checkpoint_interval,
     )
     return Worker(
         client,
@@ -118,6 +124,9 @@ def build_worker(
     )
 
 
+_FROM_ENV: Any = object()
+
+
 @asynccontextmanager
 async def running(
     client: Client, *, task_queue: str, provider: ProviderSettings, **options: Any
@@ -125,9 +134,19 @@ async def running(
     """Build and run a worker; on exit stop it, then close its provider clients.
 
     Without ``providers=`` in ``options``, the worker also serves every other
-    vendor configured in the environment (see :mod:`.providers`).
+    vendor configured in the environment (see :mod:`.providers`); without
+    ``live=``, it publishes text on the live channel the environment names
+    (see :mod:`.live`; ``live=None`` turns it off).
     """
     async with contextlib.AsyncExitStack() as stack:
+        live = options.pop("live", _FROM_ENV)
+        if live is _FROM_ENV:
+            live = publisher_from_env(client.data_converter)
+            options.setdefault("checkpoint_interval", checkpoint_interval())
+        if live is not None:
+            await live.start()
+            stack.push_async_callback(live.stop)
+        options["live"] = live
         llm = None
         if provider.configured:
             llm = await stack.enter_async_context(openai_client(provider))

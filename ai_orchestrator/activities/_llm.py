@@ -39,6 +39,14 @@ from ..errors import (
     redact,
     redaction_echoes,
 )
+from ..live import (
+    END_CANCELLED,
+    END_COMPLETED,
+    END_FAILED,
+    END_HANDED_OVER,
+    LivePublisher,
+    LiveSink,
+)
 from ..messages import (
     CHUNKS_SIGNAL,
     MAX_OUTPUT_BYTES,
@@ -122,7 +130,11 @@ class LLMActivities:
         default_model: used when a task names none.
         pricing: turns usage into cost; a strict table rejects unknown models.
         flush_interval: seconds between chunk signals (and before the first) when
-            the worker is not busy.
+            the worker is not busy and there is no live channel (readers then
+            follow the workflow's checkpoints, so they must be frequent).
+        live: the live channel text is published on as it is produced; with it,
+            chunk signals are only durable checkpoints, ``checkpoint_interval`` apart.
+        checkpoint_interval: seconds between checkpoints when ``live`` is set.
         signals_per_second: the worker's budget of chunk signals, shared by all
             its streams: each signal costs a workflow task, so with many
             concurrent streams each one signals less often (bigger batches)
@@ -148,6 +160,8 @@ class LLMActivities:
         signals_per_second: float = 50.0,
         secrets: Sequence[str] = (),
         max_output_bytes: int = MAX_OUTPUT_BYTES,
+        live: LivePublisher | None = None,
+        checkpoint_interval: float = 1.0,
     ) -> None:
         self._providers: dict[Platform, Provider] = dict(providers or {})
         if openai_client is not None:
@@ -162,6 +176,8 @@ class LLMActivities:
         self._secrets = tuple(s for s in secrets if s)
         self._max_output_bytes = max_output_bytes
         self._metrics: TaskMetrics | None = None
+        self._live = live
+        self._checkpoint_interval = checkpoint_interval
 
     def _meter(self) -> TaskMetrics:
         if self._metrics is None:
@@ -222,6 +238,9 @@ class LLMActivities:
         )
         interval = self._heartbeat_every(info.heartbeat_timeout)
         beat = _LastBeat(self._throttle_for(info.heartbeat_timeout))
+        live = self._open_live(state, publisher)
+        if live is not None:
+            beat.send(self._details(state, stream, publisher))  # tells readers where to look
         heartbeats = asyncio.create_task(self._heartbeat(state, stream, publisher, interval, beat))
         started = time.monotonic()
         self._streaming += 1
@@ -257,6 +276,8 @@ class LLMActivities:
                     size += json_size(delta)
                     if size > self._max_output_bytes:
                         raise self._too_large()
+                    if live is not None:
+                        live.add(delta)
                     publisher.add(delta)
             if stream.finish_reason == FINISH_FILTERED:
                 raise ApplicationError(
@@ -268,6 +289,8 @@ class LLMActivities:
                     non_retryable=True,
                 )
             offset, tail = await publisher.finish()
+            if live is not None:
+                live.close(END_COMPLETED)
         except asyncio.CancelledError:
             # The stream is closed already (the provider stops generating); keep
             # what was produced so the cancelled task reports its partial output.
@@ -276,6 +299,8 @@ class LLMActivities:
                 details is not None and details.worker_shutdown and not details.cancel_requested
             )
             close("handed_over" if handover else "cancelled")
+            if live is not None:
+                live.close(END_HANDED_OVER if handover else END_CANCELLED)
             await publisher.flush(_FINAL_FLUSH_TIMEOUT, ledger=state.ledger)
             if handover:
                 # Not the user's cancel: hand the attempt to another worker now
@@ -287,6 +312,8 @@ class LLMActivities:
                 ) from None
             raise
         except ApplicationError as exc:
+            if live is not None:
+                live.close(END_FAILED)
             close("failed", exc.type)
             await publisher.flush(_FINAL_FLUSH_TIMEOUT, ledger=state.ledger)
             raise ApplicationError(
@@ -297,6 +324,8 @@ class LLMActivities:
                 next_retry_delay=exc.next_retry_delay,
             ) from None
         except Exception as exc:
+            if live is not None:
+                live.close(END_FAILED)
             error = self._to_application_error(exc, request, state)
             close("failed", error.type)
             await publisher.finish()
@@ -304,6 +333,8 @@ class LLMActivities:
                 await beat.last_word(self._details(state, stream, publisher))
             raise error from None
         finally:
+            if live is not None:
+                live.close(END_FAILED)  # no-op once closed: an unexpected end is a failure
             self._streaming -= 1
             heartbeats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -368,6 +399,23 @@ class LLMActivities:
             non_retryable=True,
         )
 
+    # -- the live channel ----------------------------------------------------------------
+
+    def _open_live(self, state: AttemptState, publisher: ChunkPublisher) -> LiveSink | None:
+        """Publish this attempt's text live; readers find it in the heartbeat details."""
+        if self._live is None or not self._live.address:
+            return None
+        info = activity.info()
+        try:
+            sink = self._live.open(
+                info.workflow_id, info.workflow_run_id, state.generation, publisher.delivered
+            )
+        except Exception as exc:  # readers fall back to the workflow's checkpoints
+            logger.warning("live channel unavailable for this attempt: %s", exc)
+            return None
+        state.live = self._live.address
+        return sink
+
     # -- pacing ------------------------------------------------------------------------
 
     def _interval_for(self, request: CompletionRequest) -> object:
@@ -382,7 +430,8 @@ class LLMActivities:
         def interval() -> float:
             busy = self._streaming / self._signals_per_second
             age = max(0.0, time.time() - run_started) / _RUN_AGE_DIVISOR
-            return max(self._flush_interval, busy, age)
+            floor = self._checkpoint_interval if self._live is not None else self._flush_interval
+            return max(floor, busy, age)
 
         return interval
 

@@ -1,15 +1,15 @@
 """Following a task's text as it is generated: ``stream_events`` and ``stream_result``.
 
-Kept apart from the rest of :class:`~ai_orchestrator.client.TaskClient` because
-how live text reaches readers (today: a progress query polled every
-``poll_interval``, which adds nothing to history) is the part expected to
-change on its own; the reader API and its restart rules must not.
+Kept apart from the rest of :class:`~ai_orchestrator.client.TaskClient`: how
+live text reaches readers (the live channel, or the progress query polled every
+``poll_interval``) changes on its own; the reader API and its restart rules
+(applied here to whatever source the text comes from) must not.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +24,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from ..core import Result, TaskStatus
 from ..exceptions import TaskFailedError, TaskNotFoundError
+from ..live import LiveSubscriber
+from ..live._config import subscribers_from_env
 from ..messages import PROGRESS_QUERY, Progress, ProgressQuery
 from ..streaming import PrefixGuard
 from ._events import Finished, Restart, StreamEvent, TextDelta
+from ._live_source import LiveSource, Piece
 from ._stuck import watch_stuck
 
 
@@ -35,6 +38,9 @@ class Following:
 
     client: Client
     poll_interval: float
+    #: Follow running attempts on the live channel (False: the progress query only).
+    live: bool
+    live_subscribers: list[LiveSubscriber] | None
 
     if TYPE_CHECKING:
 
@@ -77,51 +83,92 @@ class Following:
         await asyncio.gather(query, return_exceptions=True)
         return None
 
+    def _subscribers(self) -> list[LiveSubscriber]:
+        if self.live_subscribers is None:
+            self.live_subscribers = subscribers_from_env(self.client.data_converter)
+        return self.live_subscribers
+
+    async def _polled(
+        self, handle: WorkflowHandle[Any, Any], position: Callable[[], tuple[int, int]]
+    ) -> AsyncIterator[Piece]:
+        """Pieces from the progress query alone (``live=False``): how readers followed
+        tasks before the live channel, kept for workers without it and as a baseline."""
+        watch = asyncio.ensure_future(watch_stuck(handle, self.client.data_converter))
+        try:
+            while True:
+                progress = await self._progress_unless_stuck(handle, position()[1], watch)
+                if progress is None:
+                    return
+                yield Piece(progress.attempt, progress.offset, progress.text, progress.done)
+                if progress.done:
+                    return
+                await asyncio.sleep(self.poll_interval)
+        finally:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
+
     async def stream_events(self, task_id: str) -> AsyncIterator[StreamEvent]:
         """Every change of the task's output, restarts included, then ``Finished``.
 
         Joins at any time, even after the task ended: the text always starts at
-        the beginning of the current attempt. A jammed run (see :meth:`get_result`)
-        ends the stream within seconds with a FAILED ``Finished``.
+        the beginning of the current attempt. Text comes from the live channel
+        the running attempt publishes on, else from the workflow (see
+        :mod:`._live_source`); either way the same rules apply. A jammed run
+        (see :meth:`get_result`) ends the stream within seconds with a FAILED
+        ``Finished``.
 
         Raises:
             TaskNotFoundError: no such task.
         """
         handle = self._handle(task_id)
-        # A jammed run answers no query and never closes: watch for it alongside.
-        watch = asyncio.ensure_future(watch_stuck(handle, self.client.data_converter))
-        attempt, text = 0, ""
-        try:
-            while True:
-                progress = await self._progress_unless_stuck(handle, len(text), watch)
-                if progress is None:
-                    break
-                if progress.attempt != attempt:
-                    if progress.offset:  # the offset was meant for the old attempt: read again
-                        progress = await self._progress_unless_stuck(handle, 0, watch)
-                        if progress is None:
-                            break
-                    if text:
-                        yield Restart(attempt=progress.attempt, discarded=text)
-                    attempt, text = progress.attempt, ""
-                if progress.text:
-                    yield TextDelta(text=progress.text, attempt=attempt, offset=len(text))
-                    text += progress.text
-                if progress.done:
-                    break
-                await asyncio.sleep(self.poll_interval)
-        finally:
-            watch.cancel()
-            await asyncio.gather(watch, return_exceptions=True)
+        generation, text = 0, ""
+
+        def position() -> tuple[int, int]:
+            return generation, len(text)
+
+        async def progress(offset: int) -> Progress | None:
+            return await self._progress(handle, offset)
+
+        if self.live:
+            source = LiveSource(
+                handle,
+                self.client.data_converter,
+                self._subscribers(),
+                position,
+                progress,
+                self.poll_interval,
+            ).pieces()
+        else:
+            source = self._polled(handle, position)
+        async for piece in source:
+            if piece.generation < generation:
+                continue  # a late piece of an attempt already superseded
+            if piece.generation > generation:
+                if text:
+                    yield Restart(attempt=piece.generation, discarded=text)
+                generation, text = piece.generation, ""
+            if piece.offset > len(text):
+                # The source starts later than this reader is (a resumed attempt on
+                # another worker): the workflow's checkpoint has the text between.
+                filled = await self._progress(handle, len(text))
+                if filled is not None and filled.attempt == generation and filled.text:
+                    yield TextDelta(text=filled.text, attempt=generation, offset=len(text))
+                    text += filled.text
+                if piece.offset > len(text):
+                    continue  # still a gap: the final result settles it below
+            fresh = piece.text[len(text) - piece.offset :]
+            if fresh:
+                yield TextDelta(text=fresh, attempt=generation, offset=len(text))
+                text += fresh
         result = await self.get_result(task_id, timeout=None)
         final = (
             result.output if result.status == TaskStatus.COMPLETED else result.partial_output or ""
         )
         if final.startswith(text):
             if len(final) > len(text):
-                yield TextDelta(text=final[len(text) :], attempt=attempt, offset=len(text))
+                yield TextDelta(text=final[len(text) :], attempt=generation, offset=len(text))
         else:
-            final_attempt = int(result.metadata.get("attempts") or attempt + 1)
+            final_attempt = int(result.metadata.get("attempts") or generation + 1)
             yield Restart(attempt=final_attempt, discarded=text)
             if final:
                 yield TextDelta(text=final, attempt=final_attempt, offset=0)

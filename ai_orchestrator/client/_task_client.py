@@ -9,6 +9,7 @@ the task's history, however many consumers there are.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from temporalio.api.enums.v1 import PendingActivityState
@@ -43,6 +44,7 @@ from ..exceptions import (
     TaskValidationError,
     TemporalUnavailableError,
 )
+from ..live import LiveSubscriber
 from ..messages import (
     MAX_INPUT_BYTES,
     WORKFLOW_TYPE,
@@ -96,10 +98,14 @@ class TaskClient(Following, AsyncBasePlatformAdapter):
         pricing: if strict, an allow list: tasks naming other models are refused.
         default_model: the model a task without one will use (for validation and
             the Web UI summary; must match the workers' default).
-        poll_interval: seconds between progress queries while streaming (queries
-            add nothing to history; they cost the worker a little CPU).
+        poll_interval: seconds between progress queries when a task's text is
+            followed through the workflow (no live channel, or ``live=False``).
         eager_start: ask Temporal to hand the first workflow task straight to a
             worker in this process, if there is one (saves a round trip).
+        live: follow running tasks on the live channel their worker publishes on
+            (see :mod:`ai_orchestrator.live`); False polls the workflow instead.
+        live_subscribers: the channels this client can read; default: from the
+            environment (worker endpoints, and Redis when configured).
     """
 
     def __init__(
@@ -112,6 +118,8 @@ class TaskClient(Following, AsyncBasePlatformAdapter):
         default_model: str = DEFAULT_MODEL,
         poll_interval: float = 0.03,
         eager_start: bool = True,
+        live: bool = True,
+        live_subscribers: Sequence[LiveSubscriber] | None = None,
     ) -> None:
         super().__init__()
         self.client = client
@@ -121,6 +129,8 @@ class TaskClient(Following, AsyncBasePlatformAdapter):
         self.default_model = default_model
         self.poll_interval = poll_interval
         self.eager_start = eager_start
+        self.live = live
+        self.live_subscribers = list(live_subscribers) if live_subscribers is not None else None
         self._searchable: bool | None = None
 
     async def _search_attributes_ready(self) -> bool:

@@ -20,6 +20,8 @@ END_COMPLETED = "completed"
 END_FAILED = "failed"
 END_CANCELLED = "cancelled"
 END_HANDED_OVER = "handed_over"
+#: A newer attempt of the same run opened on this worker before this one ended.
+END_SUPERSEDED = "superseded"
 
 
 class LiveFrame(BaseModel):

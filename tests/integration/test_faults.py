@@ -62,7 +62,8 @@ async def test_api_key_never_in_history_of_a_streamed_task(
 ) -> None:
     sim.tokens_per_second = 60
     task_id = unique("secret")
-    async with running_worker(client, queue, sim):
+    # Checkpoints as often as they come, so that several chunk signals are searched.
+    async with running_worker(client, queue, sim, checkpoint_interval=0.1):
         result = await tasks.execute(Task(prompt="stream with secret around", task_id=task_id))
     assert result.metadata["signals"] >= 1
     assert SECRET_KEY.encode() not in await raw_history(client, task_id)

@@ -44,7 +44,12 @@ async def vendor_worker(client: Client, queue: str, sim: Simulator) -> AsyncIter
         Platform.GEMINI: GeminiProvider(gemini),
     }
     async with running_worker(
-        client, queue, sim, providers=providers, extra_secrets=[CLAUDE_KEY, GEMINI_KEY]
+        client,
+        queue,
+        sim,
+        providers=providers,
+        extra_secrets=[CLAUDE_KEY, GEMINI_KEY],
+        checkpoint_interval=0.1,
     ) as worker:
         yield worker
     for provider in providers.values():

@@ -31,7 +31,7 @@ async def run_and_read_database(
         tasks = TaskClient(client, task_queue=queue, retry=FAST_RETRY)
         sim.tokens_per_second = 60  # streamed: chunk signals carry the text
         sim.script(Fault.status(400, message=f"cannot process: {ECHOED}"), Fault.ok())
-        async with running_worker(client, queue, sim):
+        async with running_worker(client, queue, sim, checkpoint_interval=0.1):
             failed = await tasks.execute(Task(prompt=ECHOED, task_id=unique("fail")))
             done = await tasks.execute(
                 Task(prompt=PROMPT, task_id=unique("ok"), context={"client": "Bluefinch Holdings"})
