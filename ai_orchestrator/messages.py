@@ -54,6 +54,9 @@ class AttemptBill(_Msg):
     #: completed, failed, cancelled, handed_over, lost (its worker died) or streaming.
     outcome: str = ""
     error_type: str | None = None
+    #: The provider's answer this attempt streamed, when several attempts can
+    #: stream one answer (a re-attached background response): billed once.
+    response_id: str | None = None
 
 
 class Ledger(_Msg):
@@ -173,6 +176,13 @@ class AttemptState(_Msg):
     closed: bool = False
     #: What lets a retry continue this attempt's stream (a Claude Code session id).
     resume_token: str | None = None
+    #: What lets a retry continue *the same text* (a background response's id and
+    #: position), and the character offset of the generation it continues at.
+    continuation: str | None = None
+    continued_at: int = 0
+    #: The provider's id for the answer this attempt streams, if it outlives the
+    #: connection (see :attr:`AttemptBill.response_id`).
+    response_id: str | None = None
     #: Where this attempt publishes its text live (``http://host:port`` or ``redis``):
     #: readers find it here. An address only, never a credential.
     live: str | None = None
@@ -194,6 +204,7 @@ class AttemptState(_Msg):
             completion_tokens=self.chunks,
             estimated=True,
             outcome="lost",
+            response_id=self.response_id,
         )
         return Ledger(attempts=[*self.ledger.attempts, lost])
 

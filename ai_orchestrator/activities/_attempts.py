@@ -56,8 +56,14 @@ def inherited(details: Sequence[Any]) -> AttemptState | None:
 def begin(
     attempt: int, prior: AttemptState | None, prompt_chars: int, generation_base: int = 0
 ) -> AttemptState:
-    """The state of a new attempt, with an earlier attempt that died closed as lost."""
+    """The state of a new attempt, with an earlier attempt that died closed as lost.
+
+    An attempt that left a continuation keeps its generation: the new attempt
+    continues the same text, so readers see no restart.
+    """
     generation = generation_base + attempt
+    if prior is not None and prior.continuation:
+        generation = prior.generation
     if prior is None:
         return AttemptState(attempt=attempt, generation=generation)
     # An earlier attempt that never closed its bill died with its worker or lost
@@ -72,6 +78,8 @@ def begin(
         signals=prior.signals,
         signalled_chars=prior.signalled_chars,
         resume_token=prior.resume_token,
+        continuation=prior.continuation,
+        continued_at=prior.continued_at if prior.continuation else 0,
         ledger=Ledger(attempts=list(ledger.attempts)),
     )
 
@@ -86,12 +94,15 @@ def close(
     prompt_chars: int,
     error_type: str | None = None,
     vendor_cost: float | None = None,
+    response_id: str | None = None,
 ) -> AttemptBill | None:
     """Add this attempt's bill to the ledger (once); None if the provider billed nothing.
 
     A request refused before generating (an HTTP error, a rate limit) costs
     nothing; a stream that was opened was billed for its prompt and for every
-    chunk it produced, whether or not the answer is used.
+    chunk it produced, whether or not the answer is used. Attempts that streamed
+    parts of one provider answer (``response_id``) are one bill: the provider's
+    own usage, once known, replaces the estimates of the parts.
     """
     if state.closed:
         return None
@@ -114,6 +125,20 @@ def close(
         cost=cost,
         outcome=outcome,
         error_type=error_type,
+        response_id=response_id,
     )
+    if response_id is not None:
+        parts = [a for a in state.ledger.attempts if a.response_id == response_id]
+        if not estimated or any(not a.estimated for a in parts):
+            if not estimated:
+                state.ledger.attempts = [
+                    a for a in state.ledger.attempts if a.response_id != response_id
+                ]
+            else:  # the answer's real bill is in already: this part adds nothing
+                bill = bill.model_copy(update={"prompt_tokens": 0, "completion_tokens": 0})
+                bill.cost = 0.0
+        elif parts:  # another estimated part of the same answer: its prompt is billed once
+            bill = bill.model_copy(update={"prompt_tokens": 0})
+            bill.cost = pricing.cost(state.model, 0, completion) or 0.0
     state.ledger.attempts.append(bill)
     return bill

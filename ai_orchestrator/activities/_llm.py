@@ -35,6 +35,7 @@ from ..errors import (
     PROVIDER_NOT_CONFIGURED,
     RATE_LIMITED,
     WORKER_SHUTDOWN,
+    ContinuationLost,
     classify,
     redact,
     redaction_echoes,
@@ -50,11 +51,14 @@ from ..live import (
 from ..messages import (
     CHUNKS_SIGNAL,
     MAX_OUTPUT_BYTES,
+    PROGRESS_QUERY,
     STREAM_ACTIVITY,
     AttemptState,
     ChunkBatch,
     CompletionOutput,
     CompletionRequest,
+    Progress,
+    ProgressQuery,
 )
 from ..metrics import TaskMetrics
 from ..pricing import PricingTable, UnknownModelError
@@ -215,37 +219,41 @@ class LLMActivities:
             # Temporal retries an attempt that timed out even when the task was
             # cancelled meanwhile (its dead worker never heard the cancel): look
             # before paying the provider for an answer nobody wants.
-            await self._refuse_if_cancelled(handle, state)
+            await self._refuse_if_cancelled(handle, state, provider)
 
         async def send(batch: ChunkBatch) -> None:
             await handle.signal(CHUNKS_SIGNAL, batch)
 
+        interval = self._heartbeat_every(info.heartbeat_timeout)
+        beat = _LastBeat(self._throttle_for(info.heartbeat_timeout))
+        # A retry continues its predecessor's text where the provider kept it ...
+        stream: ProviderStream | None = None
+        if state.continuation:
+            stream = await self._reattach(provider, request, model, state, handle, beat)
+        if stream is None:
+            # ... or its work (a Claude Code session), or starts over.
+            resume = state.resume_token
+            stream = (
+                provider.stream(request.task, model, resume=resume)  # type: ignore[call-arg]
+                if resume
+                else provider.stream(request.task, model)
+            )
         publisher = ChunkPublisher(
             send,
             attempt=info.attempt,
             run_id=info.workflow_run_id,
             generation=state.generation,
             interval=self._interval_for(request),
+            offset=state.continued_at,
             max_signals=max(0, _attempts.MAX_RUN_SIGNALS - state.signals),
             max_chars=max(0, _attempts.MAX_RUN_SIGNALLED_CHARS - state.signalled_chars),
         )
-        # A retry continues its predecessor's stream where the platform can.
-        resume = state.resume_token
-        stream = (
-            provider.stream(request.task, model, resume=resume)  # type: ignore[call-arg]
-            if resume
-            else provider.stream(request.task, model)
-        )
-        interval = self._heartbeat_every(info.heartbeat_timeout)
-        beat = _LastBeat(self._throttle_for(info.heartbeat_timeout))
         live = self._open_live(state, publisher)
-        if live is not None:
-            beat.send(self._details(state, stream, publisher))  # tells readers where to look
         heartbeats = asyncio.create_task(self._heartbeat(state, stream, publisher, interval, beat))
         started = time.monotonic()
         self._streaming += 1
         first_chunk: float | None = None
-        size = 0
+        size = state.continued_at  # a continuation's earlier text counts towards the cap
 
         def close(outcome: str, error_type: str | None = None) -> None:
             state.chars, state.chunks = stream.chars, stream.chunks
@@ -258,6 +266,7 @@ class LLMActivities:
                 prompt_chars=prompt_chars,
                 error_type=error_type,
                 vendor_cost=stream.cost_usd,
+                response_id=stream.response_id,
             )
             if bill is not None:
                 self._meter().completion(
@@ -270,6 +279,10 @@ class LLMActivities:
 
         try:
             async with stream:
+                if live is not None:
+                    # Tells readers where to look, once the provider took the request
+                    # (a refused one must not hold back the heartbeat its failure sends).
+                    beat.send(self._details(state, stream, publisher))
                 async for delta in stream:
                     if first_chunk is None:
                         first_chunk = time.monotonic() - started
@@ -301,6 +314,8 @@ class LLMActivities:
             close("handed_over" if handover else "cancelled")
             if live is not None:
                 live.close(END_HANDED_OVER if handover else END_CANCELLED)
+            if not handover:  # a background answer goes on unless told to stop
+                await self._stop_provider(stream)
             await publisher.flush(_FINAL_FLUSH_TIMEOUT, ledger=state.ledger)
             if handover:
                 # Not the user's cancel: hand the attempt to another worker now
@@ -314,6 +329,8 @@ class LLMActivities:
         except ApplicationError as exc:
             if live is not None:
                 live.close(END_FAILED)
+            if exc.non_retryable:
+                await self._stop_provider(stream)
             close("failed", exc.type)
             await publisher.flush(_FINAL_FLUSH_TIMEOUT, ledger=state.ledger)
             raise ApplicationError(
@@ -326,7 +343,12 @@ class LLMActivities:
         except Exception as exc:
             if live is not None:
                 live.close(END_FAILED)
-            error = self._to_application_error(exc, request, state)
+            continuable = stream.opened and (
+                stream.continuation(publisher.delivered - publisher.start) is not None
+            )
+            error = self._to_application_error(exc, request, state, continuable=continuable)
+            if error.non_retryable:
+                await self._stop_provider(stream)
             close("failed", error.type)
             await publisher.finish()
             if not error.non_retryable:
@@ -372,7 +394,9 @@ class LLMActivities:
 
     # -- cancellation before the provider is called ----------------------------------
 
-    async def _refuse_if_cancelled(self, handle: object, state: AttemptState) -> None:
+    async def _refuse_if_cancelled(
+        self, handle: object, state: AttemptState, provider: Provider
+    ) -> None:
         info = activity.info()
         try:
             desc = await handle.describe()  # type: ignore[attr-defined]
@@ -388,8 +412,12 @@ class LLMActivities:
         )
         if not requested:
             return
+        # An answer an earlier attempt left generating in the background is stopped.
+        cancel_continuation = getattr(provider, "cancel_continuation", None)
+        if state.continuation and cancel_continuation is not None:
+            await cancel_continuation(state.continuation)
         # Let Temporal deliver the cancel (the heartbeat's answer carries it), so
-        # the attempt ends as cancelled, not failed; the provider is never called.
+        # the attempt ends as cancelled, not failed; no prompt is sent.
         activity.heartbeat(state)
         await asyncio.sleep(_CANCEL_DELIVERY_TIMEOUT)
         raise ApplicationError(
@@ -398,6 +426,76 @@ class LLMActivities:
             type=CANCELLED_BEFORE_START,
             non_retryable=True,
         )
+
+    # -- continuing an earlier attempt's text ------------------------------------------
+
+    async def _reattach(
+        self,
+        provider: Provider,
+        request: CompletionRequest,
+        model: str,
+        state: AttemptState,
+        handle: object,
+        beat: _LastBeat,
+    ) -> ProviderStream | None:
+        """The rest of the answer an earlier attempt streamed, or None to start over.
+
+        Starting over takes a new generation, so readers see a restart: the text
+        of two answers is never joined. A passing failure (an outage, a rate
+        limit) fails this attempt and keeps the continuation for the next one.
+        """
+        token = state.continuation
+        assert token is not None
+        info = activity.info()
+        try:
+            extra: dict[str, str] = {}
+            if token.startswith("chat:"):  # a chat continuation sends the text so far
+                try:
+                    extra["prefix"] = await self._checkpoint_text(handle, state)
+                except ContinuationLost:
+                    raise
+                except Exception as exc:
+                    raise ContinuationLost(f"cannot read the text to continue: {exc}") from exc
+            stream = provider.stream(request.task, model, continue_from=token, **extra)  # type: ignore[call-arg]
+        except ContinuationLost as exc:
+            stream, lost = None, exc
+        else:
+            try:
+                await stream.__aenter__()
+                return stream
+            except ContinuationLost as exc:
+                lost = exc
+                await stream.close()
+            except asyncio.CancelledError:
+                await stream.close()
+                raise
+            except Exception as exc:
+                await stream.close()
+                error = self._to_application_error(exc, request, state, continuable=True)
+                if not error.non_retryable:
+                    await beat.last_word(state)
+                raise error from None
+        logger.info("cannot continue the earlier answer, starting over: %s", lost)
+        state.continuation, state.continued_at, state.response_id = None, 0, None
+        state.generation = request.generation_base + info.attempt
+        return None
+
+    async def _checkpoint_text(self, handle: object, state: AttemptState) -> str:
+        """The durable text a chat continuation resumes after (from the workflow)."""
+        progress = await handle.query(  # type: ignore[attr-defined]
+            PROGRESS_QUERY, ProgressQuery(offset=0), result_type=Progress
+        )
+        if progress.attempt != state.generation or progress.length < state.continued_at:
+            raise ContinuationLost("the workflow's checkpoint does not hold the text to continue")
+        return str(progress.text[: state.continued_at])
+
+    @staticmethod
+    async def _stop_provider(stream: ProviderStream) -> None:
+        """Tell the provider to stop an answer nobody will read; never raises."""
+        try:
+            await asyncio.wait_for(asyncio.shield(stream.cancel()), _FINAL_FLUSH_TIMEOUT * 5)
+        except (Exception, asyncio.CancelledError) as exc:
+            logger.warning("could not tell the provider to stop generating: %s", exc)
 
     # -- the live channel ----------------------------------------------------------------
 
@@ -443,13 +541,22 @@ class LLMActivities:
     @staticmethod
     def _details(state: AttemptState, stream: ProviderStream, publisher: ChunkPublisher) -> object:
         # Progress only, never text: heartbeat details are stored by the server.
+        # A continuation is taken where the workflow's checkpoint ends, so the
+        # next attempt's text joins the durable text exactly.
+        acked = publisher.delivered
+        continuation = (
+            stream.continuation(acked - publisher.start) if stream.opened else state.continuation
+        )
         return state.model_copy(
             update={
                 "chars": stream.chars,
                 "chunks": stream.chunks,
                 "resume_token": stream.resume_token or state.resume_token,
                 "signals": state.signals + publisher.signals,
-                "signalled_chars": state.signalled_chars + publisher.delivered,
+                "signalled_chars": state.signalled_chars + acked - publisher.start,
+                "continuation": continuation,
+                "continued_at": acked if continuation else 0,
+                "response_id": stream.response_id or state.response_id,
             }
         )
 
@@ -484,8 +591,15 @@ class LLMActivities:
         )
 
     def _to_application_error(
-        self, exc: BaseException, request: CompletionRequest, state: AttemptState
+        self,
+        exc: BaseException,
+        request: CompletionRequest,
+        state: AttemptState,
+        *,
+        continuable: bool = False,
     ) -> ApplicationError:
+        """``continuable``: the next attempt re-attaches to the answer instead of paying
+        for it again, so a broken stream is not a fault that uses up the task's bound."""
         verdict = classify(exc)
         if verdict.retryable and verdict.error_type == RATE_LIMITED:
             self._meter().rate_limited.add(1, {"model": state.model})
@@ -507,7 +621,7 @@ class LLMActivities:
                     non_retryable=True,
                 )
         retryable = verdict.retryable
-        if retryable and verdict.error_type in _attempts.PROVIDER_FAULTS:
+        if retryable and verdict.error_type in _attempts.PROVIDER_FAULTS and not continuable:
             state.provider_faults += 1
             bound = request.retry.max_attempts if request.retry is not None else None
             if bound is not None and state.provider_faults >= bound:

@@ -46,6 +46,8 @@ class ChunkPublisher:
     interval: seconds between signals.
     max_signals: signals this attempt may still send (the run's budget).
     max_chars: characters this attempt may still signal (the run's budget).
+    offset: where this attempt's text starts in its stream (a continuation
+        starts where the workflow's checkpoint ended).
     """
 
     def __init__(
@@ -58,6 +60,7 @@ class ChunkPublisher:
         generation: int | None = None,
         max_signals: int | None = None,
         max_chars: int | None = None,
+        offset: int = 0,
     ) -> None:
         self._send = send
         self._attempt = attempt
@@ -68,7 +71,9 @@ class ChunkPublisher:
         self._max_chars = max_chars
         self._pending: list[str] = []
         self._pending_chunks = 0
-        self._acked = 0
+        self._acked = offset
+        #: Where this attempt's text starts (``delivered`` counts from the stream's start).
+        self.start = offset
         self._next_send_at: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._sending = False
@@ -85,7 +90,7 @@ class ChunkPublisher:
     def _exhausted(self) -> bool:
         """Past the run's budget, text travels in the result only."""
         return (self._max_signals is not None and self.signals >= self._max_signals) or (
-            self._max_chars is not None and self._acked >= self._max_chars
+            self._max_chars is not None and self._acked - self.start >= self._max_chars
         )
 
     def add(self, text: str) -> None:

@@ -103,8 +103,10 @@ class ProviderStream:
         raise NotImplementedError
 
     async def __aenter__(self) -> ProviderStream:
-        await self.open()
-        self.opened = True
+        # Opened already when an attempt first tried to re-attach (see the activity).
+        if not self.opened:
+            await self.open()
+            self.opened = True
         return self
 
     async def __aexit__(

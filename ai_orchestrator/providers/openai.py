@@ -18,7 +18,7 @@ from ..chat import ChatStream, request_params
 from ..config import OPENAI_APIS, openai_api
 from ..core import Platform, Task
 from ._base import ProviderStream
-from .openai_responses import ResponsesStream, is_token
+from .openai_responses import Continuation, ResponsesStream, is_token
 from .openai_responses import request_params as responses_params
 
 
@@ -82,3 +82,11 @@ class OpenAIProvider:
 
     async def aclose(self) -> None:
         await self._client.close()
+
+    async def cancel_continuation(self, token: str) -> None:
+        """Cancel the response an earlier attempt left generating (the task was
+        cancelled while no attempt was attached to it); best effort."""
+        if is_token(token):
+            stream = ResponsesStream(self._client, {"model": ""}, continue_from=token)
+            stream._response_id = Continuation.parse(token).response_id
+            await stream.cancel()
