@@ -117,3 +117,24 @@ async def test_a_non_retryable_failure_stops_the_background_answer(
         await asyncio.sleep(0.5)
     (response,) = sim.responses.values()
     assert response.status == "cancelled" and response.generated_tokens < 300
+
+
+async def test_chat_opt_in_continues_the_partial_message_without_a_restart(
+    client: Client, queue: str, sim: Simulator, tasks: TaskClient
+) -> None:
+    sim.tokens_per_second, sim.default_tokens = 60, 80
+    sim.script(Fault.disconnect(after_tokens=40))
+    constraints = TaskConstraints(chat_resume="continue_final_message", timeout_seconds=120)
+    task = Task(prompt="continue me", task_id=unique("chatcont"), constraints=constraints)
+    async with running_worker(client, queue, sim, checkpoint_interval=0.2):
+        task_id = await tasks.submit_task(task)
+        events = await _follow(tasks, task_id)
+        result = await tasks.get_result(task_id)
+    assert result.status == TaskStatus.COMPLETED, result.error
+    _, second = sim.requests
+    assert second.continuation and 0 < (second.prefix_tokens or 0) <= 40
+    # Only the rest was generated again: the continuation plus what the first streamed.
+    assert second.tokens_sent + (second.prefix_tokens or 0) == 80
+    assert not [e for e in events if isinstance(e, Restart)]
+    assert functools.reduce(apply_event, events, "") == result.output  # type: ignore[arg-type]
+    assert len(result.output.split()) == 80 and result.metadata["restarts"] == 0

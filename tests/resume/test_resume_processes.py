@@ -1,0 +1,66 @@
+"""A worker SIGKILLed mid-answer: another worker re-attaches to the same response."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import signal
+import time
+
+from temporalio.client import Client
+
+from ai_orchestrator import Task, TaskClient, TaskConstraints, TaskStatus, apply_event
+from ai_orchestrator.client import Restart, StreamEvent
+from ai_orchestrator.devserver import DevServer
+from ai_orchestrator.simulator import Simulator
+
+from ..conftest import FAST_RETRY, SECRET_KEY, unique
+from ..integration.processes import spawn_ready_worker, stop, worker_env
+
+
+async def test_sigkilled_workers_answer_continues_on_the_standby_from_its_checkpoint(
+    temporal: DevServer, client: Client, queue: str, sim: Simulator, tasks: TaskClient
+) -> None:
+    sim.tokens_per_second, sim.default_tokens = 20, 80  # 4 s per answer
+    env = worker_env(temporal.target, queue, sim.base_url, SECRET_KEY)
+    env["AI_ORCHESTRATOR_OPENAI_API"] = "responses"  # the worker's setting, not the task's
+    workers = [await spawn_ready_worker(env), await spawn_ready_worker(env)]
+    try:
+        task = Task(prompt="survive a crash", task_id=unique("kill"))
+        task.constraints = TaskConstraints(timeout_seconds=120)
+        task_id = await tasks.submit_task(task)
+        events: list[StreamEvent] = []
+
+        async def follow() -> None:
+            async for event in tasks.stream_events(task_id):
+                events.append(event)
+
+        follower = asyncio.create_task(follow())
+        await sim.wait_for_tokens_sent(0, 30, timeout=60)
+        desc = await client.get_workflow_handle(task_id).describe()
+        holder = desc.raw_description.pending_activities[0].last_worker_identity
+        victim = next(w for w in workers if holder.startswith(f"{w.pid}@"))
+        victim.send_signal(signal.SIGKILL)
+        await victim.wait()
+        killed_at = time.monotonic()
+        result = await tasks.get_result(task_id, timeout=60)
+        await asyncio.wait_for(follower, 30)
+    finally:
+        for worker in workers:
+            await stop(worker)
+
+    assert result.status == TaskStatus.COMPLETED, result.error
+    calls = [(r.kind, r.received_at) for r in sim.requests if r.api == "responses"]
+    kinds = [kind for kind, _ in calls]
+    assert kinds.count("create") == 1, kinds  # the answer was paid for once
+    reattached_at = next(at for kind, at in calls if kind == "retrieve_stream")
+    print(f"re-attached {reattached_at - killed_at:.2f}s after SIGKILL")
+    assert reattached_at - killed_at <= FAST_RETRY.heartbeat_timeout_seconds + 2
+    (response,) = sim.responses.values()
+    assert response.generated_tokens == 80 and len(result.output.split()) == 80
+    # One continuous text for the reader: no restart, nothing mixed.
+    assert not [e for e in events if isinstance(e, Restart)]
+    assert functools.reduce(apply_event, events, "") == result.output  # type: ignore[arg-type]
+    assert result.metadata["restarts"] == 0 and result.metadata["attempts"] == 2
+    billed = result.metadata["billing"]
+    assert sum(b["completion_tokens"] for b in billed) == 80, billed  # the lost part is not extra
