@@ -196,7 +196,9 @@ class LiveSource:
                     backoff = 0.05
                     continue
                 if now.address or now.unpublished:
-                    progress: Progress | None = await self._progress(self._position()[1])
+                    progress = await self._progress_or_news(now)
+                    if progress is False:
+                        continue  # a new attempt to read live, or the run ended
                     if progress is None:
                         return
                     yield Piece(progress.attempt, progress.offset, progress.text, progress.done)
@@ -212,6 +214,31 @@ class LiveSource:
                     await history.wait(_HISTORY_WAIT)
         finally:
             await history.aclose()
+
+    async def _progress_or_news(self, now: _Look) -> Progress | bool | None:
+        """The workflow's progress, or False as soon as there is something better.
+
+        The query can hang for seconds when it is routed to a worker that just
+        died (its sticky queue); meanwhile the next attempt may already publish
+        live. So the run is looked at again while the query is out.
+        """
+        query = asyncio.ensure_future(self._progress(self._position()[1]))
+        try:
+            while True:
+                done, _ = await asyncio.wait({query}, timeout=_MAX_BACKOFF)
+                if done:
+                    result: Progress | None = query.result()
+                    return result
+                again = await look(self._handle, self._converter)
+                if again is None or again.jammed:
+                    return False
+                if again.address and again.address != now.address:
+                    if self._subscriber(again.address) is not None:
+                        return False
+        finally:
+            if not query.done():
+                query.cancel()
+                await asyncio.gather(query, return_exceptions=True)
 
     async def _read_attempt(
         self, now: _Look, subscriber: LiveSubscriber

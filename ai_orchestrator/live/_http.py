@@ -27,6 +27,7 @@ import aiohttp
 from aiohttp import web
 from temporalio.converter import DataConverter
 
+from ..config import ConfigError
 from ._auth import ENV_LIVE_SECRET, LiveAuth
 from ._frames import LiveFrame, seal, unseal
 from ._hub import HubStream, LiveHub
@@ -46,7 +47,7 @@ class LiveUnavailable(ConnectionError):
     """The live source cannot be read (unreachable, refused, gone): follow the workflow."""
 
 
-class LiveConfigError(ValueError):
+class LiveConfigError(ConfigError):
     """The live channel's settings cannot work; the message says how to fix them."""
 
 
