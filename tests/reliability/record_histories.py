@@ -38,7 +38,7 @@ from ai_orchestrator.simulator import Fault, Simulator
 from ai_orchestrator.worker import running
 
 HERE = Path(__file__).parent / "histories"
-VERSION = "v3"
+VERSION = "v4"
 RETRY = RetrySettings(initial_interval_seconds=0.2, heartbeat_timeout_seconds=2.0)
 FEW_ATTEMPTS = RetrySettings(
     max_attempts=3, initial_interval_seconds=0.2, heartbeat_timeout_seconds=2.0
@@ -190,6 +190,20 @@ async def fallback_after_streaming(ctx: Ctx, wid: str) -> None:
         )
 
 
+async def resumed_after_cut(ctx: Ctx, wid: str) -> None:
+    """A background response re-attached twice: one generation across three attempts."""
+    ctx.sim.script(Fault.drop_stream(after_events=15), Fault.reattach_drop(after_events=10))
+    constraints = TaskConstraints(openai_api="responses")
+    with pace(ctx.sim, tokens_per_second=60, tokens=40):
+        await ctx.tasks().execute(Task(prompt="resumed", task_id=wid, constraints=constraints))
+
+
+async def live_long_stream(ctx: Ctx, wid: str) -> None:
+    """A long answer streamed live: history holds one checkpoint a second."""
+    with pace(ctx.sim, tokens_per_second=60, tokens=300):
+        await ctx.tasks().execute(Task(prompt="a long live answer", task_id=wid))
+
+
 Recipe = Callable[[Ctx, str], Awaitable[None]]
 COMPLETED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
 FAILED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED
@@ -213,6 +227,9 @@ RECIPES: dict[str, tuple[Recipe, EventType.ValueType, int]] = {
     # From v3 on:
     "fallback-after-quota": (fallback_after_quota, COMPLETED, 0),
     "fallback-after-streaming": (fallback_after_streaming, COMPLETED, 1),
+    # From v4 on (the live channel and resume; the workflow code is v3's):
+    "resumed-after-cut": (resumed_after_cut, COMPLETED, 0),
+    "live-long-stream": (live_long_stream, COMPLETED, 2),
 }
 
 
