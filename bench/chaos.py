@@ -12,7 +12,15 @@ disturbs no other scenario. The killed worker is not replaced: the surviving
 worker serves every task from then on (what a deployment sees until its
 supervisor restarts the dead one).
 
-Usage: ``python bench/chaos.py [--tasks N] [--tokens N] [--rate TOK_PER_S] [--out FILE]``
+The scenario runs twice with the same seed and sizes: on the chat path
+(Chat Completions: a retry asks for a new answer) and on the Responses path
+(workers with ``AI_ORCHESTRATOR_OPENAI_API=responses``: a retry re-attaches
+to the background response it already started). For the Responses path the
+tokens generated are the simulator's per-response counts, each response
+counted once however often it is re-read.
+
+Usage: ``python bench/chaos.py [--tasks N] [--tokens N] [--rate TOK_PER_S]
+[--api chat|responses|both] [--out FILE]``
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -49,20 +57,23 @@ from ai_orchestrator import (
 )
 from ai_orchestrator.converter import data_converter
 from ai_orchestrator.devserver import DevServer
-from ai_orchestrator.simulator import RecordedRequest, Simulator
+from ai_orchestrator.simulator import RecordedRequest, ResponseRecord, Simulator
+from ai_orchestrator.simulator._text import simulated_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRST_TOKEN = "[simulated]"
 T = TypeVar("T")
+APIS = ("chat", "responses")
 
 
 def prompt_of(i: int) -> str:
     return f"chaos task {i}"
 
 
-def _env(server: DevServer, sim: Simulator, queue: str) -> dict[str, str]:
+def _env(server: DevServer, sim: Simulator, queue: str, openai_api: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "TEMPORAL_"))}
     env.update(
+        AI_ORCHESTRATOR_OPENAI_API=openai_api,
         TEMPORAL_ADDRESS=server.target,
         OPENAI_BASE_URL=sim.base_url,
         OPENAI_API_KEY="sk-chaos",
@@ -134,6 +145,7 @@ async def _through_outage(call: Callable[[], Awaitable[T]], outages: list[float]
             await asyncio.sleep(1.0)
 
 
+@cache
 def _quiet_runtime() -> Runtime:
     """The client's core logs every retried call during the outage; that is expected here."""
     quiet = TelemetryFilter(core_level="ERROR", other_level="ERROR")
@@ -170,8 +182,12 @@ async def chaos_run(
     bound_seconds: float = 600.0,
     outage_seconds: float = 2.0,
     retry: RetrySettings | None = None,
+    openai_api: str = "chat",
 ) -> dict[str, Any]:
     """One chaos run; every figure of the report, plus the failed tasks' errors and bills.
+
+    ``openai_api`` is the workers' ``AI_ORCHESTRATOR_OPENAI_API``: ``"chat"`` or
+    ``"responses"`` (background responses, re-attached on retry).
 
     ``rpm_limit`` (None: no limit) makes the simulator answer 429 beyond that many
     requests a minute; rate-limit waits must not use up a task either. Nothing
@@ -198,7 +214,7 @@ async def chaos_run(
                 server.target, data_converter=data_converter(), runtime=_quiet_runtime()
             )
             queue = f"chaos-{uuid.uuid4().hex[:8]}"
-            env = _env(server, sim, queue)
+            env = _env(server, sim, queue, openai_api)
             workers = list(await asyncio.gather(WorkerProcess.start(env), WorkerProcess.start(env)))
             tasks = TaskClient(client, task_queue=queue, retry=retry)
             constraints = TaskConstraints(timeout_seconds=timeout_seconds)
@@ -231,8 +247,10 @@ async def chaos_run(
                 ),
                 timeout=120,
             )
+            kill_at: float | None = None
             if kill_worker:
-                events["worker_killed_at_s"] = time.monotonic() - t0
+                kill_at = time.monotonic()
+                events["worker_killed_at_s"] = kill_at - t0
                 events["streaming_at_worker_kill"] = _streaming(sim)
                 await workers[0].kill()
             if kill_server:
@@ -258,20 +276,33 @@ async def chaos_run(
                     await _through_outage(partial(tasks.get_result, i, 5), outages) for i in ids
                 ]
             wall = time.monotonic() - t0
-            # Let zombie attempts (if any) end before counting what the provider generated.
+            # Let zombie attempts and background responses (if any) end before
+            # counting what the provider generated.
             with contextlib.suppress(TimeoutError):
                 await sim.wait_until(
-                    lambda: all(r.ended_at is not None for r in sim.requests), timeout=30
+                    lambda: (
+                        all(r.ended_at is not None for r in sim.requests)
+                        and all(
+                            b.status not in ("queued", "in_progress")
+                            for b in sim.responses.values()
+                        )
+                    ),
+                    timeout=30,
                 )
         finally:
             for worker in workers:
                 await worker.kill()
             await sim.stop()
             await server.stop()
-        report = _report(sim.requests, results, ids, tokens, retry, t0)
-        if report["not_completed"]:
-            report["worker_logs"] = [list(w.log)[-30:] for w in workers]
+        report = _report(
+            sim.requests, results, ids, tokens, retry, t0, openai_api=openai_api, sim=sim
+        )
+        report.update(_kill_recovery(sim.requests, ids, kill_at, t0, openai_api))
+        report["heartbeat_timeout_s"] = retry.heartbeat_timeout_seconds
+        if report["not_completed"] or report.get("extra_creates") or report["inexact_outputs"]:
+            report["worker_logs"] = [list(w.log)[-60:] for w in workers]
     report.update(
+        openai_api=openai_api,
         n_tasks=n_tasks,
         tokens=tokens,
         rate=rate,
@@ -291,6 +322,73 @@ async def chaos_run(
     return report
 
 
+def _prompt(r: RecordedRequest) -> str | None:
+    return str(r.messages[-1].get("content")) if r.messages else None
+
+
+def _per_task(requests: list[RecordedRequest], n: int) -> list[list[RecordedRequest]]:
+    """Each task's requests; a Responses retrieve/cancel goes with its response's create."""
+    index = {prompt_of(i): i for i in range(n)}
+    by_response: dict[str, int] = {}
+    per_task: list[list[RecordedRequest]] = [[] for _ in range(n)]
+    for r in requests:
+        i = index.get(str(_prompt(r)))
+        if i is None and r.response_id is not None:
+            i = by_response.get(r.response_id)
+        if i is None:
+            continue
+        if r.response_id is not None:
+            by_response[r.response_id] = i
+        per_task[i].append(r)
+    return per_task
+
+
+def _expected_text(reqs: list[RecordedRequest], tokens: int, style: str) -> str | None:
+    """The simulator's deterministic answer to the task's prompt (its first request's)."""
+    first = next((q for q in reqs if q.messages), None)
+    if first is None:
+        return None
+    return "".join(simulated_tokens(first.messages, first.model, tokens, style))
+
+
+def _request_line(q: RecordedRequest, t0: float) -> tuple[Any, ...]:
+    return (
+        q.kind or q.api,
+        q.response_id,
+        _fault_kind(q),
+        q.tokens_sent,
+        round(q.received_at - t0, 2),
+        round(q.ended_at - t0, 2) if q.ended_at is not None else None,
+    )
+
+
+def _why_another_create(
+    previous: RecordedRequest, reqs: list[RecordedRequest], later: RecordedRequest
+) -> str:
+    """Why a task created a second response instead of re-attaching to its first."""
+    if previous.response_id is None:
+        return f"previous create refused ({_fault_kind(previous)}): no response to re-attach to"
+    between = [
+        q
+        for q in reqs
+        if q.response_id == previous.response_id
+        and q.kind == "retrieve_stream"
+        and q.received_at < later.received_at
+    ]
+    if between and between[-1].status == 404:
+        return f"re-attach to {previous.response_id} answered 404 (expired)"
+    if previous.tokens_sent == 0 and not between:
+        return (
+            f"create stream of {previous.response_id} broke ({_fault_kind(previous)}) "
+            "before any text: the client may not have learned the response id"
+        )
+    return (
+        f"response {previous.response_id} existed ({previous.tokens_sent} tokens read, "
+        f"{len(between)} re-attaches, last {_fault_kind(between[-1]) if between else '-'}) "
+        "but a new create was sent"
+    )
+
+
 def _report(
     requests: list[RecordedRequest],
     results: list[Result],
@@ -298,12 +396,12 @@ def _report(
     tokens: int,
     retry: RetrySettings,
     t0: float,
+    *,
+    openai_api: str = "chat",
+    sim: Simulator | None = None,
 ) -> dict[str, Any]:
-    by_prompt: dict[str, list[RecordedRequest]] = {}
-    for r in requests:
-        prompt = r.messages[-1].get("content") if r.messages else None
-        by_prompt.setdefault(str(prompt), []).append(r)
-    per_task = [by_prompt.get(prompt_of(i), []) for i in range(len(ids))]
+    responses_path = openai_api == "responses"
+    per_task = _per_task(requests, len(ids))
     counts = [len(reqs) for reqs in per_task]
     paid = [sum(1 for r in reqs if r.prompt_tokens > 0) for reqs in per_task]
     statuses = Counter(r.status.value for r in results)
@@ -314,18 +412,38 @@ def _report(
         for r in completed
         if len(r.output.split()) != tokens or not r.output.startswith(FIRST_TOKEN)
     ]
-    generated = sum(r.tokens_sent for r in requests)
+    style = sim.text_style if sim is not None else "words"
+    inexact_outputs = [
+        r.task.task_id
+        for i, r in enumerate(results)
+        if r.status == TaskStatus.COMPLETED
+        and r.output != _expected_text(per_task[i], tokens, style)
+    ]
+    records: dict[str, ResponseRecord] = dict(sim.responses) if sim is not None else {}
+
+    def generated_for(reqs: list[RecordedRequest]) -> int:
+        if not responses_path:
+            return sum(q.tokens_sent for q in reqs)
+        # Per response, once: re-reading it (re-attach) generates nothing.
+        created = {q.response_id for q in reqs if q.kind == "create" and q.response_id}
+        return sum(records[x].generated_tokens for x in created if x in records)
+
+    generated = (
+        sum(b.generated_tokens for b in records.values())
+        if responses_path
+        else sum(r.tokens_sent for r in requests)
+    )
     bills = [b for r in results for b in r.metadata.get("billing", [])]
     # Per task: what the provider generated that no bill of ours reports (or the reverse).
     gaps = {}
     for i, r in enumerate(results):
-        sent = sum(q.tokens_sent for q in per_task[i])
+        sent = generated_for(per_task[i])
         reported = sum(int(b["completion_tokens"]) for b in r.metadata.get("billing", []))
         if sent != reported:
             gaps[ids[i]] = {
                 "generated": sent,
                 "reported": reported,
-                "requests": [(_fault_kind(q), q.tokens_sent) for q in per_task[i]],
+                "requests": [_request_line(q, t0) for q in per_task[i]],
                 "bills": [
                     (b.get("outcome"), b["completion_tokens"], b.get("estimated"))
                     for b in r.metadata.get("billing", [])
@@ -337,15 +455,13 @@ def _report(
             "task_id": r.task.task_id,
             "status": r.status.value,
             "error": r.error,
-            "requests": [
-                (_fault_kind(q), q.tokens_sent) for q in per_task[ids.index(r.task.task_id)]
-            ],
+            "requests": [_request_line(q, t0) for q in per_task[ids.index(r.task.task_id)]],
             "billing": r.metadata.get("billing"),
         }
         for r in results
         if r.status != TaskStatus.COMPLETED
     ]
-    return {
+    report: dict[str, Any] = {
         "completed": statuses.get(TaskStatus.COMPLETED.value, 0),
         "failed": statuses.get(TaskStatus.FAILED.value, 0),
         "cancelled": statuses.get(TaskStatus.CANCELLED.value, 0),
@@ -357,6 +473,7 @@ def _report(
         "billable_requests_per_task_max": max(paid, default=0),
         "attempts_per_task_max": max((r.metadata.get("attempts", 0) for r in results), default=0),
         "tokens_generated": generated,
+        "tokens_generated_all_apis": sim.generated_tokens if sim is not None else generated,
         "tokens_delivered": delivered,
         "generated_per_delivered": generated / delivered if delivered else float("inf"),
         "billed_completion_reported": billed,
@@ -367,26 +484,127 @@ def _report(
         "bills_estimated": sum(1 for b in bills if b.get("estimated")),
         "bill_outcomes": dict(Counter(str(b.get("outcome")) for b in bills)),
         "faults": dict(Counter(_fault_kind(r) for r in requests)),
+        "requests_by_kind": dict(Counter(r.kind or r.api for r in requests)),
         # Whole answers the provider streamed that no task used (attempts the server
         # gave up on while their worker still streamed: zombies).
         "unused_full_answers": sum(
             1 for reqs in per_task for q in reqs[:-1] if q.fault is None and q.tokens_sent == tokens
+        )
+        if not responses_path
+        else sum(
+            1
+            for reqs in per_task
+            for x in {q.response_id for q in reqs if q.kind == "create" and q.response_id}
+            if x in records
+            and records[x].generated_tokens == tokens
+            and x != next((q.response_id for q in reversed(reqs) if q.response_id), None)
         ),
         "malformed_outputs": malformed_outputs,
-        # One line per request, for post-mortems: task, fault, tokens, start and end (s).
-        "request_log": [
-            (
-                str(q.messages[-1].get("content")) if q.messages else "",
-                _fault_kind(q),
-                q.tokens_sent,
-                round(q.received_at - t0, 2),
-                round(q.ended_at - t0, 2) if q.ended_at is not None else None,
-            )
-            for q in requests
-        ],
+        "inexact_outputs": inexact_outputs,
+        # One line per request, for post-mortems: kind, response, fault, tokens, start, end (s).
+        "request_log": [(str(_prompt(q) or ""), *_request_line(q, t0)) for q in requests],
         "billing_gaps": gaps,
         "not_completed": failed,
         "retry": retry.model_dump(),
+    }
+    if responses_path:
+        creates = [[q for q in reqs if q.kind == "create"] for reqs in per_task]
+        created = [[q for q in c if q.response_id] for c in creates]
+        extra = {}
+        for i, c in enumerate(creates):
+            if len(c) > 1:
+                extra[ids[i]] = {
+                    "why": [
+                        _why_another_create(c[k - 1], per_task[i], c[k]) for k in range(1, len(c))
+                    ],
+                    "requests": [_request_line(q, t0) for q in per_task[i]],
+                }
+        report.update(
+            creates=sum(len(c) for c in creates),
+            creates_per_task_max=max((len(c) for c in creates), default=0),
+            creates_per_task_mean=statistics.fmean(len(c) for c in creates) if creates else 0.0,
+            responses_created=sum(len(c) for c in created),
+            responses_per_task_max=max((len(c) for c in created), default=0),
+            tasks_with_extra_creates=len(extra),
+            extra_creates=extra,
+            reattaches=sum(1 for r in requests if r.kind == "retrieve_stream"),
+            reattaches_per_task_max=max(
+                (sum(1 for q in reqs if q.kind == "retrieve_stream") for reqs in per_task),
+                default=0,
+            ),
+            reattaches_simulator=sum(b.reattaches for b in records.values()),
+        )
+    else:
+        report.update(
+            creates=len(requests),
+            creates_per_task_max=max(counts, default=0),
+            creates_per_task_mean=statistics.fmean(counts) if counts else 0.0,
+            reattaches=0,
+            reattaches_per_task_max=0,
+            tasks_with_extra_creates=sum(1 for c in counts if c > 1),
+        )
+    return report
+
+
+def _kill_recovery(
+    requests: list[RecordedRequest],
+    ids: list[str],
+    kill_at: float | None,
+    t0: float,
+    openai_api: str,
+) -> dict[str, Any]:
+    """From the worker SIGKILL to text flowing again, for the tasks streaming on that worker.
+
+    A task was streaming on the killed worker if one of its requests was open
+    at the kill and its *client* went away within 2 s (the kernel closes a
+    killed process's sockets; the simulator notices at its next write), with no
+    fault of its own. Per such task: its first request received after the kill
+    (a re-attach on Responses, a new request on chat) and its first token
+    written after the kill, each minus the kill time.
+    """
+    if kill_at is None:
+        return {}
+    per_task = _per_task(requests, len(ids))
+    first_request: dict[str, float] = {}
+    first_token: dict[str, float] = {}
+    cut: dict[str, int] = {}
+    for i, reqs in enumerate(per_task):
+        killed = [
+            q
+            for q in reqs
+            if q.received_at < kill_at
+            and q.disconnected
+            and q.fault is None
+            and q.ended_at is not None
+            and kill_at <= q.ended_at <= kill_at + 2.0
+        ]
+        if not killed:
+            continue
+        cut[ids[i]] = killed[0].index
+        after = [q for q in reqs if q.received_at > kill_at]
+        if after:
+            first_request[ids[i]] = min(q.received_at for q in after) - kill_at
+        tokens_after = [t for q in after for t in q.token_sent_at if t > kill_at]
+        if tokens_after:
+            first_token[ids[i]] = min(tokens_after) - kill_at
+
+    def spread(values: dict[str, float]) -> dict[str, float] | None:
+        if not values:
+            return None
+        v = list(values.values())
+        return {"min": min(v), "median": statistics.median(v), "max": max(v)}
+
+    return {
+        "killed_worker_tasks": len(cut),
+        "kill_to_next_request_s": spread(first_request),
+        "kill_to_text_s": spread(first_token),
+        "kill_recovery_per_task": {
+            t: (
+                round(first_request.get(t, float("nan")), 2),
+                round(first_token.get(t, float("nan")), 2),
+            )
+            for t in cut
+        },
     }
 
 
@@ -401,7 +619,8 @@ def render_report(r: dict[str, Any]) -> str:
         if on
     )
     lines = [
-        f"chaos: {r['n_tasks']} tasks x {r['tokens']} tokens at {r['rate']:g} tok/s, "
+        f"chaos ({r.get('openai_api', 'chat')}): {r['n_tasks']} tasks x {r['tokens']} tokens "
+        f"at {r['rate']:g} tok/s, "
         f"fault_rate {r['fault_rate']:g} (seed {r['seed']}), rpm_limit {r['rpm_limit']}, "
         f"{kills or 'no kills'}; 2 workers (killed one not replaced); "
         f"max_attempts {r['max_attempts']}",
@@ -439,6 +658,105 @@ def render_report(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+async def chaos_both(
+    n_tasks: int = 40,
+    tokens: int = 60,
+    rate: float = 10.0,
+    fault_rate: float = 0.3,
+    rpm_limit: int | None = None,
+    seed: int = 7,
+    kill_worker: bool = True,
+    kill_server: bool = True,
+    *,
+    apis: tuple[str, ...] = APIS,
+    **kwargs: Any,
+) -> dict[str, dict[str, Any]]:
+    """The same chaos run (same seed and sizes) once per API, one after the other."""
+    return {
+        api: await chaos_run(
+            n_tasks,
+            tokens,
+            rate,
+            fault_rate,
+            rpm_limit,
+            seed,
+            kill_worker,
+            kill_server,
+            openai_api=api,
+            **kwargs,
+        )
+        for api in apis
+    }
+
+
+def _fmt_spread(v: dict[str, float] | None) -> str:
+    if not v:
+        return "-"
+    return f"{v['median']:.2f} [{v['min']:.2f}-{v['max']:.2f}]"
+
+
+def _side_by_side_rows(r: dict[str, Any]) -> list[str]:
+    """One report's cells, in the order of :data:`_SIDE_BY_SIDE`."""
+    n = r["n_tasks"]
+    return [
+        f"{r['completed']}/{n} (failed {r['failed']}, unfinished {r['unfinished']})",
+        f"{r['requests_per_task_max']} (mean {r['requests_per_task_mean']:.2f})",
+        f"max {r['creates_per_task_max']}, mean {r['creates_per_task_mean']:.2f}; "
+        f"{r['tasks_with_extra_creates']} tasks > 1",
+        f"{r['reattaches']} (max {r['reattaches_per_task_max']}/task)",
+        f"{r['tokens_generated']}/{r['tokens_delivered']} = {r['generated_per_delivered']:.3f}",
+        f"{r['billed_completion_reported']}/{r['tokens_generated']} = "
+        f"{r['reported_per_generated']:.3f}",
+        f"{r['completed'] - len(r['inexact_outputs'])}/{r['completed']}",
+        f"{r.get('killed_worker_tasks', 0)} tasks",
+        _fmt_spread(r.get("kill_to_next_request_s")),
+        _fmt_spread(r.get("kill_to_text_s")),
+        f"{r['wall_s']:.1f}" + (" (BOUND HIT)" if r["bound_hit"] else ""),
+    ]
+
+
+_SIDE_BY_SIDE = (
+    "tasks completed",
+    "max provider requests per task",
+    "creates per task",
+    "re-attaches (GET ?stream=true)",
+    "tokens generated / delivered",
+    "billed reported / generated",
+    "outputs == the prompt's deterministic answer",
+    "streaming on the killed worker",
+    "SIGKILL -> next request (s) med [min-max]",
+    "SIGKILL -> text flowing (s) med [min-max]",
+    "wall time (s)",
+)
+
+
+def render_both(reports: dict[str, dict[str, Any]]) -> str:
+    """Both paths side by side, then each one's own detail and post-mortem lines."""
+    apis = list(reports)
+    cells = {api: _side_by_side_rows(r) for api, r in reports.items()}
+    first = next(iter(reports.values()))
+    hb = first["heartbeat_timeout_s"]
+    width = max(28, *(len(c) for col in cells.values() for c in col))
+    lines = [
+        f"chaos, both paths: {first['n_tasks']} tasks x {first['tokens']} tokens at "
+        f"{first['rate']:g} tok/s, fault_rate {first['fault_rate']:g} (seed {first['seed']}); "
+        f"targets (responses): all complete, 1 create/task, generated/delivered <= 1.05, "
+        f"SIGKILL -> text <= {hb + 1:g} s (heartbeat {hb:g} s + 1)",
+        f"  {'':44} " + " ".join(f"{api:{width}}" for api in apis),
+    ]
+    for k, label in enumerate(_SIDE_BY_SIDE):
+        lines.append(f"  {label:44} " + " ".join(f"{cells[api][k]:{width}}" for api in apis))
+    for api, r in reports.items():
+        lines.append("")
+        lines.append(f"[{api}] " + render_report(r))
+        for task, info in (r.get("extra_creates") or {}).items():
+            lines.append(f"  MORE THAN ONE CREATE {task}: {'; '.join(info['why'])}")
+            lines.append(f"    requests: {info['requests']}")
+        if r["inexact_outputs"]:
+            lines.append(f"  OUTPUT NOT THE PROMPT'S ANSWER: {r['inexact_outputs']}")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -451,10 +769,13 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-worker-kill", action="store_true")
     parser.add_argument("--no-server-kill", action="store_true")
-    parser.add_argument("--out", default=None, help="write the raw report here (JSON)")
+    parser.add_argument(
+        "--api", choices=(*APIS, "both"), default="both", help="which path(s) to run"
+    )
+    parser.add_argument("--out", default=None, help="write the raw reports here (JSON)")
     args = parser.parse_args()
-    report = asyncio.run(
-        chaos_run(
+    reports = asyncio.run(
+        chaos_both(
             args.tasks,
             args.tokens,
             args.rate,
@@ -463,8 +784,9 @@ if __name__ == "__main__":
             args.seed,
             not args.no_worker_kill,
             not args.no_server_kill,
+            apis=APIS if args.api == "both" else (args.api,),
         )
     )
-    print(render_report(report))
+    print(render_both(reports))
     if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=2))
+        Path(args.out).write_text(json.dumps(reports, indent=2))

@@ -60,7 +60,8 @@ class Sizes:
 
 
 FULL = Sizes(50, 500, 100, 1000, 100.0, 1000, 50, 5.0)
-# Chaos in the smoke run: 2 s answers, both kills, backoff capped at 4 s; 20-40 s.
+# Chaos in the smoke run: 2 s answers, both kills, backoff capped at 4 s; each of
+# the two paths (chat, Responses) 10-40 s.
 SMOKE = Sizes(
     3,
     20,
@@ -100,14 +101,40 @@ def rows_for(s: Sizes) -> dict[str, Row]:
         "rss": Row(conc, "worker peak RSS", "MB", target="<= 350 MB"),
         "wft": Row(conc, "workflow task timeouts", "count", target="0"),
         "conc_s": Row(conc, "completion time", "s"),
-        "chaos_done": Row(chaos_name, "tasks completed", "count", target=f"{s.chaos_tasks}"),
-        "chaos_req": Row(chaos_name, "max requests per task", "count"),
-        # Percentages: the table prints one decimal.
-        "chaos_gen": Row(
-            chaos_name, "generated/delivered", "%", target="< 157% (before the change)"
+        **_chaos_rows(s, chaos_name, "chat"),
+        # The Responses twin: 30% faults too (same seed and sizes), in a narrower name.
+        **_chaos_rows(s, f"chaos (responses): {s.chaos_tasks} tasks, {kills}", "responses"),
+    }
+
+
+def _chaos_rows(s: Sizes, name: str, api: str) -> dict[str, Row]:
+    """The chaos rows of one path; the Responses twins' keys end in ``_responses``."""
+    key = "" if api == "chat" else "_responses"
+    responses = api == "responses"
+    hb = RetrySettings().heartbeat_timeout_seconds
+    return {
+        f"chaos_done{key}": Row(name, "tasks completed", "count", target=f"{s.chaos_tasks}"),
+        f"chaos_req{key}": Row(name, "max requests per task", "count"),
+        f"chaos_creates{key}": Row(
+            name, "max creates/task", "count", target="1" if responses else ""
         ),
-        "chaos_billed": Row(chaos_name, "billed reported/generated", "%", target="100%"),
-        "chaos_s": Row(chaos_name, "wall time", "s"),
+        f"chaos_extra_creates{key}": Row(
+            name, "tasks >1 create", "count", target="0" if responses else ""
+        ),
+        f"chaos_reattach{key}": Row(name, "re-attaches", "count"),
+        # Percentages: the table prints one decimal.
+        f"chaos_gen{key}": Row(
+            name,
+            "generated/delivered",
+            "%",
+            target="<= 105%" if responses else "< 157% (before the change)",
+        ),
+        f"chaos_billed{key}": Row(name, "billed reported/generated", "%", target="100%"),
+        f"chaos_exact{key}": Row(name, "outputs == answer", "count", target=f"{s.chaos_tasks}"),
+        f"chaos_kill{key}": Row(
+            name, "SIGKILL -> text, max", "s", target=f"<= {hb + 1:g} s" if responses else ""
+        ),
+        f"chaos_s{key}": Row(name, "wall time", "s"),
     }
 
 
@@ -152,20 +179,31 @@ async def one_run(b: Bench, s: Sizes, rows: dict[str, Row], only: set[str]) -> d
 
 
 async def _chaos(s: Sizes, rows: dict[str, Row], raw: dict[str, Any]) -> None:
-    """On its own server and simulator: killing them must not disturb the other scenarios."""
-    raw["chaos"] = report = await chaos.chaos_run(
+    """On its own server and simulator: killing them must not disturb the other scenarios.
+
+    Both paths, one after the other, with the same seed and sizes.
+    """
+    raw["chaos"] = reports = await chaos.chaos_both(
         s.chaos_tasks,
         s.chaos_tokens,
         s.chaos_rate,
         kill_server=s.chaos_kill_server,
         retry=RetrySettings(max_interval_seconds=s.chaos_max_interval),
     )
-    print(chaos.render_report(report), file=sys.stderr)
-    rows["chaos_done"].add(report["completed"])
-    rows["chaos_req"].add(report["requests_per_task_max"])
-    rows["chaos_gen"].add(100 * report["generated_per_delivered"])
-    rows["chaos_billed"].add(100 * report["reported_per_generated"])
-    rows["chaos_s"].add(report["wall_s"])
+    print(chaos.render_both(reports), file=sys.stderr)
+    for api, report in reports.items():
+        key = "" if api == "chat" else "_responses"
+        rows[f"chaos_done{key}"].add(report["completed"])
+        rows[f"chaos_req{key}"].add(report["requests_per_task_max"])
+        rows[f"chaos_creates{key}"].add(report["creates_per_task_max"])
+        rows[f"chaos_extra_creates{key}"].add(report["tasks_with_extra_creates"])
+        rows[f"chaos_reattach{key}"].add(report["reattaches"])
+        rows[f"chaos_gen{key}"].add(100 * report["generated_per_delivered"])
+        rows[f"chaos_billed{key}"].add(100 * report["reported_per_generated"])
+        rows[f"chaos_exact{key}"].add(report["completed"] - len(report["inexact_outputs"]))
+        if report.get("kill_to_text_s"):
+            rows[f"chaos_kill{key}"].add(report["kill_to_text_s"]["max"])
+        rows[f"chaos_s{key}"].add(report["wall_s"])
 
 
 async def _stream(b: Bench, s: Sizes, rows: dict[str, Row], raw: dict[str, Any]) -> None:
@@ -261,7 +299,7 @@ if __name__ == "__main__":
         "--chaos-runs",
         type=int,
         default=1,
-        help="runs of the 40-task chaos scenario (about a minute each)",
+        help="runs of the 40-task chaos scenario, chat and Responses paths (minutes each)",
     )
     parser.add_argument(
         "--only",
