@@ -192,9 +192,9 @@ async def fallback_after_streaming(ctx: Ctx, wid: str) -> None:
 
 async def resumed_after_cut(ctx: Ctx, wid: str) -> None:
     """A background response re-attached twice: one generation across three attempts."""
-    ctx.sim.script(Fault.drop_stream(after_events=15), Fault.reattach_drop(after_events=10))
+    ctx.sim.script(Fault.drop_stream(after_events=60), Fault.reattach_drop(after_events=50))
     constraints = TaskConstraints(openai_api="responses")
-    with pace(ctx.sim, tokens_per_second=60, tokens=40):
+    with pace(ctx.sim, tokens_per_second=40, tokens=160):
         await ctx.tasks().execute(Task(prompt="resumed", task_id=wid, constraints=constraints))
 
 
@@ -228,7 +228,7 @@ RECIPES: dict[str, tuple[Recipe, EventType.ValueType, int]] = {
     "fallback-after-quota": (fallback_after_quota, COMPLETED, 0),
     "fallback-after-streaming": (fallback_after_streaming, COMPLETED, 1),
     # From v4 on (the live channel and resume; the workflow code is v3's):
-    "resumed-after-cut": (resumed_after_cut, COMPLETED, 0),
+    "resumed-after-cut": (resumed_after_cut, COMPLETED, 2),
     "live-long-stream": (live_long_stream, COMPLETED, 2),
 }
 
