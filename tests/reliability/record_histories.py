@@ -192,9 +192,9 @@ async def fallback_after_streaming(ctx: Ctx, wid: str) -> None:
 
 async def resumed_after_cut(ctx: Ctx, wid: str) -> None:
     """A background response re-attached twice: one generation across three attempts."""
-    ctx.sim.script(Fault.drop_stream(after_events=60), Fault.reattach_drop(after_events=50))
+    ctx.sim.script(Fault.drop_stream(after_events=100), Fault.reattach_drop(after_events=80))
     constraints = TaskConstraints(openai_api="responses")
-    with pace(ctx.sim, tokens_per_second=40, tokens=160):
+    with pace(ctx.sim, tokens_per_second=40, tokens=240):
         await ctx.tasks().execute(Task(prompt="resumed", task_id=wid, constraints=constraints))
 
 
