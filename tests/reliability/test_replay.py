@@ -73,6 +73,10 @@ RECORDED = {
     # Recorded from the workflow with fallback between models (patch ...-fallback):
     "v3-fallback-after-quota",
     "v3-fallback-after-streaming",
+    # Recorded with the live channel (sparse checkpoints) and resume (one generation
+    # over several attempts); the workflow code is v3's:
+    "v4-resumed-after-cut",
+    "v4-live-long-stream",
 }
 
 # A TEST key, public on purpose (the same bytes are in record_histories.py): the
