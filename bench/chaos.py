@@ -87,25 +87,40 @@ def _env(server: DevServer, sim: Simulator, queue: str, openai_api: str) -> dict
 class WorkerProcess:
     """An ``ai-orchestrator worker`` process; the tail of its log is kept for post-mortems."""
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, log_file: Path | None = None) -> None:
         self.proc = proc
         self.log: deque[str] = deque(maxlen=200)
         self._drain: asyncio.Task[None] | None = None
+        self._file = log_file.open("a") if log_file is not None else None
+
+    def _append(self, line: bytes) -> None:
+        text = line.decode(errors="replace")
+        self.log.append(text)
+        if self._file is not None:
+            self._file.write(f"{time.monotonic():.3f} {text}")
+            self._file.flush()
 
     @classmethod
-    async def start(cls, env: dict[str, str], timeout: float = 60) -> WorkerProcess:
-        """Returned once the worker says it polls (before that, tasks would only queue)."""
+    async def start(
+        cls, env: dict[str, str], timeout: float = 60, log_file: Path | None = None
+    ) -> WorkerProcess:
+        """Returned once the worker says it polls (before that, tasks would only queue).
+
+        With ``log_file``, the whole log goes there too (at INFO level, each line
+        prefixed with ``time.monotonic()``), for post-mortems beyond the tail.
+        """
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "ai_orchestrator",
+            *(["-v"] if log_file is not None else []),
             "worker",
             env=env,
             cwd=ROOT,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )
-        worker = cls(proc)
+        worker = cls(proc, log_file)
         assert proc.stderr is not None
         stderr = proc.stderr
 
@@ -114,7 +129,7 @@ class WorkerProcess:
                 line = await stderr.readline()
                 if not line:
                     raise RuntimeError("worker exited before it was ready: " + "".join(worker.log))
-                worker.log.append(line.decode(errors="replace"))
+                worker._append(line)
                 if b"worker listening" in line:
                     return
 
@@ -125,7 +140,7 @@ class WorkerProcess:
 
     async def _keep(self, stderr: asyncio.StreamReader) -> None:
         while line := await stderr.readline():
-            self.log.append(line.decode(errors="replace"))
+            self._append(line)
 
     async def kill(self) -> None:
         if self.proc.returncode is None:
@@ -133,6 +148,9 @@ class WorkerProcess:
             await self.proc.wait()
         if self._drain is not None:
             await asyncio.gather(self._drain, return_exceptions=True)
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 async def _through_outage(call: Callable[[], Awaitable[T]], outages: list[float]) -> T:
@@ -183,11 +201,15 @@ async def chaos_run(
     outage_seconds: float = 2.0,
     retry: RetrySettings | None = None,
     openai_api: str = "chat",
+    worker_log_dir: Path | None = None,
 ) -> dict[str, Any]:
     """One chaos run; every figure of the report, plus the failed tasks' errors and bills.
 
     ``openai_api`` is the workers' ``AI_ORCHESTRATOR_OPENAI_API``: ``"chat"`` or
-    ``"responses"`` (background responses, re-attached on retry).
+    ``"responses"`` (background responses, re-attached on retry). With
+    ``worker_log_dir``, each worker's whole INFO log is written there
+    (``{api}-worker-{n}.log``) and, for the tasks that created more than one
+    response, what each attempt inherited is read from their histories.
 
     ``rpm_limit`` (None: no limit) makes the simulator answer 429 beyond that many
     requests a minute; rate-limit waits must not use up a task either. Nothing
@@ -215,7 +237,14 @@ async def chaos_run(
             )
             queue = f"chaos-{uuid.uuid4().hex[:8]}"
             env = _env(server, sim, queue, openai_api)
-            workers = list(await asyncio.gather(WorkerProcess.start(env), WorkerProcess.start(env)))
+            logs = (
+                [worker_log_dir / f"{openai_api}-worker-{n}.log" for n in range(2)]
+                if worker_log_dir is not None
+                else [None, None]
+            )
+            workers = list(
+                await asyncio.gather(*(WorkerProcess.start(env, log_file=f) for f in logs))
+            )
             tasks = TaskClient(client, task_queue=queue, retry=retry)
             constraints = TaskConstraints(timeout_seconds=timeout_seconds)
             run = uuid.uuid4().hex[:6]
@@ -234,6 +263,7 @@ async def chaos_run(
                 )
             )
             events["submitted_s"] = time.monotonic() - t0
+            events["t0_monotonic"] = t0
             waiting = asyncio.ensure_future(
                 asyncio.gather(
                     *(_through_outage(partial(tasks.get_result, i, None), outages) for i in ids)
@@ -289,6 +319,11 @@ async def chaos_run(
                     ),
                     timeout=30,
                 )
+            attempts: dict[str, Any] = {}
+            if worker_log_dir is not None:
+                per_task = _per_task(sim.requests, len(ids))
+                again = [ids[i] for i, reqs in enumerate(per_task) if _creates(reqs) > 1]
+                attempts = await _through_outage(partial(_attempt_history, client, again), outages)
         finally:
             for worker in workers:
                 await worker.kill()
@@ -298,6 +333,8 @@ async def chaos_run(
             sim.requests, results, ids, tokens, retry, t0, openai_api=openai_api, sim=sim
         )
         report.update(_kill_recovery(sim.requests, ids, kill_at, t0, openai_api))
+        if attempts:
+            report["attempt_history"] = attempts
         report["heartbeat_timeout_s"] = retry.heartbeat_timeout_seconds
         if report["not_completed"] or report.get("extra_creates") or report["inexact_outputs"]:
             report["worker_logs"] = [list(w.log)[-60:] for w in workers]
@@ -341,6 +378,55 @@ def _per_task(requests: list[RecordedRequest], n: int) -> list[list[RecordedRequ
             by_response[r.response_id] = i
         per_task[i].append(r)
     return per_task
+
+
+def _creates(reqs: list[RecordedRequest]) -> int:
+    return sum(1 for q in reqs if q.kind in ("create", None))
+
+
+async def _attempt_history(client: Client, workflow_ids: list[str]) -> dict[str, Any]:
+    """Per task: each attempt's start, the failure before it and the continuation it inherited.
+
+    A retry's ``ActivityTaskStarted`` carries the previous attempt's failure;
+    a heartbeat timeout's failure carries the last heartbeat details (the
+    response id and the continuation token the retry had to go on).
+    """
+    from temporalio.api.enums.v1 import EventType
+
+    out: dict[str, Any] = {}
+    for wid in workflow_ids:
+        lines = []
+        history = await client.get_workflow_handle(wid).fetch_history()
+        for e in history.events:
+            if e.event_type != EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+                continue
+            a = e.activity_task_started_event_attributes
+            f = a.last_failure
+            line: dict[str, Any] = {
+                "attempt": a.attempt,
+                "at": e.event_time.ToDatetime().isoformat(),
+                "last_failure": f.message if f.ByteSize() else None,
+            }
+            details = None
+            if f.HasField("timeout_failure_info"):
+                details = f.timeout_failure_info.last_heartbeat_details
+            elif f.HasField("application_failure_info"):
+                details = f.application_failure_info.details
+            if details is not None and details.payloads:
+                try:
+                    values = await client.data_converter.decode(details.payloads)
+                    first = values[0] if values else None
+                    if isinstance(first, dict):
+                        line["inherited"] = {
+                            k: first.get(k)
+                            for k in ("response_id", "continuation", "continued_at", "generation")
+                            if k in first
+                        }
+                except Exception as exc:  # a post-mortem: report what could not be read
+                    line["inherited"] = f"unreadable: {exc}"
+            lines.append(line)
+        out[wid] = lines
+    return out
 
 
 def _expected_text(reqs: list[RecordedRequest], tokens: int, style: str) -> str | None:
@@ -773,7 +859,14 @@ if __name__ == "__main__":
         "--api", choices=(*APIS, "both"), default="both", help="which path(s) to run"
     )
     parser.add_argument("--out", default=None, help="write the raw reports here (JSON)")
+    parser.add_argument(
+        "--worker-logs",
+        default=None,
+        help="directory for the workers' whole INFO logs (and attempt histories in the report)",
+    )
     args = parser.parse_args()
+    if args.worker_logs:
+        Path(args.worker_logs).mkdir(parents=True, exist_ok=True)
     reports = asyncio.run(
         chaos_both(
             args.tasks,
@@ -785,6 +878,7 @@ if __name__ == "__main__":
             not args.no_worker_kill,
             not args.no_server_kill,
             apis=APIS if args.api == "both" else (args.api,),
+            worker_log_dir=Path(args.worker_logs) if args.worker_logs else None,
         )
     )
     print(render_both(reports))
