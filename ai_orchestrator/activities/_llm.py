@@ -279,13 +279,16 @@ class LLMActivities:
 
         try:
             async with stream:
-                if live is not None:
-                    # Tells readers where to look, once the provider took the request
-                    # (a refused one must not hold back the heartbeat its failure sends).
-                    beat.send(self._details(state, stream, publisher))
                 async for delta in stream:
                     if first_chunk is None:
                         first_chunk = time.monotonic() - started
+                        if live is not None or stream.response_id is not None:
+                            # At once, not a heartbeat interval later: readers learn where
+                            # to look, and a worker that dies now leaves the answer's id
+                            # for the next attempt to re-attach to. (Not before the first
+                            # text: a refused request must not hold back the heartbeat
+                            # its failure sends.)
+                            beat.send(self._details(state, stream, publisher))
                     size += json_size(delta)
                     if size > self._max_output_bytes:
                         raise self._too_large()
@@ -314,7 +317,10 @@ class LLMActivities:
             close("handed_over" if handover else "cancelled")
             if live is not None:
                 live.close(END_HANDED_OVER if handover else END_CANCELLED)
-            if not handover:  # a background answer goes on unless told to stop
+            # A background answer goes on unless told to stop: stop it for the user's
+            # cancel, not when the server gave up on this attempt (timed out during an
+            # outage): the next attempt re-attaches to it.
+            if details is None or details.cancel_requested:
                 await self._stop_provider(stream)
             await publisher.flush(_FINAL_FLUSH_TIMEOUT, ledger=state.ledger)
             if handover:
