@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -230,7 +231,9 @@ async def main(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     }
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        server = DevServer(db_file=Path(tmp) / "bench.db")
+        # BENCH_SERVER_ARGS: extra dev-server flags for an investigation (``--metrics-port N``).
+        extra = tuple(os.environ.get("BENCH_SERVER_ARGS", "").split())
+        server = DevServer(db_file=Path(tmp) / "bench.db", extra_args=extra)
         async with server, Simulator(tokens_per_second=sizes.stream_rate) as sim:
             client = await Client.connect(server.target, data_converter=data_converter())
             queue, base_queue = f"bench-{uuid.uuid4().hex[:6]}", f"base-{uuid.uuid4().hex[:6]}"

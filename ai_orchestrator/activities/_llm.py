@@ -139,12 +139,21 @@ class LLMActivities:
         live: the live channel text is published on as it is produced; with it,
             chunk signals are only durable checkpoints, ``checkpoint_interval`` apart.
         checkpoint_interval: seconds between checkpoints when ``live`` is set.
+        checkpoints_per_second: the worker's budget of checkpoints when ``live`` is
+            set. Each is a signal, a workflow task and ~4 history writes; with
+            readers on the live channel they only need to keep partial output and
+            resume points, so many streams share a small budget (measured: at 300
+            streams, 50 signals/s left the file-backed dev server too busy to
+            start new workflows).
         signals_per_second: the worker's budget of chunk signals, shared by all
             its streams: each signal costs a workflow task, so with many
             concurrent streams each one signals less often (bigger batches)
             instead of the worker falling behind on workflow tasks.
-        heartbeat_interval: the longest gap between heartbeats; it shrinks to a
-            third of a task's heartbeat timeout when that is shorter.
+        heartbeat_interval: the gap between heartbeats; it shrinks to a third of a
+            task's heartbeat timeout when that is shorter.
+        heartbeats_per_second: the worker's heartbeat budget, shared by its
+            attempts: with more streams each heartbeats less often, within a third
+            of its heartbeat timeout (a long timeout lets a busy worker save most).
         heartbeat_throttle: the worker's heartbeat throttle interval (the SDK
             holds a heartbeat back that long after the previous one).
         secrets: strings that must never appear in an error message.
@@ -166,6 +175,8 @@ class LLMActivities:
         max_output_bytes: int = MAX_OUTPUT_BYTES,
         live: LivePublisher | None = None,
         checkpoint_interval: float = 1.0,
+        checkpoints_per_second: float = 10.0,
+        heartbeats_per_second: float = 100.0,
     ) -> None:
         self._providers: dict[Platform, Provider] = dict(providers or {})
         if openai_client is not None:
@@ -182,6 +193,8 @@ class LLMActivities:
         self._metrics: TaskMetrics | None = None
         self._live = live
         self._checkpoint_interval = checkpoint_interval
+        self._checkpoints_per_second = checkpoints_per_second
+        self._heartbeats_per_second = heartbeats_per_second
 
     def _meter(self) -> TaskMetrics:
         if self._metrics is None:
@@ -224,7 +237,6 @@ class LLMActivities:
         async def send(batch: ChunkBatch) -> None:
             await handle.signal(CHUNKS_SIGNAL, batch)
 
-        interval = self._heartbeat_every(info.heartbeat_timeout)
         beat = _LastBeat(self._throttle_for(info.heartbeat_timeout))
         # A retry continues its predecessor's text where the provider kept it ...
         stream: ProviderStream | None = None
@@ -249,7 +261,9 @@ class LLMActivities:
             max_chars=max(0, _attempts.MAX_RUN_SIGNALLED_CHARS - state.signalled_chars),
         )
         live = self._open_live(state, publisher)
-        heartbeats = asyncio.create_task(self._heartbeat(state, stream, publisher, interval, beat))
+        heartbeats = asyncio.create_task(
+            self._heartbeat(state, stream, publisher, info.heartbeat_timeout, beat)
+        )
         started = time.monotonic()
         self._streaming += 1
         first_chunk: float | None = None
@@ -532,7 +546,10 @@ class LLMActivities:
         )
 
         def interval() -> float:
-            busy = self._streaming / self._signals_per_second
+            budget = self._signals_per_second
+            if self._live is not None:
+                budget = min(budget, self._checkpoints_per_second)
+            busy = self._streaming / budget
             age = max(0.0, time.time() - run_started) / _RUN_AGE_DIVISOR
             floor = self._checkpoint_interval if self._live is not None else self._flush_interval
             return max(floor, busy, age)
@@ -540,9 +557,14 @@ class LLMActivities:
         return interval
 
     def _heartbeat_every(self, timeout: timedelta | None) -> float:
+        """Seconds to the next heartbeat: often (a cancel arrives with one), less so
+        when many attempts share the worker's budget (each heartbeat is a write on
+        the server: 300 streams at one a second kept a dev server 80% busy), and
+        always a third of the heartbeat timeout at most (a dead worker is noticed)."""
+        busy = max(self._heartbeat_interval, self._streaming / self._heartbeats_per_second)
         if timeout is None:
-            return self._heartbeat_interval
-        return min(self._heartbeat_interval, timeout.total_seconds() / 3)
+            return busy
+        return min(busy, timeout.total_seconds() / 3)
 
     @staticmethod
     def _details(state: AttemptState, stream: ProviderStream, publisher: ChunkPublisher) -> object:
@@ -577,12 +599,12 @@ class LLMActivities:
         state: AttemptState,
         stream: ProviderStream,
         publisher: ChunkPublisher,
-        every: float,
+        timeout: timedelta | None,
         beat: _LastBeat,
     ) -> None:
         # The first waits an interval: a short answer needs no heartbeat at all.
         while True:
-            await asyncio.sleep(every)
+            await asyncio.sleep(self._heartbeat_every(timeout))
             beat.send(self._details(state, stream, publisher))
 
     # -- errors ------------------------------------------------------------------------

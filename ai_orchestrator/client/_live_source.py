@@ -40,9 +40,14 @@ logger = logging.getLogger(__name__)
 _NO_LIVE_AFTER = 1.5
 #: Longest wait between looks while an attempt is starting.
 _MAX_BACKOFF = 0.5
+#: After this long waiting for an attempt to start, look this often only.
+_QUEUED_AFTER = 3.0
+_QUEUED_BACKOFF = 2.0
 #: How long a live address that failed is followed through Temporal instead
 #: (its worker may have died, and its attempt will time out; or it is out of reach).
 _RETRY_UNREACHABLE = 2.0
+#: Seconds between checks that a run is jammed (one reads its history).
+_JAM_CHECK_INTERVAL = 2.0
 #: Longest wait on the history long-poll before looking again (a jam is noticed then).
 _HISTORY_WAIT = 5.0
 
@@ -71,8 +76,15 @@ class _Look:
     jammed: str | None = None
 
 
-async def look(handle: WorkflowHandle[Any, Any], converter: DataConverter) -> _Look | None:
-    """The run's current attempt, from the server alone; None once the run is closed."""
+async def look(
+    handle: WorkflowHandle[Any, Any], converter: DataConverter, *, check_jam: bool = True
+) -> _Look | None:
+    """The run's current attempt, from the server alone; None once the run is closed.
+
+    ``check_jam`` also asks whether the run is jammed, which reads its history
+    when its workflow task keeps failing or timing out: callers that look often
+    ask only every few seconds, or a busy server gets busier.
+    """
     while True:
         try:
             desc = await handle.describe()
@@ -84,7 +96,7 @@ async def look(handle: WorkflowHandle[Any, Any], converter: DataConverter) -> _L
     if desc.status != WorkflowExecutionStatus.RUNNING:
         return None
     run_id = desc.run_id
-    jam = stuck_attempt(desc)
+    jam = stuck_attempt(desc) if check_jam else 0
     if jam:
         reason = await jam_error(handle, converter, jam)
         if reason:
@@ -135,6 +147,12 @@ class _HistoryWaiter:
             await asyncio.wait_for(self._changed.wait(), timeout)
         self._changed.clear()
 
+    async def pause(self) -> None:
+        """Stop long-polling until the next :meth:`wait` (which starts again)."""
+        await self.aclose()
+        self._task = None
+        self._changed.clear()
+
     async def aclose(self) -> None:
         if self._task is not None:
             self._task.cancel()
@@ -167,8 +185,16 @@ class LiveSource:
         self._progress = progress
         self._poll_interval = poll_interval
         self.jammed: str | None = None
+        self._jam_checked = -_JAM_CHECK_INTERVAL
         #: Addresses that just failed, and since when: followed through Temporal a while.
         self._unreachable: dict[str, float] = {}
+
+    async def _look(self) -> _Look | None:
+        now = time.monotonic()
+        check = now - self._jam_checked >= _JAM_CHECK_INTERVAL
+        if check:
+            self._jam_checked = now
+        return await look(self._handle, self._converter, check_jam=check)
 
     def _subscriber(self, address: str) -> LiveSubscriber | None:
         failed = self._unreachable.get(address)
@@ -178,10 +204,10 @@ class LiveSource:
 
     async def pieces(self) -> AsyncIterator[Piece]:
         history = _HistoryWaiter(self._handle)
-        backoff = 0.05
+        backoff, waited = 0.05, 0.0
         try:
             while True:
-                now = await look(self._handle, self._converter)
+                now = await self._look()
                 if now is None:
                     return
                 if now.jammed:
@@ -189,11 +215,12 @@ class LiveSource:
                     return
                 subscriber = self._subscriber(now.address) if now.address else None
                 if now.address and subscriber is not None:
+                    await history.pause()  # its long-poll would wake for every checkpoint
                     async for piece in self._read_attempt(now, subscriber):
                         if piece is None:
                             return
                         yield piece
-                    backoff = 0.05
+                    backoff, waited = 0.05, 0.0
                     continue
                 if now.address or now.unpublished:
                     progress = await self._progress_or_news(now)
@@ -209,7 +236,12 @@ class LiveSource:
                     await asyncio.sleep(min(now.due_in, _HISTORY_WAIT))
                 elif now.pending:
                     await asyncio.sleep(backoff)
-                    backoff = min(backoff * 1.5, _MAX_BACKOFF)
+                    # Quick while an attempt is starting; slow once it is plainly
+                    # queued (a busy worker): a thousand readers asking twice a
+                    # second were most of a dev server's load.
+                    waited += backoff
+                    cap = _MAX_BACKOFF if waited < _QUEUED_AFTER else _QUEUED_BACKOFF
+                    backoff = min(backoff * 1.5, cap)
                 else:
                     await history.wait(_HISTORY_WAIT)
         finally:
@@ -229,7 +261,7 @@ class LiveSource:
                 if done:
                     result: Progress | None = query.result()
                     return result
-                again = await look(self._handle, self._converter)
+                again = await self._look()
                 if again is None or again.jammed:
                     return False
                 if again.address and again.address != now.address:
