@@ -131,9 +131,7 @@ class HttpLivePublisher:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
         await site.start()
-        server = site._server  # the bound socket tells the port that 0 picked
-        sockets = getattr(server, "sockets", None) or []
-        port = sockets[0].getsockname()[1] if sockets else self._port
+        port = self._runner.addresses[0][1]  # the port that 0 picked
         if self._advertise:
             self.address = self._advertise.rstrip("/")
         else:

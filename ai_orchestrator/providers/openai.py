@@ -18,7 +18,7 @@ from ..chat import ChatStream, request_params
 from ..config import OPENAI_APIS, openai_api
 from ..core import Platform, Task
 from ._base import ProviderStream
-from .openai_responses import Continuation, ResponsesStream, is_token
+from .openai_responses import Continuation, ResponsesStream, cancel_response, is_token
 from .openai_responses import request_params as responses_params
 
 
@@ -87,6 +87,4 @@ class OpenAIProvider:
         """Cancel the response an earlier attempt left generating (the task was
         cancelled while no attempt was attached to it); best effort."""
         if is_token(token):
-            stream = ResponsesStream(self._client, {"model": ""}, continue_from=token)
-            stream._response_id = Continuation.parse(token).response_id
-            await stream.cancel()
+            await cancel_response(self._client, Continuation.parse(token).response_id)

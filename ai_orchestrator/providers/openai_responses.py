@@ -134,6 +134,16 @@ def failure_body(event: Any) -> dict[str, Any]:
     }
 
 
+async def cancel_response(client: AsyncOpenAI, response_id: str) -> str | None:
+    """Stop a background response; its status after, or None if the cancel failed."""
+    try:
+        response = await client.responses.cancel(response_id, timeout=CANCEL_TIMEOUT)
+    except Exception as exc:  # never let a failed cancel hide the user's cancel
+        logger.warning("could not cancel response %s: %s", response_id, exc)
+        return None
+    return getattr(response, "status", None) or "cancelled"
+
+
 class ResponsesStream(ProviderStream):
     """A streamed background response, or the rest of one (``continue_from``).
 
@@ -215,15 +225,9 @@ class ResponsesStream(ProviderStream):
 
     async def cancel(self) -> None:
         """Cancel the background response unless it is finished; best effort."""
-        response_id = self._response_id
-        if response_id is None or self._status in _FINISHED:
+        if self._response_id is None or self._status in _FINISHED:
             return
-        try:
-            response = await self._client.responses.cancel(response_id, timeout=CANCEL_TIMEOUT)
-        except Exception as exc:  # never let a failed cancel hide the user's cancel
-            logger.warning("could not cancel response %s: %s", response_id, exc)
-            return
-        self._status = getattr(response, "status", None) or "cancelled"
+        self._status = await cancel_response(self._client, self._response_id) or self._status
 
     def _note(self, response: Any, sequence: int | None) -> None:
         if response is None:

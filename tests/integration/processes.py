@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
+import time
 from pathlib import Path
+
+from temporalio.client import Client
 
 ROOT = Path(__file__).resolve().parents[2]
 #: A process of ours starts with none of the caller's provider or Temporal settings.
@@ -71,3 +75,15 @@ _DRAINS: set[asyncio.Task[None]] = set()
 async def _drain(stream: asyncio.StreamReader) -> None:
     while await stream.readline():
         pass
+
+
+async def sigkill_holder(
+    client: Client, task_id: str, workers: list[asyncio.subprocess.Process]
+) -> float:
+    """SIGKILL the worker process running the task's attempt; when it died (monotonic)."""
+    desc = await client.get_workflow_handle(task_id).describe()
+    holder = desc.raw_description.pending_activities[0].last_worker_identity
+    victim = next(w for w in workers if holder.startswith(f"{w.pid}@"))
+    victim.send_signal(signal.SIGKILL)
+    await victim.wait()
+    return time.monotonic()

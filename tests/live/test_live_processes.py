@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import signal
-import time
 
 from temporalio.client import Client
 
@@ -20,7 +18,7 @@ from ai_orchestrator.devserver import DevServer
 from ai_orchestrator.simulator import Simulator
 
 from ..conftest import FAST_RETRY, SECRET_KEY, running_worker, unique
-from ..integration.processes import spawn, spawn_ready_worker, stop, worker_env
+from ..integration.processes import sigkill_holder, spawn, spawn_ready_worker, stop, worker_env
 from .reader_process import Reader, spawn_reader
 
 
@@ -99,12 +97,7 @@ async def test_readers_survive_a_worker_sigkill_and_a_late_reader_after_both_sto
         await sim.wait_for_tokens_sent(0, 5, timeout=60)
         await reader.follow(task_id)
         await sim.wait_for_tokens_sent(0, 20, timeout=60)
-        desc = await client.get_workflow_handle(task_id).describe()
-        holder = desc.raw_description.pending_activities[0].last_worker_identity
-        victim = next(w for w in workers if holder.startswith(f"{w.pid}@"))
-        victim.send_signal(signal.SIGKILL)
-        await victim.wait()
-        killed_at = time.monotonic()
+        killed_at = await sigkill_holder(client, task_id, workers)
         result = await tasks.get_result(task_id, timeout=60)
         await reader.finish()
         await asyncio.wait_for(follower, 30)

@@ -14,7 +14,7 @@ from ai_orchestrator.devserver import DevServer
 from ai_orchestrator.simulator import Simulator
 
 from ..conftest import FAST_RETRY, SECRET_KEY, unique
-from ..integration.processes import spawn, spawn_ready_worker, stop, worker_env
+from ..integration.processes import sigkill_holder, spawn, spawn_ready_worker, stop, worker_env
 
 
 async def test_sigkill_mid_stream_then_new_worker_completes(
@@ -34,12 +34,7 @@ async def test_sigkill_mid_stream_then_new_worker_completes(
 
         follower = asyncio.create_task(follow())
         await sim.wait_for_tokens_sent(0, 15, timeout=60)
-        desc = await client.get_workflow_handle(task_id).describe()
-        holder = desc.raw_description.pending_activities[0].last_worker_identity
-        victim = next(w for w in workers if holder.startswith(f"{w.pid}@"))
-        victim.send_signal(signal.SIGKILL)
-        await victim.wait()
-        killed_at = time.monotonic()
+        killed_at = await sigkill_holder(client, task_id, workers)
         result = await tasks.get_result(task_id, timeout=60)
         await asyncio.wait_for(follower, 30)
     finally:
