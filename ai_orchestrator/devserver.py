@@ -42,10 +42,28 @@ def find_temporal_binary() -> Path:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the kernel will not hand to anyone's ``bind(0)`` for a while (TIME_WAIT).
+
+    A port merely bound and released can be given straight back to the next
+    ``bind(0)``: the dev server picks its own HTTP, metrics and internal ports that
+    way while starting, and one of them landing on our frontend port kills it a
+    moment after it first answered. Leaving the port in TIME_WAIT (the trick of
+    temporalio/cli#564 and sdk-core's ``get_free_port``) keeps it out of the
+    ephemeral pool; servers binding with SO_REUSEADDR (Go, asyncio, aiohttp, Redis,
+    tokio) can still take it.
+    """
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, 0))
+        listener.listen(1)
+        port = int(listener.getsockname()[1])
+        with socket.create_connection((host, port)) as client:
+            accepted, _ = listener.accept()
+            # The side that closes first holds TIME_WAIT: make it the listening port's.
+            accepted.close()
+            client.recv(1)
+    return port
 
 
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:

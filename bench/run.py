@@ -233,50 +233,73 @@ async def main(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         # BENCH_SERVER_ARGS: extra dev-server flags for an investigation (``--metrics-port N``).
         extra = tuple(os.environ.get("BENCH_SERVER_ARGS", "").split())
-        server = DevServer(db_file=Path(tmp) / "bench.db", extra_args=extra)
-        async with server, Simulator(tokens_per_second=sizes.stream_rate) as sim:
-            client = await Client.connect(server.target, data_converter=data_converter())
-            queue, base_queue = f"bench-{uuid.uuid4().hex[:6]}", f"base-{uuid.uuid4().hex[:6]}"
-            provider = ProviderSettings(
-                api_key="sk-bench",
-                base_url=sim.base_url,
-                default_model="gpt-4o-mini",
-                read_timeout=60,
-                flush_interval=ProviderSettings.from_env().flush_interval,
+        log = Path(tmp) / "server.log"
+        server = DevServer(db_file=Path(tmp) / "bench.db", extra_args=extra, log_file=log)
+        try:
+            await _run_all(args, server, sizes, runs, rows, raw, started)
+        except BaseException:
+            # A failed run says what the server said (it is the usual suspect when RPCs fail).
+            code = server.process.poll() if server.process else None
+            tail = log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
+            print(
+                f"\nbench failed; dev server exit code {code}; its log ends:\n{tail}",
+                file=sys.stderr,
             )
-            openai_client = AsyncOpenAI(api_key="sk-bench", base_url=sim.base_url, max_retries=0)
-            async with (
-                running(client, task_queue=queue, provider=provider),
-                baseline_worker(client, base_queue, openai_client),
-            ):
-                bench = Bench(
-                    server,
-                    client,
-                    sim,
-                    openai_client,
-                    TaskClient(client, task_queue=queue),
-                    queue,
-                    base_queue,
-                    args.smoke,
-                )
-                for run in range(runs):
-                    only = set(args.only)
-                    if run >= args.heavy_runs:
-                        only.discard("concurrency")
-                        only.discard("live")
-                    if run >= args.chaos_runs:
-                        only.discard("chaos")
-                    raw["runs"].append(await one_run(bench, sizes, rows, only))
-                    print(
-                        f"run {run + 1}/{runs} done ({time.perf_counter() - started:.0f}s)",
-                        file=sys.stderr,
-                    )
+            raise
     header = (
         f"machine: {raw['machine']}, {_cores()} cores, python {raw['python']}; {runs} run(s); "
         f"file-backed Temporal dev server; simulator over HTTP; "
         f"{time.perf_counter() - started:.0f}s in all"
     )
     return f"{header}\n\n{render(list(rows.values()))}", raw
+
+
+async def _run_all(
+    args: argparse.Namespace,
+    server: DevServer,
+    sizes: Sizes,
+    runs: int,
+    rows: dict[str, Row],
+    raw: dict[str, Any],
+    started: float,
+) -> None:
+    async with server, Simulator(tokens_per_second=sizes.stream_rate) as sim:
+        client = await Client.connect(server.target, data_converter=data_converter())
+        queue, base_queue = f"bench-{uuid.uuid4().hex[:6]}", f"base-{uuid.uuid4().hex[:6]}"
+        provider = ProviderSettings(
+            api_key="sk-bench",
+            base_url=sim.base_url,
+            default_model="gpt-4o-mini",
+            read_timeout=60,
+            flush_interval=ProviderSettings.from_env().flush_interval,
+        )
+        openai_client = AsyncOpenAI(api_key="sk-bench", base_url=sim.base_url, max_retries=0)
+        async with (
+            running(client, task_queue=queue, provider=provider),
+            baseline_worker(client, base_queue, openai_client),
+        ):
+            bench = Bench(
+                server,
+                client,
+                sim,
+                openai_client,
+                TaskClient(client, task_queue=queue),
+                queue,
+                base_queue,
+                args.smoke,
+            )
+            for run in range(runs):
+                only = set(args.only)
+                if run >= args.heavy_runs:
+                    only.discard("concurrency")
+                    only.discard("live")
+                if run >= args.chaos_runs:
+                    only.discard("chaos")
+                raw["runs"].append(await one_run(bench, sizes, rows, only))
+                print(
+                    f"run {run + 1}/{runs} done ({time.perf_counter() - started:.0f}s)",
+                    file=sys.stderr,
+                )
 
 
 def _cores() -> int:
