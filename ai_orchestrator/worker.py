@@ -20,7 +20,7 @@ from typing import Any
 
 from openai import AsyncOpenAI, Timeout
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from .activities import LLMActivities
@@ -121,6 +121,7 @@ def build_worker(
         graceful_shutdown_timeout=timedelta(seconds=tuning.graceful_shutdown_seconds),
         max_task_queue_activities_per_second=tuning.max_requests_per_second,
         max_cached_workflows=max_cached_workflows,
+        workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(tuning.workflow_pollers),
     )
 
 

@@ -7,34 +7,11 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
-from temporalio.api.enums.v1 import TimeoutType
-from temporalio.client import Client
-
 from ai_orchestrator import Task, TaskClient, TaskConstraints
 
 from .baselines import ParkedWorkflow
 from .context import Bench, peak_rss_mb, stop
-
-
-async def _timeouts(client: Client, ids: list[str]) -> dict[str, int]:
-    """Workflow-task and activity timeouts recorded in the runs' histories."""
-    gate = asyncio.Semaphore(20)
-    counts = {"workflow_task_timeouts": 0, "sticky_schedule_to_start": 0, "activity_timeouts": 0}
-
-    async def scan(workflow_id: str) -> None:
-        async with gate:
-            history = await client.get_workflow_handle(workflow_id).fetch_history()
-        for event in history.events:
-            if event.HasField("workflow_task_timed_out_event_attributes"):
-                counts["workflow_task_timeouts"] += 1
-                kind = event.workflow_task_timed_out_event_attributes.timeout_type
-                if kind == TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_START:
-                    counts["sticky_schedule_to_start"] += 1
-            if event.HasField("activity_task_timed_out_event_attributes"):
-                counts["activity_timeouts"] += 1
-
-    await asyncio.gather(*(scan(i) for i in ids))
-    return counts
+from .stats import history_scan, timeout_totals
 
 
 async def _measure(
@@ -54,7 +31,8 @@ async def _measure(
         rss = peak_rss_mb(proc.pid or 0)
     finally:
         await stop(proc)
-    return {"completion_s": elapsed, "worker_rss_mb": rss, **await _timeouts(b.client, ids)}
+    timeouts = timeout_totals(await history_scan(b.client, ids))
+    return {"completion_s": elapsed, "worker_rss_mb": rss, **timeouts}
 
 
 async def concurrent_streams(

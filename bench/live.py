@@ -58,7 +58,7 @@ from ai_orchestrator.simulator import RecordedRequest
 
 from .context import ROOT, Bench, stop
 from .live_readers import LIVE_SUPPORTED
-from .stats import Row, history_scan, lags, max_overlap, pct
+from .stats import Row, history_scan, lags, max_overlap, pct, timeout_totals
 
 
 @dataclass(frozen=True)
@@ -329,7 +329,7 @@ async def run_case(b: Bench, mode: Mode, case: Case, tmp: Path) -> dict[str, Any
         events_p50=statistics.median(h["events"] for h in histories),
         events_max=max(h["events"] for h in histories),
         bytes_p50=statistics.median(h["bytes"] for h in histories),
-        workflow_task_timeouts=sum(h["workflow_task_timeouts"] for h in histories),
+        **timeout_totals(histories),
         tasks_not_completed=sum(1 for v in finals.values() if v is None),
         mismatches=mismatches,
     )
@@ -349,6 +349,7 @@ METRICS: tuple[tuple[str, str, str, str], ...] = (
     ("reader_cpu_s", "reader process CPU", "s", ""),
     ("events_p50", "events/task p50", "count", ""),
     ("workflow_task_timeouts", "WFT timeouts", "count", "0"),
+    ("sticky_schedule_to_start", "of which sticky queue", "count", ""),
     ("mismatches", "text mismatches", "count", "0"),
     ("max_concurrent_streams", "max streams open", "count", ""),
 )

@@ -6,8 +6,10 @@ import asyncio
 import statistics
 from dataclasses import dataclass, field
 
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import TimeoutType
 from temporalio.client import Client
+
+TIMEOUT_TYPE_SCHEDULE_TO_START = TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_START
 
 
 def pct(values: list[float], q: float) -> float:
@@ -33,21 +35,40 @@ async def history_stats(client: Client, workflow_id: str) -> tuple[int, int]:
 async def history_scan(
     client: Client, workflow_ids: list[str], parallel: int = 20
 ) -> list[dict[str, int]]:
-    """Per workflow: history events, bytes, and workflow-task timeouts recorded."""
+    """Per workflow: history events, bytes, and the timeouts its history records.
+
+    A workflow-task timeout is either schedule-to-start (a sticky queue nobody
+    polled in time: the task moves to the normal queue, a hiccup) or
+    start-to-close (a worker took a task and did not finish it: the worse kind),
+    so both are counted apart.
+    """
     gate = asyncio.Semaphore(parallel)
 
     async def scan(workflow_id: str) -> dict[str, int]:
         async with gate:
             history = await client.get_workflow_handle(workflow_id).fetch_history()
-        return {
+        counts = {
             "events": len(history.events),
             "bytes": sum(e.ByteSize() for e in history.events),
-            "workflow_task_timeouts": sum(
-                e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT for e in history.events
-            ),
+            "workflow_task_timeouts": 0,
+            "sticky_schedule_to_start": 0,
+            "activity_timeouts": 0,
         }
+        for event in history.events:
+            if event.HasField("workflow_task_timed_out_event_attributes"):
+                counts["workflow_task_timeouts"] += 1
+                kind = event.workflow_task_timed_out_event_attributes.timeout_type
+                counts["sticky_schedule_to_start"] += kind == TIMEOUT_TYPE_SCHEDULE_TO_START
+            if event.HasField("activity_task_timed_out_event_attributes"):
+                counts["activity_timeouts"] += 1
+        return counts
 
     return list(await asyncio.gather(*(scan(i) for i in workflow_ids)))
+
+
+def timeout_totals(histories: list[dict[str, int]]) -> dict[str, int]:
+    keys = ("workflow_task_timeouts", "sticky_schedule_to_start", "activity_timeouts")
+    return {k: sum(h[k] for h in histories) for k in keys}
 
 
 def max_overlap(intervals: list[tuple[float, float]]) -> int:

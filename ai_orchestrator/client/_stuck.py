@@ -22,14 +22,14 @@ import asyncio
 from typing import Any
 
 from temporalio.api.enums.v1 import WorkflowTaskFailedCause
-from temporalio.api.history.v1 import WorkflowTaskFailedEventAttributes
+from temporalio.api.history.v1 import HistoryEvent, WorkflowTaskFailedEventAttributes
 from temporalio.client import WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.converter import DataConverter
 
 #: The workflow task attempt from which a run may be jammed: two failures in a
 #: row. One failure can be a worker that died mid-task; two is the code or data.
 STUCK_ATTEMPT = 3
-#: Seconds between descriptions while waiting: one cheap RPC per waiting caller.
+#: Seconds between descriptions while a run's workflow task keeps failing.
 CHECK_INTERVAL = 2.0
 
 
@@ -44,24 +44,44 @@ def stuck_attempt(desc: WorkflowExecutionDescription) -> int:
     return attempt if attempt >= STUCK_ATTEMPT else 0
 
 
-async def _streak_failure(handle: WorkflowHandle[Any, Any], converter: DataConverter) -> str | None:
-    """``CAUSE: message`` if the last recorded workflow task outcome is a failure."""
-    failure: WorkflowTaskFailedEventAttributes | None = None
-    async for event in handle.fetch_history_events():
-        if event.HasField("workflow_task_failed_event_attributes"):
-            failure = event.workflow_task_failed_event_attributes
-        elif event.HasField("workflow_task_completed_event_attributes") or event.HasField(
-            "workflow_task_timed_out_event_attributes"
-        ):
-            failure = None
-    if failure is None:
+def _outcome(
+    event: HistoryEvent, failure: WorkflowTaskFailedEventAttributes | None
+) -> WorkflowTaskFailedEventAttributes | None:
+    """The streak's opening failure after ``event``, given the one before it."""
+    if event.HasField("workflow_task_failed_event_attributes"):
+        return event.workflow_task_failed_event_attributes
+    if event.HasField("workflow_task_completed_event_attributes") or event.HasField(
+        "workflow_task_timed_out_event_attributes"
+    ):
         return None
+    return failure
+
+
+async def _failure_text(
+    failure: WorkflowTaskFailedEventAttributes, converter: DataConverter
+) -> str:
     message = failure.failure.message
     try:  # with encryption on, the message is in the encoded attributes
         message = str(await converter.decode_failure(failure.failure)) or message
     except Exception:
         pass
     return f"{WorkflowTaskFailedCause.Name(failure.cause)}: {message}"
+
+
+async def _streak_failure(handle: WorkflowHandle[Any, Any], converter: DataConverter) -> str | None:
+    """``CAUSE: message`` if the last recorded workflow task outcome is a failure."""
+    failure: WorkflowTaskFailedEventAttributes | None = None
+    async for event in handle.fetch_history_events():
+        failure = _outcome(event, failure)
+    return None if failure is None else await _failure_text(failure, converter)
+
+
+def _jam_message(attempt: int, failure: str) -> str:
+    return (
+        f"the task cannot make progress: its workflow task failed {attempt - 1} times in a "
+        f"row ({failure}); the run is still open - fix the worker/deployment and it "
+        "resumes, or cancel/terminate it"
+    )
 
 
 async def jam_error(
@@ -74,13 +94,7 @@ async def jam_error(
     if not attempt:
         return None
     failure = await _streak_failure(handle, converter)
-    if failure is None:
-        return None
-    return (
-        f"the task cannot make progress: its workflow task failed {attempt - 1} times in a "
-        f"row ({failure}); the run is still open - fix the worker/deployment and it "
-        "resumes, or cancel/terminate it"
-    )
+    return None if failure is None else _jam_message(attempt, failure)
 
 
 async def stuck_error(handle: WorkflowHandle[Any, Any], converter: DataConverter) -> str | None:
@@ -93,18 +107,49 @@ async def watch_stuck(
 ) -> str:
     """Returns (with the reason) once the run is jammed; runs until cancelled otherwise.
 
-    The first check is immediate, so a run that is already jammed is reported
-    at once. Errors (a server restart, an unknown id) are left to the caller's
-    own wait, which sees them too.
+    A jam always opens with a recorded workflow task failure, so the run's
+    history is followed by long-poll (a parked request, no cost while nothing
+    happens) and the run is described every ``interval`` only while the last
+    recorded outcome is a failure: a thousand callers waiting on healthy runs
+    cost the server nothing, where a describe each every two seconds was a
+    busy dev server's largest load. A run already jammed is reported at once.
+    Errors (a server restart) are left to the caller's own wait, which sees
+    them too; the history is then followed again from its start.
     """
-    while True:
-        try:
-            error = await stuck_error(handle, converter)
-        except Exception:
-            error = None
-        if error is not None:
-            return error
-        await asyncio.sleep(interval)
+    failure: WorkflowTaskFailedEventAttributes | None = None
+    news = asyncio.Event()
+
+    async def follow() -> None:
+        nonlocal failure
+        while True:
+            seen: WorkflowTaskFailedEventAttributes | None = None
+            try:
+                async for event in handle.fetch_history_events(wait_new_event=True):
+                    failure = seen = _outcome(event, seen)
+                    news.set()
+            except Exception:
+                pass
+            # The run closed (its result answers the caller) or the server went
+            # away; follow the newest run again, unhurried.
+            await asyncio.sleep(interval)
+
+    follower = asyncio.ensure_future(follow())
+    try:
+        while True:
+            if failure is None:
+                news.clear()
+                await news.wait()
+                continue
+            try:
+                attempt = stuck_attempt(await handle.describe())
+            except Exception:
+                attempt = 0
+            if attempt and failure is not None:
+                return _jam_message(attempt, await _failure_text(failure, converter))
+            await asyncio.sleep(interval)
+    finally:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
 
 
 __all__ = [
