@@ -29,6 +29,8 @@ class Bench:
     base_queue: str
     smoke: bool
     _drains: list[asyncio.Task[None]] = field(default_factory=list)
+    #: The dev server's Prometheus endpoint (see :mod:`.server_profile`).
+    metrics_url: str | None = None
 
     def env(self, queue: str, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "TEMPORAL_"))}

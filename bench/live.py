@@ -58,6 +58,8 @@ from ai_orchestrator.simulator import RecordedRequest
 
 from .context import ROOT, Bench, stop
 from .live_readers import LIVE_SUPPORTED
+from .server_profile import describe, frontend_requests, top
+from .start_floor import bare_start_floor
 from .stats import Row, history_scan, lags, max_overlap, pct, timeout_totals
 
 
@@ -229,6 +231,7 @@ async def run_case(b: Bench, mode: Mode, case: Case, tmp: Path) -> dict[str, Any
     worker_pid = mode.worker.pid if mode.worker else None
     server_pid = b.server.process.pid if b.server.process else None
     cpu_worker, cpu_server = cpu_seconds(worker_pid), cpu_seconds(server_pid)
+    requests_before = await frontend_requests(b.metrics_url)
     started = time.monotonic()
     if mode.worker is None:
         for i in range(case.tasks * case.readers_per_task):
@@ -264,6 +267,7 @@ async def run_case(b: Bench, mode: Mode, case: Case, tmp: Path) -> dict[str, Any
     wall_s = time.monotonic() - started
     cpu_worker = cpu_seconds(worker_pid) - cpu_worker
     cpu_server = cpu_seconds(server_pid) - cpu_server
+    server_profile = top(requests_before, await frontend_requests(b.metrics_url), wall_s)
     report = json.loads(out.read_text())
     out.unlink()
 
@@ -302,6 +306,7 @@ async def run_case(b: Bench, mode: Mode, case: Case, tmp: Path) -> dict[str, Any
         "max_concurrent_streams": overlap,
         "provider_requests": sum(len(rs) for rs in requests.values()),
         "reader_errors": len(errors),
+        "server_profile": server_profile,
         "first_error": errors[0] if errors else None,
     }
     if mode.worker is None:
@@ -408,6 +413,15 @@ async def live_streams(b: Bench, rows: dict[str, Row]) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp:
             for case in cases:
                 raw["cases"][case.key] = figures = {}
+                floor = None
+                if case.key.startswith("n") and case.tasks > 1:
+                    floor = await bare_start_floor(b, case.tasks, SUBMIT_PARALLEL)
+                    raw.setdefault("bare_start_floor_ms", {})[case.key] = floor
+                    print(
+                        f"live {case.label}: {case.tasks} bare workflows submitted the same way "
+                        f"reach the provider {floor['p50']:.0f} ms (p50) after submit",
+                        file=sys.stderr,
+                    )
                 for mode in all_modes:
                     if case.tasks >= BIG and mode.name == "polling":
                         # Measured at 300 streams (README): polling lags by minutes and
@@ -429,6 +443,11 @@ async def live_streams(b: Bench, rows: dict[str, Row]) -> dict[str, Any]:
                         + (f" (e.g. {f['first_error']})" if f["first_error"] else ""),
                         file=sys.stderr,
                     )
+                    print(
+                        f"live {case.label} [{mode.name}]: server requests: "
+                        + describe(f["server_profile"]),
+                        file=sys.stderr,
+                    )
                 if not figures:
                     continue
                 ours = "live" if "live" in figures else next(iter(figures))
@@ -439,6 +458,8 @@ async def live_streams(b: Bench, rows: dict[str, Row]) -> dict[str, Any]:
                         for name, value in figures.items()
                         if name != ours and key in value
                     }
+                    if key == "ttfc_submit_p50" and floor is not None:
+                        others["bare start"] = floor["p50"]
                     row.add(figures[ours][key], **others)
     finally:
         b.sim.tokens_per_second, b.sim.default_tokens = saved

@@ -32,12 +32,13 @@ from temporalio.client import Client
 from ai_orchestrator import RetrySettings, TaskClient
 from ai_orchestrator.config import ProviderSettings
 from ai_orchestrator.converter import data_converter
-from ai_orchestrator.devserver import DevServer
+from ai_orchestrator.devserver import DevServer, free_port
 from ai_orchestrator.simulator import Simulator
 from ai_orchestrator.worker import running
 from bench import chaos, concurrency, failures, latency, live, streaming
 from bench.baselines import baseline_worker
 from bench.context import Bench
+from bench.server_profile import describe
 from bench.stats import Row, render
 
 
@@ -231,8 +232,10 @@ async def main(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     }
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        # BENCH_SERVER_ARGS: extra dev-server flags for an investigation (``--metrics-port N``).
+        # BENCH_SERVER_ARGS: extra dev-server flags for an investigation.
         extra = tuple(os.environ.get("BENCH_SERVER_ARGS", "").split())
+        if "--metrics-port" not in extra:  # the live scenario's server profile reads it
+            extra += ("--metrics-port", str(free_port()))
         log = Path(tmp) / "server.log"
         server = DevServer(db_file=Path(tmp) / "bench.db", extra_args=extra, log_file=log)
         try:
@@ -251,7 +254,24 @@ async def main(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         f"file-backed Temporal dev server; simulator over HTTP; "
         f"{time.perf_counter() - started:.0f}s in all"
     )
-    return f"{header}\n\n{render(list(rows.values()))}", raw
+    return f"{header}\n\n{render(list(rows.values()))}{_profiles(raw)}", raw
+
+
+def _metrics_url(args: tuple[str, ...]) -> str:
+    return f"http://127.0.0.1:{args[args.index('--metrics-port') + 1]}/metrics"
+
+
+def _profiles(raw: dict[str, Any]) -> str:
+    """The server's busiest calls in each live case of the first run: why it was busy."""
+    live = next((r["live"] for r in raw["runs"] if "live" in r), None)
+    if not live:
+        return ""
+    lines = ["", "", "Temporal server requests during the live cases (frontend, per second):"]
+    for case, figures in live["cases"].items():
+        for mode, f in figures.items():
+            if "server_profile" in f:
+                lines.append(f"  {case} [{mode}]: {describe(f['server_profile'])}")
+    return "\n".join(lines)
 
 
 async def _run_all(
@@ -287,6 +307,7 @@ async def _run_all(
                 queue,
                 base_queue,
                 args.smoke,
+                metrics_url=_metrics_url(server.extra_args),
             )
             for run in range(runs):
                 only = set(args.only)

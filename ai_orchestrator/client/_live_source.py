@@ -40,9 +40,13 @@ logger = logging.getLogger(__name__)
 _NO_LIVE_AFTER = 1.5
 #: Longest wait between looks while an attempt is starting.
 _MAX_BACKOFF = 0.5
-#: After this long waiting for an attempt to start, look this often only.
+#: After this long waiting for an attempt to start, look every 2 s, then every
+#: tenth of the time waited (at most 10 s): a reader of a task queued behind a
+#: thousand others adds at most a tenth to its wait, and asks the server little.
 _QUEUED_AFTER = 3.0
 _QUEUED_BACKOFF = 2.0
+_QUEUED_SHARE = 0.1
+_QUEUED_MAX = 10.0
 #: How long a live address that failed is followed through Temporal instead
 #: (its worker may have died, and its attempt will time out; or it is out of reach).
 _RETRY_UNREACHABLE = 2.0
@@ -240,7 +244,11 @@ class LiveSource:
                     # queued (a busy worker): a thousand readers asking twice a
                     # second were most of a dev server's load.
                     waited += backoff
-                    cap = _MAX_BACKOFF if waited < _QUEUED_AFTER else _QUEUED_BACKOFF
+                    cap = (
+                        _MAX_BACKOFF
+                        if waited < _QUEUED_AFTER
+                        else min(max(_QUEUED_BACKOFF, waited * _QUEUED_SHARE), _QUEUED_MAX)
+                    )
                     backoff = min(backoff * 1.5, cap)
                 else:
                     await history.wait(_HISTORY_WAIT)
