@@ -448,6 +448,13 @@ async def live_streams(b: Bench, rows: dict[str, Row]) -> dict[str, Any]:
                         + describe(f["server_profile"]),
                         file=sys.stderr,
                     )
+                    woke = {k[14:]: v for k, v in f.items() if k.startswith("timeout after ")}
+                    if woke:
+                        print(
+                            f"live {case.label} [{mode.name}]: timed-out workflow tasks were "
+                            f"for: {woke}",
+                            file=sys.stderr,
+                        )
                 if not figures:
                     continue
                 ours = "live" if "live" in figures else next(iter(figures))

@@ -54,11 +54,18 @@ async def history_scan(
             "sticky_schedule_to_start": 0,
             "activity_timeouts": 0,
         }
+        by_id = {e.event_id: e for e in history.events}
         for event in history.events:
             if event.HasField("workflow_task_timed_out_event_attributes"):
                 counts["workflow_task_timeouts"] += 1
-                kind = event.workflow_task_timed_out_event_attributes.timeout_type
+                timed_out = event.workflow_task_timed_out_event_attributes
+                kind = timed_out.timeout_type
                 counts["sticky_schedule_to_start"] += kind == TIMEOUT_TYPE_SCHEDULE_TO_START
+                # What the timed-out task was for: the event that made it be scheduled.
+                cause = by_id.get(timed_out.scheduled_event_id - 1)
+                name = cause.WhichOneof("attributes") if cause else None
+                key = f"timeout after {(name or 'start').removesuffix('_event_attributes')}"
+                counts[key] = counts.get(key, 0) + 1
             if event.HasField("activity_task_timed_out_event_attributes"):
                 counts["activity_timeouts"] += 1
         return counts
@@ -67,8 +74,10 @@ async def history_scan(
 
 
 def timeout_totals(histories: list[dict[str, int]]) -> dict[str, int]:
-    keys = ("workflow_task_timeouts", "sticky_schedule_to_start", "activity_timeouts")
-    return {k: sum(h[k] for h in histories) for k in keys}
+    """Timeouts of every kind, and what the timed-out workflow tasks were woken by."""
+    keys = {"workflow_task_timeouts", "sticky_schedule_to_start", "activity_timeouts"}
+    keys |= {k for h in histories for k in h if k.startswith("timeout after ")}
+    return {k: sum(h.get(k, 0) for h in histories) for k in sorted(keys)}
 
 
 def max_overlap(intervals: list[tuple[float, float]]) -> int:
