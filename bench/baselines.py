@@ -20,7 +20,7 @@ from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.common import RetryPolicy
 from temporalio.contrib.workflow_streams import WorkflowStream, WorkflowStreamClient
-from temporalio.worker import Worker
+from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 BARE_ACTIVITY = "bench.bare_completion"
@@ -124,7 +124,10 @@ class StreamsWorkflow:
         return text
 
 
-def baseline_worker(client: Client, queue: str, openai_client: AsyncOpenAI) -> Worker:
+def baseline_worker(
+    client: Client, queue: str, openai_client: AsyncOpenAI, workflow_pollers: int = 5
+) -> Worker:
+    """SDK defaults (5 workflow-task polls) unless told: the start floor matches ours."""
     acts = BaselineActivities(openai_client, batch_interval=0.1)
     return Worker(
         client,
@@ -135,6 +138,7 @@ def baseline_worker(client: Client, queue: str, openai_client: AsyncOpenAI) -> W
         max_concurrent_activities=1000,
         max_heartbeat_throttle_interval=timedelta(seconds=1),
         default_heartbeat_throttle_interval=timedelta(seconds=1),
+        workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(workflow_pollers),
     )
 
 

@@ -415,8 +415,14 @@ async def live_streams(b: Bench, rows: dict[str, Row]) -> dict[str, Any]:
                 raw["cases"][case.key] = figures = {}
                 floor = None
                 if case.key.startswith("n") and case.tasks > 1:
-                    floor = await bare_start_floor(b, case.tasks, SUBMIT_PARALLEL)
+                    try:
+                        floor = await bare_start_floor(b, case.tasks, SUBMIT_PARALLEL)
+                    except Exception as exc:  # a baseline that fails must not sink the case
+                        print(
+                            f"live {case.label}: bare start floor FAILED: {exc!r}", file=sys.stderr
+                        )
                     raw.setdefault("bare_start_floor_ms", {})[case.key] = floor
+                if floor is not None:
                     print(
                         f"live {case.label}: {case.tasks} bare workflows submitted the same way "
                         f"reach the provider {floor['p50']:.0f} ms (p50) after submit",

@@ -145,7 +145,11 @@ async def watch_stuck(
             except Exception:
                 attempt = 0
             if attempt and failure is not None:
-                return _jam_message(attempt, await _failure_text(failure, converter))
+                # Confirmed on the whole history: mid-way through reading a long one,
+                # ``failure`` can be an old failure that a later task already cleared.
+                reason = await jam_error(handle, converter, attempt)
+                if reason is not None:
+                    return reason
             await asyncio.sleep(interval)
     finally:
         follower.cancel()

@@ -418,8 +418,8 @@ class TaskClient(Following, AsyncBasePlatformAdapter):
     ) -> Result | str | None:
         """The result; or why the run is jammed; or None after ``timeout``.
 
-        The result's long poll and a describe every couple of seconds run side
-        by side: a jammed run never answers the first.
+        The result's long poll and :func:`watch_stuck` run side by side: a
+        jammed run never answers the first.
         """
         result = asyncio.ensure_future(handle.result())
         watch = asyncio.ensure_future(watch_stuck(handle, self.client.data_converter))
