@@ -7,6 +7,9 @@ import json
 import signal
 from pathlib import Path
 
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from ai_orchestrator.devserver import DevServer, free_port, port_open
@@ -125,9 +128,25 @@ async def wait_listening(procs: list[asyncio.subprocess.Process], ports: dict[st
         raise AssertionError(f"not listening: {closed}; exited processes said: {details}")
 
 
+async def wait_polled(target: str, queue: str) -> None:
+    """Until a worker polls ``queue``: a port that answers is not yet a worker that polls."""
+    client = await Client.connect(target)
+    request = DescribeTaskQueueRequest(
+        namespace=client.namespace,
+        task_queue=TaskQueue(name=queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+    )
+    for _ in range(300):  # 60 s
+        if (await client.workflow_service.describe_task_queue(request)).pollers:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no worker polls {queue!r}")
+
+
 async def test_dev_simulator_and_codec_server_start_and_stop(tmp_path: Path) -> None:
     port, ui_port = free_port(), free_port()
-    env = worker_env(f"127.0.0.1:{port}", unique("devq"), None, None)
+    queue = unique("devq")
+    env = worker_env(f"127.0.0.1:{port}", queue, None, None)
     env["AI_ORCHESTRATOR_HOME"] = str(tmp_path)
     env["AI_ORCHESTRATOR_ENCRYPTION_KEYS"] = "k1:" + "A" * 43 + "="
     procs = [
@@ -147,6 +166,7 @@ async def test_dev_simulator_and_codec_server_start_and_stop(tmp_path: Path) -> 
             ),
         ]
         await wait_listening(procs, {"simulator": sim_port, "codec-server": codec_port})
+        await wait_polled(f"127.0.0.1:{port}", queue)  # else `run` starts a worker of its own
         code, out, err = await run_cli("run", "hello dev", "--json", env=env)
         assert code == 0, err
         assert json.loads(out)["status"] == "completed" and "running worker" in err
