@@ -106,6 +106,9 @@ class DevServer:
         self.extra_args = extra_args
         self.search_attributes = search_attributes
         self.process: subprocess.Popen[bytes] | None = None
+        #: The exit code of a server found already gone by :meth:`stop` (it crashed,
+        #: or was killed); None while it ran until stopped.
+        self.exited_before_stop: int | None = None
 
     @property
     def target(self) -> str:
@@ -191,7 +194,10 @@ class DevServer:
 
     async def stop(self, timeout: float = 10.0) -> None:
         proc = self.process
-        if proc is None or proc.poll() is not None:
+        if proc is None:
+            return
+        if proc.poll() is not None:
+            self.exited_before_stop = proc.returncode
             return
         proc.terminate()
         try:

@@ -39,6 +39,18 @@ def _split(target: str) -> tuple[str, int]:
     return host or "localhost", int(port or 7233)
 
 
+async def worker_polling(client: Client, queue: str) -> bool:
+    """Whether some worker polls ``queue`` for provider calls right now."""
+    response = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+        )
+    )
+    return bool(response.pollers)
+
+
 class LocalStack:
     def __init__(
         self,
@@ -105,16 +117,6 @@ class LocalStack:
             f"Web UI: {self.server.ui_url})"
         )
 
-    async def _worker_polling(self, client: Client) -> bool:
-        response = await client.workflow_service.describe_task_queue(
-            DescribeTaskQueueRequest(
-                namespace=client.namespace,
-                task_queue=TaskQueue(name=self.task_queue),
-                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-            )
-        )
-        return bool(response.pollers)
-
     async def __aenter__(self) -> LocalStack:
         try:
             if self._force_server:
@@ -126,7 +128,7 @@ class LocalStack:
                 except Exception:
                     await self._start_server()
                     self.client = await self._connect(15)
-            if self.server is None and await self._worker_polling(self.client):
+            if self.server is None and await worker_polling(self.client, self.task_queue):
                 self.notes.append(f"Using Temporal at {self.target} and its running worker(s)")
                 return self
             await self._start_worker(self.client)

@@ -13,7 +13,7 @@ from temporalio.client import Client
 
 from ai_orchestrator import TaskClient
 from ai_orchestrator.devserver import DevServer
-from ai_orchestrator.simulator import Simulator
+from ai_orchestrator.simulator import RecordedRequest, Simulator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,3 +102,11 @@ async def stop(proc: asyncio.subprocess.Process) -> None:
     if proc.returncode is None:
         proc.kill()
         await proc.wait()
+
+
+def prompt_of(record: RecordedRequest) -> str:
+    """The user prompt of a request the simulator recorded (how scenarios find their own)."""
+    for message in reversed(record.messages):
+        if message.get("role") == "user" and isinstance(message.get("content"), str):
+            return str(message["content"])
+    return ""

@@ -56,7 +56,7 @@ from typing import Any
 from ai_orchestrator import RetrySettings, Task, TaskClient, TaskConstraints, TaskStatus
 from ai_orchestrator.simulator import RecordedRequest
 
-from .context import ROOT, Bench, stop
+from .context import ROOT, Bench, prompt_of, stop
 from .live_readers import LIVE_SUPPORTED
 from .server_profile import describe, frontend_requests, top
 from .start_floor import bare_start_floor
@@ -190,13 +190,6 @@ def cpu_seconds(pid: int | None) -> float:
 # -- one case in one mode --------------------------------------------------------------
 
 
-def _prompt(record: RecordedRequest) -> str:
-    for message in reversed(record.messages):
-        if message.get("role") == "user" and isinstance(message.get("content"), str):
-            return str(message["content"])
-    return ""
-
-
 async def _readers(b: Bench, mode: Mode) -> asyncio.subprocess.Process:
     """The mode's reader process, once it said ready (``run_case`` feeds it keys)."""
     proc = await asyncio.create_subprocess_exec(
@@ -273,7 +266,7 @@ async def run_case(b: Bench, mode: Mode, case: Case, tmp: Path) -> dict[str, Any
 
     requests: dict[str, list[RecordedRequest]] = {}
     for record in b.sim.requests[first_request:]:
-        requests.setdefault(_prompt(record), []).append(record)
+        requests.setdefault(prompt_of(record), []).append(record)
     lag: list[float] = []
     ttfc_request: list[float] = []
     ttfc_submit: list[float] = []

@@ -242,8 +242,8 @@ async def main(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
             await _run_all(args, server, sizes, runs, rows, raw, started)
         except BaseException:
             # A failed run says what the server said (it is the usual suspect when RPCs fail).
-            code = raw.get("server_exit_code", "unknown")
-            state = "still running" if code is None else f"exit code {code}"
+            code = server.exited_before_stop
+            state = "ran until stopped" if code is None else f"had exited with code {code}"
             tail = log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
             print(
                 f"\nbench failed; dev server {state}; its log ends:\n{tail}",
@@ -285,61 +285,43 @@ async def _run_all(
     started: float,
 ) -> None:
     async with server, Simulator(tokens_per_second=sizes.stream_rate) as sim:
-        try:
-            await _scenarios(args, server, sim, sizes, runs, rows, raw, started)
-        except BaseException:
-            # Before the server is stopped: None means it was still running.
-            raw["server_exit_code"] = server.process.poll() if server.process else None
-            raise
-
-
-async def _scenarios(
-    args: argparse.Namespace,
-    server: DevServer,
-    sim: Simulator,
-    sizes: Sizes,
-    runs: int,
-    rows: dict[str, Row],
-    raw: dict[str, Any],
-    started: float,
-) -> None:
-    client = await Client.connect(server.target, data_converter=data_converter())
-    queue, base_queue = f"bench-{uuid.uuid4().hex[:6]}", f"base-{uuid.uuid4().hex[:6]}"
-    provider = ProviderSettings(
-        api_key="sk-bench",
-        base_url=sim.base_url,
-        default_model="gpt-4o-mini",
-        read_timeout=60,
-        flush_interval=ProviderSettings.from_env().flush_interval,
-    )
-    openai_client = AsyncOpenAI(api_key="sk-bench", base_url=sim.base_url, max_retries=0)
-    async with (
-        running(client, task_queue=queue, provider=provider),
-        baseline_worker(client, base_queue, openai_client),
-    ):
-        bench = Bench(
-            server,
-            client,
-            sim,
-            openai_client,
-            TaskClient(client, task_queue=queue),
-            queue,
-            base_queue,
-            args.smoke,
-            metrics_url=_metrics_url(server.extra_args),
+        client = await Client.connect(server.target, data_converter=data_converter())
+        queue, base_queue = f"bench-{uuid.uuid4().hex[:6]}", f"base-{uuid.uuid4().hex[:6]}"
+        provider = ProviderSettings(
+            api_key="sk-bench",
+            base_url=sim.base_url,
+            default_model="gpt-4o-mini",
+            read_timeout=60,
+            flush_interval=ProviderSettings.from_env().flush_interval,
         )
-        for run in range(runs):
-            only = set(args.only)
-            if run >= args.heavy_runs:
-                only.discard("concurrency")
-                only.discard("live")
-            if run >= args.chaos_runs:
-                only.discard("chaos")
-            raw["runs"].append(await one_run(bench, sizes, rows, only))
-            print(
-                f"run {run + 1}/{runs} done ({time.perf_counter() - started:.0f}s)",
-                file=sys.stderr,
+        openai_client = AsyncOpenAI(api_key="sk-bench", base_url=sim.base_url, max_retries=0)
+        async with (
+            running(client, task_queue=queue, provider=provider),
+            baseline_worker(client, base_queue, openai_client),
+        ):
+            bench = Bench(
+                server,
+                client,
+                sim,
+                openai_client,
+                TaskClient(client, task_queue=queue),
+                queue,
+                base_queue,
+                args.smoke,
+                metrics_url=_metrics_url(server.extra_args),
             )
+            for run in range(runs):
+                only = set(args.only)
+                if run >= args.heavy_runs:
+                    only.discard("concurrency")
+                    only.discard("live")
+                if run >= args.chaos_runs:
+                    only.discard("chaos")
+                raw["runs"].append(await one_run(bench, sizes, rows, only))
+                print(
+                    f"run {run + 1}/{runs} done ({time.perf_counter() - started:.0f}s)",
+                    file=sys.stderr,
+                )
 
 
 def _cores() -> int:

@@ -16,7 +16,7 @@ import uuid
 from ai_orchestrator.config import WorkerTuning
 
 from .baselines import BareWorkflow, baseline_worker
-from .context import Bench
+from .context import Bench, prompt_of
 from .stats import pct
 
 
@@ -53,10 +53,7 @@ async def _measure(b: Bench, queue: str, n: int, parallel: int) -> dict[str, flo
         b.sim.tokens_per_second, b.sim.default_tokens = saved
     arrived: dict[str, float] = {}
     for record in b.sim.requests[first:]:
-        for message in record.messages:
-            content = message.get("content")
-            if isinstance(content, str) and content in submitted:
-                arrived.setdefault(content, record.received_at)
+        arrived.setdefault(prompt_of(record), record.received_at)
     delays = [(arrived[p] - at) * 1000 for p, at in submitted.items() if p in arrived]
     if not delays:
         return None

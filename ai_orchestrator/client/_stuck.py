@@ -57,31 +57,19 @@ def _outcome(
     return failure
 
 
-async def _failure_text(
-    failure: WorkflowTaskFailedEventAttributes, converter: DataConverter
-) -> str:
+async def _streak_failure(handle: WorkflowHandle[Any, Any], converter: DataConverter) -> str | None:
+    """``CAUSE: message`` if the last recorded workflow task outcome is a failure."""
+    failure: WorkflowTaskFailedEventAttributes | None = None
+    async for event in handle.fetch_history_events():
+        failure = _outcome(event, failure)
+    if failure is None:
+        return None
     message = failure.failure.message
     try:  # with encryption on, the message is in the encoded attributes
         message = str(await converter.decode_failure(failure.failure)) or message
     except Exception:
         pass
     return f"{WorkflowTaskFailedCause.Name(failure.cause)}: {message}"
-
-
-async def _streak_failure(handle: WorkflowHandle[Any, Any], converter: DataConverter) -> str | None:
-    """``CAUSE: message`` if the last recorded workflow task outcome is a failure."""
-    failure: WorkflowTaskFailedEventAttributes | None = None
-    async for event in handle.fetch_history_events():
-        failure = _outcome(event, failure)
-    return None if failure is None else await _failure_text(failure, converter)
-
-
-def _jam_message(attempt: int, failure: str) -> str:
-    return (
-        f"the task cannot make progress: its workflow task failed {attempt - 1} times in a "
-        f"row ({failure}); the run is still open - fix the worker/deployment and it "
-        "resumes, or cancel/terminate it"
-    )
 
 
 async def jam_error(
@@ -94,7 +82,13 @@ async def jam_error(
     if not attempt:
         return None
     failure = await _streak_failure(handle, converter)
-    return None if failure is None else _jam_message(attempt, failure)
+    if failure is None:
+        return None
+    return (
+        f"the task cannot make progress: its workflow task failed {attempt - 1} times in a "
+        f"row ({failure}); the run is still open - fix the worker/deployment and it "
+        "resumes, or cancel/terminate it"
+    )
 
 
 async def stuck_error(handle: WorkflowHandle[Any, Any], converter: DataConverter) -> str | None:
@@ -116,16 +110,17 @@ async def watch_stuck(
     Errors (a server restart) are left to the caller's own wait, which sees
     them too; the history is then followed again from its start.
     """
-    failure: WorkflowTaskFailedEventAttributes | None = None
+    failing = False  # the last outcome read so far is a failure
     news = asyncio.Event()
 
     async def follow() -> None:
-        nonlocal failure
+        nonlocal failing
         while True:
             seen: WorkflowTaskFailedEventAttributes | None = None
             try:
                 async for event in handle.fetch_history_events(wait_new_event=True):
-                    failure = seen = _outcome(event, seen)
+                    seen = _outcome(event, seen)
+                    failing = seen is not None
                     news.set()
             except Exception:
                 pass
@@ -136,20 +131,17 @@ async def watch_stuck(
     follower = asyncio.ensure_future(follow())
     try:
         while True:
-            if failure is None:
+            if not failing:
                 news.clear()
                 await news.wait()
                 continue
-            try:
-                attempt = stuck_attempt(await handle.describe())
+            try:  # the whole history again: mid-way through a long one, an old
+                # failure may look like the last outcome
+                reason = await stuck_error(handle, converter)
             except Exception:
-                attempt = 0
-            if attempt and failure is not None:
-                # Confirmed on the whole history: mid-way through reading a long one,
-                # ``failure`` can be an old failure that a later task already cleared.
-                reason = await jam_error(handle, converter, attempt)
-                if reason is not None:
-                    return reason
+                reason = None
+            if reason is not None:
+                return reason
             await asyncio.sleep(interval)
     finally:
         follower.cancel()

@@ -7,12 +7,10 @@ import json
 import signal
 from pathlib import Path
 
-from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from ai_orchestrator.devserver import DevServer, free_port, port_open
+from ai_orchestrator.session import worker_polling
 from ai_orchestrator.simulator import Simulator
 
 from ..conftest import running_worker, unique
@@ -131,13 +129,8 @@ async def wait_listening(procs: list[asyncio.subprocess.Process], ports: dict[st
 async def wait_polled(target: str, queue: str) -> None:
     """Until a worker polls ``queue``: a port that answers is not yet a worker that polls."""
     client = await Client.connect(target)
-    request = DescribeTaskQueueRequest(
-        namespace=client.namespace,
-        task_queue=TaskQueue(name=queue),
-        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-    )
     for _ in range(300):  # 60 s
-        if (await client.workflow_service.describe_task_queue(request)).pollers:
+        if await worker_polling(client, queue):
             return
         await asyncio.sleep(0.2)
     raise AssertionError(f"no worker polls {queue!r}")

@@ -3,7 +3,7 @@
 The jam is real: a workflow of our type started with input the worker cannot
 decode. The worker fails the workflow task ("Failed decoding arguments") and
 Temporal retries it forever, the run staying open; only the waiting callers'
-describe-checks can tell.
+checks can tell.
 """
 
 from __future__ import annotations
