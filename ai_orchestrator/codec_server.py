@@ -24,9 +24,11 @@ Security:
   The Web UI can only send its own login (OIDC) access token ("Pass access
   token"), not a static one, so in practice the UI uses a tokenless server on
   localhost and the token protects a server shared over the network with CLIs.
-* CORS allows exactly one origin (default the dev Web UI,
-  ``http://localhost:8233``) so other web pages open in the operator's browser
-  cannot use the server to decrypt histories.
+* CORS allows only the Web UI's own origins (default the dev Web UI on port
+  8233, both as ``http://localhost:8233`` and ``http://127.0.0.1:8233``: ``dev``
+  and ``run`` print the second, browsers send whichever the operator opened), so
+  other web pages open in the operator's browser cannot use the server to
+  decrypt histories. A response names the one origin that asked, as CORS wants.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import asyncio
 import hmac
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 from google.protobuf import json_format
@@ -45,7 +47,7 @@ from ai_orchestrator.codec import EncryptionCodec
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ALLOW_ORIGIN = "http://localhost:8233"
+DEFAULT_UI_PORT = 8233
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8081
 
@@ -56,9 +58,17 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 
 _CODEC_KEY: web.AppKey[EncryptionCodec] = web.AppKey("codec", EncryptionCodec)
 _TOKEN_KEY: web.AppKey[str | None] = web.AppKey("token")
-_ORIGIN_KEY: web.AppKey[str] = web.AppKey("allow_origin", str)
+_ORIGIN_KEY: web.AppKey[tuple[str, ...]] = web.AppKey("allow_origins")
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def ui_origins(ui_port: int = DEFAULT_UI_PORT) -> tuple[str, str]:
+    """The origins a local Web UI on ``ui_port`` has: it answers as both names."""
+    return (f"http://localhost:{ui_port}", f"http://127.0.0.1:{ui_port}")
+
+
+DEFAULT_ALLOW_ORIGINS = ui_origins()
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -91,7 +101,11 @@ async def _add_cors_headers(request: web.Request, response: web.StreamResponse) 
     Without them on a 401 or 400 the browser hides the response from the Web
     UI, which then reports a meaningless network error instead of the reason.
     """
-    response.headers["Access-Control-Allow-Origin"] = request.app[_ORIGIN_KEY]
+    allowed = request.app[_ORIGIN_KEY]
+    origin = request.headers.get("Origin", "")
+    # The header holds one origin: the caller's when allowed; otherwise the first
+    # allowed one, which the browser will not match, so the page gets nothing.
+    response.headers["Access-Control-Allow-Origin"] = origin if origin in allowed else allowed[0]
     response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
     response.headers["Access-Control-Allow-Headers"] = "content-type, x-namespace, authorization"
     response.headers["Access-Control-Allow-Credentials"] = "true"
@@ -143,11 +157,12 @@ async def _preflight(request: web.Request) -> web.Response:
 def codec_app(
     codec: EncryptionCodec,
     *,
-    allow_origin: str = DEFAULT_ALLOW_ORIGIN,
+    allow_origin: str | Sequence[str] = DEFAULT_ALLOW_ORIGINS,
     token: str | None = None,
 ) -> web.Application:
     """Build the codec server app: ``POST /encode``, ``POST /decode`` and CORS preflight.
 
+    ``allow_origin``: the Web UI origin(s) whose pages may call the server.
     ``token``: if set, requests need ``Authorization: Bearer <token>``. Without
     one, only serve the app on a loopback address. An empty token is refused
     rather than read as "no token", so a blank setting cannot silently turn
@@ -160,12 +175,19 @@ def codec_app(
     # plaintext payloads, e.g. from before encryption was on, are shown as is.
     app[_CODEC_KEY] = codec.with_accept_plaintext(True)
     app[_TOKEN_KEY] = token
-    app[_ORIGIN_KEY] = allow_origin
+    app[_ORIGIN_KEY] = _origins(allow_origin)
     app.on_response_prepare.append(_add_cors_headers)
     for path, handler in (("/encode", _encode), ("/decode", _decode)):
         app.router.add_post(path, handler)
         app.router.add_route("OPTIONS", path, _preflight)
     return app
+
+
+def _origins(allow_origin: str | Sequence[str]) -> tuple[str, ...]:
+    origins = (allow_origin,) if isinstance(allow_origin, str) else tuple(allow_origin)
+    if not origins:
+        raise ValueError("the codec server needs at least one allowed origin")
+    return origins
 
 
 def _is_loopback(host: str) -> bool:
@@ -182,7 +204,7 @@ async def serve_codec(
     *,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
-    allow_origin: str = DEFAULT_ALLOW_ORIGIN,
+    allow_origin: str | Sequence[str] = DEFAULT_ALLOW_ORIGINS,
     token: str | None = None,
 ) -> None:
     """Serve :func:`codec_app` on ``host:port`` until cancelled.
@@ -205,7 +227,7 @@ async def serve_codec(
             "codec server listening on http://%s:%s (origin %s, token %s)",
             host,
             port,
-            allow_origin,
+            ", ".join(_origins(allow_origin)),
             "required" if token else "not required",
         )
         await asyncio.Event().wait()

@@ -68,10 +68,17 @@ def setup(as_json: bool) -> int:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8081, show_default=True)
 @click.option(
-    "--allow-origin",
-    default="http://localhost:8233",
+    "--ui-port",
+    default=8233,
     show_default=True,
-    help="The Web UI's origin (CORS).",
+    help="The port of the local Web UI (the one `dev`/`run` printed): both "
+    "http://localhost:PORT and http://127.0.0.1:PORT may call the server.",
+)
+@click.option(
+    "--allow-origin",
+    "allow_origins",
+    multiple=True,
+    help="A Web UI origin allowed instead (CORS), e.g. https://temporal.example.com; repeatable.",
 )
 @click.option(
     "--token",
@@ -79,7 +86,9 @@ def setup(as_json: bool) -> int:
     envvar="AI_ORCHESTRATOR_CODEC_TOKEN",
     help="Require 'Authorization: Bearer TOKEN' (needed beyond localhost).",
 )
-def codec_server(host: str, port: int, allow_origin: str, token: str | None) -> int:
+def codec_server(
+    host: str, port: int, ui_port: int, allow_origins: tuple[str, ...], token: str | None
+) -> int:
     """Decrypt payloads for the Web UI (keys from AI_ORCHESTRATOR_ENCRYPTION_KEYS).
 
     \b
@@ -87,7 +96,9 @@ def codec_server(host: str, port: int, allow_origin: str, token: str | None) -> 
     With the CLI: temporal workflow show ... --codec-endpoint http://localhost:8081
     """
     from ..codec import ENV_ENCRYPTION_KEYS, EncryptionCodec
-    from ..codec_server import serve_codec
+    from ..codec_server import serve_codec, ui_origins
+
+    origins = allow_origins or ui_origins(ui_port)
 
     async def main() -> None:
         try:
@@ -97,11 +108,11 @@ def codec_server(host: str, port: int, allow_origin: str, token: str | None) -> 
         if codec is None:
             raise ConfigError(f"{ENV_ENCRYPTION_KEYS} is not set: there is nothing to decode with")
         click.echo(
-            f"Codec server on http://{host}:{port} for {allow_origin} "
+            f"Codec server on http://{host}:{port} for {' and '.join(origins)} "
             f"(keys: {', '.join(codec.key_ids)})",
             err=True,
         )
-        await serve_codec(codec, host=host, port=port, allow_origin=allow_origin, token=token)
+        await serve_codec(codec, host=host, port=port, allow_origin=origins, token=token)
 
     return _run(main)
 
