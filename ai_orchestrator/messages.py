@@ -15,6 +15,8 @@ from .core import Task, TaskStatus, decoded_leniently
 CHUNKS_SIGNAL = "ai_orchestrator.chunks"
 PROGRESS_QUERY = "ai_orchestrator.progress"
 STREAM_ACTIVITY = "ai_orchestrator.stream_completion"
+#: Stops provider answers a task no longer wants (see :class:`StopAnswers`).
+STOP_ACTIVITY = "ai_orchestrator.stop_answers"
 WORKFLOW_TYPE = "AiTask"
 
 #: Temporal refuses payloads over 2 MB (by default). A task's input is capped at
@@ -57,6 +59,16 @@ class AttemptBill(_Msg):
     #: The provider's answer this attempt streamed, when several attempts can
     #: stream one answer (a re-attached background response): billed once.
     response_id: str | None = None
+    #: The platform that answered (None from older workers: the model's own).
+    platform: str | None = None
+    #: The provider may have billed this attempt for an answer we could not
+    #: identify (its worker died before it recorded anything, or a create whose
+    #: answer never reached us): counted, flagged, never silently dropped.
+    cost_unknown: bool = False
+
+
+#: Outcomes after which the provider generates nothing more for that answer.
+_FINISHED_OUTCOMES = frozenset({"completed", "stopped"})
 
 
 class Ledger(_Msg):
@@ -83,6 +95,26 @@ class Ledger(_Msg):
     @property
     def estimated(self) -> bool:
         return any(a.estimated for a in self.attempts)
+
+    @property
+    def cost_unknown(self) -> bool:
+        return any(a.cost_unknown for a in self.attempts)
+
+    def open_responses(self) -> list[str]:
+        """Provider answers that may still be generating: no part of them completed,
+        was stopped, or carries the provider's own final count."""
+        done = {
+            a.response_id
+            for a in self.attempts
+            if a.outcome in _FINISHED_OUTCOMES or not a.estimated
+        }
+        ids = [a.response_id for a in self.attempts if a.response_id and a.response_id not in done]
+        return list(dict.fromkeys(ids))
+
+    def settle_response(self, bill: AttemptBill) -> Ledger:
+        """The ledger with every part of ``bill.response_id`` replaced by its real bill."""
+        kept = [a for a in self.attempts if a.response_id != bill.response_id]
+        return Ledger(attempts=[*kept, bill])
 
 
 #: Temporal's own floor for heartbeats is its throttle; below a second, a busy
@@ -186,16 +218,29 @@ class AttemptState(_Msg):
     #: Where this attempt publishes its text live (``http://host:port`` or ``redis``):
     #: readers find it here. An address only, never a credential.
     live: str | None = None
+    #: The model's price (USD per million tokens), so an attempt lost with its
+    #: worker is priced wherever its state is read, the workflow included.
+    price_in: float | None = None
+    price_out: float | None = None
 
-    def settled(self, prompt_tokens: int) -> Ledger:
+    def settled(self, prompt_tokens: int, *, whole: bool = True) -> Ledger:
         """The ledger with this attempt included even if it never closed its own bill.
 
         An attempt that did not close (its worker died, its heartbeat timed out)
         was billed for what it streamed by its last heartbeat: an estimate,
         since later text is unknown. ``prompt_tokens`` is the caller's estimate.
+        An answer created but not yet streamed was billed its prompt; its price is
+        the one the attempt recorded. ``whole=False`` keeps the older account
+        (streamed attempts only, unpriced) for workflow runs that recorded it.
         """
-        if self.closed or not (self.chunks or self.chars):
+        created = whole and self.response_id is not None
+        if self.closed or not (self.chunks or self.chars or created):
             return self.ledger
+        if created and any(a.response_id == self.response_id for a in self.ledger.attempts):
+            prompt_tokens = 0  # another part of the same answer: its prompt is billed once
+        cost = 0.0
+        if whole and self.price_in is not None and self.price_out is not None:
+            cost = (prompt_tokens * self.price_in + self.chunks * self.price_out) / 1_000_000
         lost = AttemptBill(
             attempt=self.attempt,
             generation=self.generation,
@@ -203,6 +248,7 @@ class AttemptState(_Msg):
             prompt_tokens=prompt_tokens,
             completion_tokens=self.chunks,
             estimated=True,
+            cost=cost,
             outcome="lost",
             response_id=self.response_id,
         )
@@ -267,6 +313,22 @@ class ChunkBatch(_Msg):
     @property
     def stream(self) -> int:
         return self.attempt if self.generation is None else self.generation
+
+
+class StopAnswers(_Msg):
+    """Answers a task gave up on that may still be generating at the provider.
+
+    Each bill is the last part the task recorded of one answer (its
+    ``response_id``); the activity cancels the answer and returns its real bill.
+    """
+
+    answers: list[AttemptBill]
+
+
+class StoppedAnswers(_Msg):
+    """The provider's own account of each stopped answer (missing: it could not say)."""
+
+    bills: list[AttemptBill] = Field(default_factory=list)
 
 
 class ProgressQuery(_Msg):

@@ -114,7 +114,7 @@ def build_worker(
         task_queue=task_queue,
         workflows=[TaskWorkflow],
         workflow_runner=WORKFLOW_RUNNER,
-        activities=[activities.stream_completion],
+        activities=[activities.stream_completion, activities.stop_answers],
         max_concurrent_activities=max_concurrent_activities,
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,

@@ -17,13 +17,14 @@ keep two promises that span attempts:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import random
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..core import LENIENT_CONTEXT
 from ..errors import CONNECTION_FAILED, INCOMPLETE_STREAM, PROVIDER_UNAVAILABLE
-from ..messages import AttemptBill, AttemptState, Ledger, Usage
-from ..pricing import PricingTable
+from ..messages import AttemptBill, AttemptState, Ledger, RetrySettings, Usage
+from ..pricing import ModelPrice, PricingTable
 
 #: Failures that count against ``RetrySettings.max_attempts``. Rate limits are
 #: waits the provider asked for, not faults; worker deaths and shutdowns never
@@ -36,6 +37,22 @@ MAX_RUN_SIGNALS = 2_000
 #: Characters signalled over all attempts of one run: each attempt may stream up
 #: to the output cap again, and a run's history must stay far below 50 MB.
 MAX_RUN_SIGNALLED_CHARS = 8_000_000
+
+
+def backoff(
+    attempt: int, settings: RetrySettings, rng: Callable[[], float] = random.random
+) -> float:
+    """Seconds before the next attempt when the provider named no wait.
+
+    Exponential in the attempt, then spread over ``[b, 2b]`` so that tasks that
+    failed together come back apart, and no task retries at a constant interval.
+    ``b`` is at least a second (Temporal rounds shorter delays up to one, which
+    would make every early retry the same) and at most half of
+    ``max_interval_seconds``, so the delay never exceeds it (or 2 s).
+    """
+    grown = settings.initial_interval_seconds * settings.backoff_coefficient ** max(0, attempt - 1)
+    base = max(1.0, min(settings.max_interval_seconds / 2, grown))
+    return base * (1.0 + rng())
 
 
 def estimate_tokens(chars: int) -> int:
@@ -54,34 +71,67 @@ def inherited(details: Sequence[Any]) -> AttemptState | None:
 
 
 def begin(
-    attempt: int, prior: AttemptState | None, prompt_chars: int, generation_base: int = 0
-) -> AttemptState:
-    """The state of a new attempt, with an earlier attempt that died closed as lost.
+    attempt: int,
+    prior: AttemptState | None,
+    prompt_chars: int,
+    generation_base: int = 0,
+    *,
+    model: str = "",
+    price: ModelPrice | None = None,
+) -> tuple[AttemptState, list[AttemptBill]]:
+    """The state of a new attempt, and the bills of earlier attempts it closes as lost.
 
     An attempt that left a continuation keeps its generation: the new attempt
-    continues the same text, so readers see no restart.
+    continues the same text, so readers see no restart. An earlier attempt that
+    never closed its bill died with its worker: it is billed what it had streamed
+    by its last heartbeat, at the price it recorded. Attempts that left no
+    heartbeat at all (every failure leaves one, so these died) may have been
+    billed for an answer nobody can identify: each gets a bill flagged
+    ``cost_unknown`` rather than silently nothing.
     """
     generation = generation_base + attempt
     if prior is not None and prior.continuation:
         generation = prior.generation
-    if prior is None:
-        return AttemptState(attempt=attempt, generation=generation)
-    # An earlier attempt that never closed its bill died with its worker or lost
-    # its heartbeat mid-stream: the provider billed what it had streamed.
-    ledger = (
-        prior.settled(estimate_tokens(prompt_chars)) if prior.attempt < attempt else prior.ledger
+    prices = (
+        {"price_in": price.input_per_million, "price_out": price.output_per_million}
+        if price is not None
+        else {}
     )
-    return AttemptState(
-        attempt=attempt,
-        generation=generation,
-        provider_faults=prior.provider_faults,
-        signals=prior.signals,
-        signalled_chars=prior.signalled_chars,
-        resume_token=prior.resume_token,
-        continuation=prior.continuation,
-        continued_at=prior.continued_at if prior.continuation else 0,
-        ledger=Ledger(attempts=list(ledger.attempts)),
+    settled = Ledger()
+    if prior is not None:
+        settled = (
+            prior.settled(estimate_tokens(prompt_chars))
+            if prior.attempt < attempt
+            else prior.ledger
+        )
+    lost = settled.attempts[len(prior.ledger.attempts) :] if prior is not None else []
+    last_seen = prior.attempt if prior is not None else 0
+    lost += [
+        AttemptBill(
+            attempt=silent,
+            generation=generation_base + silent,
+            model=model,
+            estimated=True,
+            outcome="lost",
+            cost_unknown=True,
+        )
+        for silent in range(last_seen + 1, attempt)
+    ]
+    ledger = Ledger(attempts=[*(prior.ledger.attempts if prior is not None else []), *lost])
+    carried: dict[str, Any] = {}
+    if prior is not None:
+        carried = {
+            "provider_faults": prior.provider_faults,
+            "signals": prior.signals,
+            "signalled_chars": prior.signalled_chars,
+            "resume_token": prior.resume_token,
+            "continuation": prior.continuation,
+            "continued_at": prior.continued_at if prior.continuation else 0,
+        }
+    state = AttemptState(
+        attempt=attempt, generation=generation, model=model, ledger=ledger, **prices, **carried
     )
+    return state, lost
 
 
 def close(
@@ -95,6 +145,8 @@ def close(
     error_type: str | None = None,
     vendor_cost: float | None = None,
     response_id: str | None = None,
+    unaccounted: bool = False,
+    platform: str | None = None,
 ) -> AttemptBill | None:
     """Add this attempt's bill to the ledger (once); None if the provider billed nothing.
 
@@ -111,6 +163,8 @@ def close(
         prompt, completion, estimated = usage.prompt_tokens, usage.completion_tokens, False
     elif opened:
         prompt, completion, estimated = estimate_tokens(prompt_chars), state.chunks, True
+    elif unaccounted:  # a request the provider may have taken; what it billed is unknown
+        prompt, completion, estimated = 0, 0, True
     else:
         return None
     cost = vendor_cost if vendor_cost is not None else pricing.cost(state.model, prompt, completion)
@@ -126,6 +180,8 @@ def close(
         outcome=outcome,
         error_type=error_type,
         response_id=response_id,
+        cost_unknown=unaccounted and estimated,
+        platform=platform,
     )
     if response_id is not None:
         parts = [a for a in state.ledger.attempts if a.response_id == response_id]

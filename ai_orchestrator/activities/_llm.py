@@ -52,19 +52,24 @@ from ..messages import (
     CHUNKS_SIGNAL,
     MAX_OUTPUT_BYTES,
     PROGRESS_QUERY,
+    STOP_ACTIVITY,
     STREAM_ACTIVITY,
+    AttemptBill,
     AttemptState,
     ChunkBatch,
     CompletionOutput,
     CompletionRequest,
     Progress,
     ProgressQuery,
+    RetrySettings,
+    StopAnswers,
+    StoppedAnswers,
 )
 from ..metrics import TaskMetrics
 from ..pricing import PricingTable, UnknownModelError
 from ..providers import FINISH_FILTERED, FINISH_LENGTH, Provider, ProviderStream, route
 from ..providers.openai import OpenAIProvider
-from . import _attempts
+from . import _attempts, _recovery, _stop
 from ._publisher import ChunkPublisher
 
 logger = logging.getLogger(__name__)
@@ -82,6 +87,8 @@ _SETUP_HINTS = {
 
 #: How long a cancelled attempt may spend delivering its last text.
 _FINAL_FLUSH_TIMEOUT = 2.0
+#: How long an attempt waits for the provider to confirm a stop (it goes on after).
+_STOP_TIMEOUT = 10.0
 #: How long an attempt that found its task cancelled waits for Temporal to say so.
 _CANCEL_DELIVERY_TIMEOUT = 10.0
 #: Checkpoints widen as a run gets older, so that even a week-long task sends a
@@ -201,10 +208,32 @@ class LLMActivities:
             self._metrics = TaskMetrics(activity.metric_meter())
         return self._metrics
 
+    @activity.defn(name=STOP_ACTIVITY)
+    async def stop_answers(self, request: StopAnswers) -> StoppedAnswers:
+        """Cancel answers the task gave up on while no attempt ran (see ``_stop``)."""
+        return await _stop.stop_answers(self._providers, self._pricing, request)
+
     @activity.defn(name=STREAM_ACTIVITY)
     async def stream_completion(self, request: CompletionRequest) -> CompletionOutput:
-        info = activity.info()
         platform, model = route(request.task, self._default_model)
+        try:
+            return await self._stream_completion(request, platform, model)
+        except ApplicationError as exc:
+            # The model and platform actually called, for the task's route.
+            called = {"model": model, "platform": platform.value}
+            raise ApplicationError(
+                exc.message,
+                *(exc.details[:1] or (None,)),
+                called,
+                type=exc.type,
+                non_retryable=exc.non_retryable,
+                next_retry_delay=exc.next_retry_delay,
+            ) from None
+
+    async def _stream_completion(
+        self, request: CompletionRequest, platform: Platform, model: str
+    ) -> CompletionOutput:
+        info = activity.info()
         provider = self._providers.get(platform)
         if provider is None:
             raise ApplicationError(
@@ -218,16 +247,27 @@ class LLMActivities:
         except UnknownModelError as exc:
             raise ApplicationError(str(exc), type=CONFIGURATION_ERROR, non_retryable=True) from None
         prompt_chars = sum(len(m["content"]) for m in build_messages(request.task))
-        state = _attempts.begin(
+        prior = _attempts.inherited(info.heartbeat_details)
+        state, lost = _attempts.begin(
             info.attempt,
-            _attempts.inherited(info.heartbeat_details),
+            prior,
             prompt_chars,
             request.generation_base,
+            model=model,
+            price=self._pricing.lookup(model),
         )
-        state.model = model
+        for bill in lost:
+            bill.platform = platform.value
+            self._meter().completion(
+                bill.model, bill.prompt_tokens, bill.completion_tokens, bill.cost, platform.value
+            )
         handle = activity.client().get_workflow_handle(
             info.workflow_id, run_id=info.workflow_run_id
         )
+        if info.attempt > 1 and (prior is None or not prior.closed):
+            # The attempt before died with its worker, and the run's next workflow
+            # task would wait on that worker's sticky queue until it times out.
+            await _recovery.unstick(activity.client(), info.workflow_id, info.workflow_run_id)
         if info.attempt > 1:
             # Temporal retries an attempt that timed out even when the task was
             # cancelled meanwhile (its dead worker never heard the cancel): look
@@ -261,6 +301,9 @@ class LLMActivities:
             max_chars=max(0, _attempts.MAX_RUN_SIGNALLED_CHARS - state.signalled_chars),
         )
         live = self._open_live(state, publisher)
+        if live is not None:
+            publisher.send_first_at_once()  # readers see it live: the record keeps up
+        stream.on_handle = lambda: beat.send(self._details(state, stream, publisher))
         heartbeats = asyncio.create_task(
             self._heartbeat(state, stream, publisher, info.heartbeat_timeout, beat)
         )
@@ -269,7 +312,7 @@ class LLMActivities:
         first_chunk: float | None = None
         size = state.continued_at  # a continuation's earlier text counts towards the cap
 
-        def close(outcome: str, error_type: str | None = None) -> None:
+        def close(outcome: str, error_type: str | None = None) -> AttemptBill | None:
             state.chars, state.chunks = stream.chars, stream.chunks
             bill = _attempts.close(
                 state,
@@ -281,6 +324,8 @@ class LLMActivities:
                 error_type=error_type,
                 vendor_cost=stream.cost_usd,
                 response_id=stream.response_id,
+                unaccounted=stream.unaccounted,
+                platform=platform.value,
             )
             if bill is not None:
                 self._meter().completion(
@@ -290,6 +335,7 @@ class LLMActivities:
                     bill.cost,
                     platform.value,
                 )
+            return bill
 
         try:
             async with stream:
@@ -328,14 +374,15 @@ class LLMActivities:
             handover = (
                 details is not None and details.worker_shutdown and not details.cancel_requested
             )
-            close("handed_over" if handover else "cancelled")
             if live is not None:
                 live.close(END_HANDED_OVER if handover else END_CANCELLED)
             # A background answer goes on unless told to stop: stop it for the user's
             # cancel, not when the server gave up on this attempt (timed out during an
-            # outage): the next attempt re-attaches to it.
-            if details is None or details.cancel_requested:
+            # outage): the next attempt re-attaches to it. One whose id never reached
+            # us is stopped whatever the reason: no later attempt could re-attach.
+            if details is None or details.cancel_requested or stream.unaccounted:
                 await self._stop_provider(stream)
+            close("handed_over" if handover else "cancelled")
             await publisher.flush(_FINAL_FLUSH_TIMEOUT, ledger=state.ledger)
             if handover:
                 # Not the user's cancel: hand the attempt to another worker now
@@ -367,10 +414,12 @@ class LLMActivities:
                 stream.continuation(publisher.delivered - publisher.start) is not None
             )
             error = self._to_application_error(exc, request, state, continuable=continuable)
-            if error.non_retryable:
+            if error.non_retryable or stream.unaccounted:
                 await self._stop_provider(stream)
-            close("failed", error.type)
-            await publisher.finish()
+            billed = close("failed", error.type)
+            # The bill travels with the last checkpoint: a task cancelled while it
+            # waits for its next attempt still reports what this one cost.
+            await publisher.flush(_FINAL_FLUSH_TIMEOUT, ledger=state.ledger if billed else None)
             if not error.non_retryable:
                 await beat.last_word(self._details(state, stream, publisher))
             raise error from None
@@ -488,11 +537,16 @@ class LLMActivities:
                 await stream.close()
             except asyncio.CancelledError:
                 await stream.close()
+                details = activity.cancellation_details()
+                if details is None or details.cancel_requested:
+                    await self._stop_continuation(provider, token)
                 raise
             except Exception as exc:
                 await stream.close()
                 error = self._to_application_error(exc, request, state, continuable=True)
-                if not error.non_retryable:
+                if error.non_retryable:  # no attempt will re-attach: stop paying for it
+                    await self._stop_continuation(provider, token)
+                else:
                     await beat.last_word(state)
                 raise error from None
         logger.info("cannot continue the earlier answer, starting over: %s", lost)
@@ -510,10 +564,21 @@ class LLMActivities:
         return str(progress.text[: state.continued_at])
 
     @staticmethod
+    async def _stop_continuation(provider: Provider, token: str) -> None:
+        """Stop the answer an earlier attempt left generating; never raises."""
+        cancel_continuation = getattr(provider, "cancel_continuation", None)
+        if cancel_continuation is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(cancel_continuation(token)), _STOP_TIMEOUT)
+        except (Exception, asyncio.CancelledError) as exc:
+            logger.warning("could not tell the provider to stop generating: %s", exc)
+
+    @staticmethod
     async def _stop_provider(stream: ProviderStream) -> None:
         """Tell the provider to stop an answer nobody will read; never raises."""
         try:
-            await asyncio.wait_for(asyncio.shield(stream.cancel()), _FINAL_FLUSH_TIMEOUT * 5)
+            await asyncio.wait_for(asyncio.shield(stream.cancel()), _STOP_TIMEOUT)
         except (Exception, asyncio.CancelledError) as exc:
             logger.warning("could not tell the provider to stop generating: %s", exc)
 
@@ -662,12 +727,17 @@ class LLMActivities:
                 )
         if not retryable:
             logger.warning("non-retryable provider error: %s", message)
+        delay = verdict.retry_after
+        if retryable and not delay:
+            # Temporal's own backoff has no jitter: tasks that failed together would
+            # come back together, at the same interval, every time.
+            delay = _attempts.backoff(activity.info().attempt, request.retry or RetrySettings())
+            if deadline is not None:
+                delay = min(delay, max(0.0, (deadline - time.time()) / 2))
         return ApplicationError(
             message,
             state.ledger,
             type=verdict.error_type,
             non_retryable=not retryable,
-            next_retry_delay=(
-                timedelta(seconds=verdict.retry_after) if verdict.retry_after else None
-            ),
+            next_retry_delay=timedelta(seconds=delay) if retryable and delay else None,
         )

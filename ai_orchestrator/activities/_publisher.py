@@ -81,6 +81,15 @@ class ChunkPublisher:
         self._broken = False
         self._failures = 0
         self.signals = 0
+        self._first_at_once = False
+
+    def send_first_at_once(self) -> None:
+        """Checkpoint the first text as soon as it comes, then at the usual pace.
+
+        For an attempt whose text readers see live before the workflow has it: a
+        worker dying in its first interval must not take what they saw with it.
+        """
+        self._first_at_once = True
 
     @property
     def delivered(self) -> int:
@@ -98,7 +107,7 @@ class ChunkPublisher:
         self._pending_chunks += 1
         loop = asyncio.get_running_loop()
         if self._next_send_at is None:
-            self._next_send_at = loop.time() + self._interval()
+            self._next_send_at = loop.time() + (0.0 if self._first_at_once else self._interval())
         if (
             not self._broken
             and not self._closing

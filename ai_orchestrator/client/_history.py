@@ -20,10 +20,12 @@ from temporalio.exceptions import ApplicationError
 from ..core import LENIENT_CONTEXT, Task
 from ..messages import (
     CHUNKS_SIGNAL,
+    STOP_ACTIVITY,
     AttemptState,
     ChunkBatch,
     CompletionOutput,
     Ledger,
+    StoppedAnswers,
     TaskInput,
 )
 from ..output import OutputBuffer
@@ -78,6 +80,7 @@ async def replay_history(handle: WorkflowHandle, converter: DataConverter) -> Hi
     task: Task | None = None
     buffer = OutputBuffer(run_id=run_id)
     ledger: Ledger | None = None
+    stops: set[int] = set()  # scheduled-event ids of the stop activity
     async for event in handle.fetch_history_events():
         if event.HasField("workflow_execution_started_event_attributes"):
             payloads = event.workflow_execution_started_event_attributes.input.payloads
@@ -89,9 +92,18 @@ async def replay_history(handle: WorkflowHandle, converter: DataConverter) -> Hi
                 batch = (await converter.decode(attrs.input.payloads, [ChunkBatch]))[0]
                 if buffer.apply(batch) and batch.ledger is not None:
                     ledger = batch.ledger
+        elif event.HasField("activity_task_scheduled_event_attributes"):
+            if event.activity_task_scheduled_event_attributes.activity_type.name == STOP_ACTIVITY:
+                stops.add(event.event_id)
         elif event.HasField("activity_task_completed_event_attributes"):
-            payloads = event.activity_task_completed_event_attributes.result.payloads
-            if payloads:
+            attrs = event.activity_task_completed_event_attributes
+            payloads = attrs.result.payloads
+            if attrs.scheduled_event_id in stops:
+                if payloads and ledger is not None:
+                    stopped = (await converter.decode(payloads, [StoppedAnswers]))[0]
+                    for bill in stopped.bills:  # the provider's count replaces the estimates
+                        ledger = ledger.settle_response(bill)
+            elif payloads:
                 out = (await converter.decode(payloads, [CompletionOutput]))[0]
                 buffer.apply(
                     ChunkBatch(

@@ -8,7 +8,7 @@ retries off: Temporal is the only retry layer.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -52,6 +52,20 @@ class ProviderStream:
         self.files_created: list[str] = []
         #: The vendor SDK's open stream, set by ``open()``; closing it stops the provider.
         self._stream: Any = None
+        #: Called once the provider's handle for this answer is known (a response
+        #: id, a session id), before any text: the activity records it durably at
+        #: once, so a worker dying now leaves something a retry can re-attach to.
+        self.on_handle: Callable[[], None] | None = None
+
+    def _handle_known(self) -> None:
+        if self.on_handle is not None:
+            self.on_handle()
+
+    @property
+    def unaccounted(self) -> bool:
+        """True if the provider may be generating (and billing) an answer this stream
+        cannot identify, e.g. a create whose reply never arrived; its bill is flagged."""
+        return False
 
     @property
     def resume_token(self) -> str | None:

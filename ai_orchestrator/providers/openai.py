@@ -17,8 +17,15 @@ from openai import AsyncOpenAI
 from ..chat import ChatStream, request_params
 from ..config import OPENAI_APIS, openai_api
 from ..core import Platform, Task
+from ..messages import Usage
 from ._base import ProviderStream
-from .openai_responses import Continuation, ResponsesStream, cancel_response, is_token
+from .openai_responses import (
+    Continuation,
+    ResponsesStream,
+    cancel_response,
+    is_token,
+    response_usage,
+)
 from .openai_responses import request_params as responses_params
 
 
@@ -87,4 +94,9 @@ class OpenAIProvider:
         """Cancel the response an earlier attempt left generating (the task was
         cancelled while no attempt was attached to it); best effort."""
         if is_token(token):
-            await cancel_response(self._client, Continuation.parse(token).response_id)
+            await self.stop_answer(Continuation.parse(token).response_id)
+
+    async def stop_answer(self, response_id: str) -> Usage | None:
+        """Cancel a background response; the provider's usage for it once stopped
+        (or finished), None if it could not say."""
+        return response_usage(await cancel_response(self._client, response_id))

@@ -22,6 +22,8 @@ judged by :func:`ai_orchestrator.errors.classify` like any in-stream error.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -52,6 +54,11 @@ _INCOMPLETE_REASONS = {
 }
 #: How long :meth:`ResponsesStream.cancel` waits for the provider.
 CANCEL_TIMEOUT = 10.0
+#: How long closing a stream waits for the first event to name its answer.
+_ID_TIMEOUT = 3.0
+_TERMINAL_EVENTS = frozenset(
+    {"response.completed", "response.incomplete", "response.failed", "error"}
+)
 
 
 @dataclass(frozen=True)
@@ -134,14 +141,39 @@ def failure_body(event: Any) -> dict[str, Any]:
     }
 
 
-async def cancel_response(client: AsyncOpenAI, response_id: str) -> str | None:
-    """Stop a background response; its status after, or None if the cancel failed."""
+async def cancel_response(client: AsyncOpenAI, response_id: str) -> Any | None:
+    """Stop a background response; the Response after (status, usage so far), or None
+    if the cancel failed. A response that finished first is returned as it ended."""
     try:
-        response = await client.responses.cancel(response_id, timeout=CANCEL_TIMEOUT)
+        return await client.responses.cancel(response_id, timeout=CANCEL_TIMEOUT)
+    except openai.BadRequestError:  # "Cannot cancel a completed response": read how it ended
+        try:
+            return await client.responses.retrieve(response_id, timeout=CANCEL_TIMEOUT)
+        except Exception as exc:
+            logger.warning("could not read response %s after cancelling: %s", response_id, exc)
+            return None
     except Exception as exc:  # never let a failed cancel hide the user's cancel
         logger.warning("could not cancel response %s: %s", response_id, exc)
         return None
-    return getattr(response, "status", None) or "cancelled"
+
+
+def response_usage(response: Any | None) -> Usage | None:
+    """The provider's own count for a Response object, once it reports one."""
+    usage = getattr(response, "usage", None)
+    if usage is None:
+        return None
+    return Usage(
+        prompt_tokens=usage.input_tokens,
+        completion_tokens=usage.output_tokens,
+        total_tokens=usage.total_tokens,
+    )
+
+
+#: Cancels of answers whose id arrived after their attempt ended; kept referenced
+#: until done (asyncio holds tasks weakly).
+_REAPERS: set[asyncio.Task[None]] = set()
+#: How long a reaper waits for a slow create to name its answer.
+REAP_TIMEOUT = 300.0
 
 
 class ResponsesStream(ProviderStream):
@@ -176,6 +208,10 @@ class ResponsesStream(ProviderStream):
         self._last_sequence = -1
         self._failed = False
         self._refused = False
+        #: The create request, kept apart from the attempt: if the attempt is
+        #: cancelled while it is in flight, its answer is still found and stopped.
+        self._creating: asyncio.Future[Any] | None = None
+        self._reaper: asyncio.Task[None] | None = None
 
     @property
     def response_id(self) -> str | None:
@@ -198,11 +234,22 @@ class ResponsesStream(ProviderStream):
             return None
         return Continuation(self._response_id, sequence, self._base_chars + chars).token
 
+    @property
+    def unaccounted(self) -> bool:
+        """A create went out (not refused) but the answer's id never reached us."""
+        creating = self._creating
+        if creating is None or self._response_id is not None:
+            return False
+        return not (creating.done() and not creating.cancelled() and creating.exception())
+
     async def open(self) -> None:
         if self._continue_from is None:
-            self._stream = await self._client.responses.create(
-                **self._params, stream=True, background=True, store=True
+            self._creating = asyncio.ensure_future(
+                self._client.responses.create(
+                    **self._params, stream=True, background=True, store=True
+                )
             )
+            self._stream = await asyncio.shield(self._creating)
             return
         start = Continuation.parse(self._continue_from)
         try:
@@ -223,11 +270,61 @@ class ResponsesStream(ProviderStream):
         self._last_sequence = start.sequence
         self._boundaries[0] = start.sequence
 
+    async def close(self) -> None:
+        """Close the connection; first learn the answer's id if it is still unknown
+        (the first event names it), so that :meth:`cancel` can stop it."""
+        if self._stream is not None and self._response_id is None and not self._failed:
+            with contextlib.suppress(Exception, asyncio.TimeoutError):
+                await asyncio.wait_for(self._read_id(self._stream), _ID_TIMEOUT)
+        await super().close()
+
     async def cancel(self) -> None:
-        """Cancel the background response unless it is finished; best effort."""
+        """Cancel the background response unless it is finished; best effort.
+
+        A create still in flight is waited for (in the background past
+        ``CANCEL_TIMEOUT``): its answer is cancelled as soon as its id arrives.
+        """
+        if self._response_id is None and self.unaccounted:
+            if self._reaper is None:
+                self._reaper = asyncio.create_task(self._reap())
+                _REAPERS.add(self._reaper)
+                self._reaper.add_done_callback(_REAPERS.discard)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._reaper), CANCEL_TIMEOUT)
+            return
+        await self._cancel_known()
+
+    async def _cancel_known(self) -> None:
         if self._response_id is None or self._status in _FINISHED:
             return
-        self._status = await cancel_response(self._client, self._response_id) or self._status
+        response = await cancel_response(self._client, self._response_id)
+        if response is not None:
+            self._status = getattr(response, "status", None) or "cancelled"
+            self.usage = response_usage(response) or self.usage
+
+    async def _reap(self) -> None:
+        """Wait for the create's reply, read the answer's id from it, stop the answer."""
+        creating = self._creating
+        assert creating is not None
+        try:
+            stream = await asyncio.wait_for(asyncio.shield(creating), REAP_TIMEOUT)
+        except Exception:  # refused, or never answered: nothing was created that we can name
+            return
+        try:
+            await asyncio.wait_for(self._read_id(stream), _ID_TIMEOUT)
+        except Exception as exc:
+            logger.warning("a cancelled create's answer could not be identified: %s", exc)
+        finally:
+            with contextlib.suppress(Exception):
+                await stream.close()
+        await self._cancel_known()
+
+    async def _read_id(self, stream: Any) -> None:
+        async for event in stream:
+            if event.type in ("response.created", "response.queued", "response.in_progress"):
+                self._note(event.response, getattr(event, "sequence_number", None))
+            if self._response_id is not None or event.type in _TERMINAL_EVENTS:
+                return
 
     def _note(self, response: Any, sequence: int | None) -> None:
         if response is None:
@@ -236,15 +333,10 @@ class ResponsesStream(ProviderStream):
             self._response_id = response.id
             if sequence is not None:
                 self._boundaries.setdefault(0, sequence)
+            self._handle_known()
         self._status = response.status or self._status
         self.model = response.model or self.model
-        usage = response.usage
-        if usage is not None:
-            self.usage = Usage(
-                prompt_tokens=usage.input_tokens,
-                completion_tokens=usage.output_tokens,
-                total_tokens=usage.total_tokens,
-            )
+        self.usage = response_usage(response) or self.usage
 
     def _raise(self, event: Any) -> None:
         self._failed = True

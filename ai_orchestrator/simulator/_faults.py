@@ -37,9 +37,9 @@ STREAM_FAULTS: frozenset[str] = frozenset(
 )
 ERROR_FAULTS: frozenset[str] = frozenset({"rate_limit", "status", "overloaded"})
 #: Taken only by ``POST /v1/responses`` (other APIs leave them at the head).
-CREATE_ONLY_FAULTS: frozenset[str] = frozenset({"drop_stream"})
+CREATE_ONLY_FAULTS: frozenset[str] = frozenset({"drop_stream", "slow_start"})
 #: Taken only by a Responses re-attach, ``GET /v1/responses/{id}?stream=true``.
-REATTACH_FAULTS: frozenset[str] = frozenset({"reattach_drop", "expire"})
+REATTACH_FAULTS: frozenset[str] = frozenset({"reattach_drop", "expire", "reattach_refused"})
 RESPONSES_ONLY_FAULTS: frozenset[str] = CREATE_ONLY_FAULTS | REATTACH_FAULTS
 #: Faults that end an answer early with a provider-chosen stop reason.
 CUT_FAULTS: frozenset[str] = frozenset({"content_filter", "recitation"})
@@ -59,8 +59,10 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "recitation": ("after_tokens",),
     "overloaded": ("message",),
     "drop_stream": ("after_events",),
+    "slow_start": ("seconds",),
     "reattach_drop": ("after_events",),
     "expire": (),
+    "reattach_refused": ("status_code", "retry_after"),
 }
 
 
@@ -95,7 +97,7 @@ class Fault:
             raise ValueError("retry_after must be >= 0")
         if self.retry_after_ms is not None and self.retry_after_ms < 0:
             raise ValueError("retry_after_ms must be >= 0")
-        if self.name == "status":
+        if self.name in ("status", "reattach_refused"):
             code = self.status_code
             if not isinstance(code, int) or not 400 <= code <= 599:
                 raise ValueError(f"status fault needs a 4xx/5xx code, got {code!r}")
@@ -263,6 +265,14 @@ class Fault:
         return cls("drop_stream", times=times, after_events=after_events)
 
     @classmethod
+    def slow_start(cls, seconds: float = 3.0, times: int = 1) -> Fault:
+        """Responses only: the next ``POST /v1/responses`` is created (and generates in
+        the background at once), but its reply's first byte comes ``seconds`` later,
+        as from a provider under load. A client that leaves meanwhile never learns
+        the response's id from that connection."""
+        return cls("slow_start", times=times, seconds=seconds)
+
+    @classmethod
     def reattach_drop(cls, after_events: int = 5, times: int = 1) -> Fault:
         """Responses only: the next re-attach stream drops after ``after_events`` events.
 
@@ -270,6 +280,17 @@ class Fault:
         stream=True)``); generation is not affected.
         """
         return cls("reattach_drop", times=times, after_events=after_events)
+
+    @classmethod
+    def reattach_refused(
+        cls, status_code: int = 401, retry_after: float | None = None, times: int = 1
+    ) -> Fault:
+        """Responses only: the next re-attach is refused with ``status_code`` (a key
+        revoked meanwhile, a 429 with ``retry_after``); the response goes on
+        generating server-side, as it does at OpenAI."""
+        return cls(
+            "reattach_refused", times=times, status_code=status_code, retry_after=retry_after
+        )
 
     @classmethod
     def expire(cls, times: int = 1) -> Fault:

@@ -373,6 +373,8 @@ async def _create(
     state.response_runs[response_id] = run
     run.start()
     try:
+        if fault is not None and fault.name == "slow_start":
+            await asyncio.sleep(fault.seconds)
         if params.stream:
             return await _stream(request, state, record, run, fault, headers)
         return await _create_plain(request, record, run, fault, headers)
@@ -449,6 +451,20 @@ async def _retrieve(
         run.billing.expired = True
         record.status, record.finished = 404, True
         return shapes.not_found(response_id, headers)
+    if fault is not None and fault.name == "reattach_refused":
+        assert fault.status_code is not None
+        as_create = (
+            Fault.rate_limit(retry_after=fault.retry_after)
+            if fault.status_code == 429
+            else Fault.status(fault.status_code)
+        )
+        refused = shapes.refusal(
+            as_create, False, run.params.model, state.rpm_limit, record.authorization, True
+        )
+        assert refused is not None
+        status, body, extra = refused
+        record.status, record.finished = status, True
+        return web.json_response(body, status=status, headers={**headers, **extra})
     run.billing.reattaches += 1
     return await _stream(request, state, record, run, fault, headers, starting_after)
 

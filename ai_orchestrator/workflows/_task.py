@@ -15,7 +15,12 @@ activity instead of Temporal's attempt count, the billed ledger in results,
 search attributes in every end state, and a result too large for Temporal
 failing clearly instead of jamming the run. ``FALLBACK`` (2026-11, taken only by
 tasks that name ``fallback_models``): on a provider-side failure the task
-continues on the next model, each model a new activity.
+continues on the next model, each model a new activity. ``PAID`` (2026-12,
+taken when a run first fails, is cancelled or falls back): answers the task
+gave up on that may still be generating at the provider are stopped by a short
+activity (their real bill replaces the estimates), an attempt lost with its
+worker is priced and an answer it created is billed even before its first text,
+and the route names the model and platform each failed leg actually called.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -38,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from ..messages import (
         CHUNKS_SIGNAL,
         PROGRESS_QUERY,
+        STOP_ACTIVITY,
         STREAM_ACTIVITY,
         WORKFLOW_TYPE,
         AttemptState,
@@ -47,6 +54,8 @@ with workflow.unsafe.imports_passed_through():
         Ledger,
         Progress,
         ProgressQuery,
+        StopAnswers,
+        StoppedAnswers,
         TaskInput,
     )
     from ..options import DEFAULT_TIMEOUT_SECONDS, FALLBACK_ERROR_TYPES, stream_activity_options
@@ -56,6 +65,7 @@ with workflow.unsafe.imports_passed_through():
 #: See the module docstring; never rename or remove while runs may carry them.
 EDGES = "ai-orchestrator-2026-11-edges"
 FALLBACK = "ai-orchestrator-2026-11-fallback"
+PAID = "ai-orchestrator-2026-12-paid"
 #: Generations of the n-th model of a route start at n * this, so a fallback's
 #: text supersedes the text of every model before it.
 GENERATION_STRIDE = 1000
@@ -82,6 +92,26 @@ def _cancel_requested() -> bool:
     task = asyncio.current_task()
     cancelling = getattr(task, "cancelling", None)
     return bool(cancelling and cancelling())
+
+
+def _called(err: ActivityError) -> dict[str, Any]:
+    """The model and platform the failed activity actually called (newer workers say)."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and len(cause.details) > 1:
+        called = cause.details[1]
+        if isinstance(called, dict):
+            return {k: called.get(k) for k in ("model", "platform")}
+    return {}
+
+
+#: The stop activity is a short call; a worker that cannot reach the provider
+#: gives up soon (the bill keeps its estimates).
+_STOP_OPTIONS: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(seconds=30),
+    "schedule_to_close_timeout": timedelta(seconds=90),
+    "retry_policy": RetryPolicy(maximum_attempts=3),
+    "summary": "stop answers the task gave up on",
+}
 
 
 def _estimate_prompt_tokens(task: Task) -> int:
@@ -150,7 +180,7 @@ class TaskWorkflow:
         """The provider activity's options, decided in :mod:`..options`."""
         return stream_activity_options(input.retry, timeout, activity_counts_faults=edges)
 
-    def _billed(self, err: BaseException | None, task: Task) -> Ledger:
+    def _billed(self, err: BaseException | None, task: Task, *, whole: bool = False) -> Ledger:
         """What the provider billed, from the failure or the last checkpoint."""
         cause = err.cause if isinstance(err, ActivityError) else None
         if isinstance(cause, ApplicationError) and cause.details:
@@ -162,10 +192,30 @@ class TaskWorkflow:
                 state = AttemptState.model_validate(
                     cause.last_heartbeat_details[0], context=LENIENT_CONTEXT
                 )
-                return state.settled(_estimate_prompt_tokens(task))
+                return state.settled(_estimate_prompt_tokens(task), whole=whole)
             except ValueError:
                 pass
         return self._buffer.ledger or Ledger()
+
+    async def _stop_open_answers(self, billed: Ledger) -> Ledger:
+        """Stop the answers ``billed`` says may still be generating; their real bills."""
+        open_ids = billed.open_responses()
+        if not open_ids:
+            return billed
+        last = {a.response_id: a for a in billed.attempts if a.response_id in open_ids}
+        try:
+            stopped: StoppedAnswers = await workflow.execute_activity(
+                STOP_ACTIVITY,
+                StopAnswers(answers=list(last.values())),
+                result_type=StoppedAnswers,
+                **_STOP_OPTIONS,
+            )
+        except ActivityError as exc:  # best effort: the estimates stand
+            workflow.logger.warning("could not stop the task's open answers: %s", exc)
+            return billed
+        for bill in stopped.bills:
+            billed = billed.settle_response(bill)
+        return billed
 
     @workflow.run
     async def run(self, input: TaskInput) -> Result:
@@ -205,8 +255,11 @@ class TaskWorkflow:
                 )
                 break
             except ActivityError as err:
-                billed = self._billed(err, task) if edges else Ledger()
+                paid = edges and workflow.patched(PAID)
+                billed = self._billed(err, task, whole=paid) if edges else Ledger()
                 billed = Ledger(attempts=[*spent.attempts, *billed.attempts])
+                if paid:
+                    billed = await self._stop_open_answers(billed)
                 cancelled = is_cancelled_exception(err)
                 if cancelled or (edges and _cancel_requested()):
                     self._finish(
@@ -227,7 +280,13 @@ class TaskWorkflow:
                     # The provider is the problem, not the request: durably on to the
                     # next model (a worker crash from here resumes at that model).
                     spent = billed
-                    route.append({"model": model, "outcome": "failed", "error_type": error_type})
+                    leg = {"model": model, "outcome": "failed", "error_type": error_type}
+                    if paid:  # what was actually called, not what the task named
+                        called = _called(err)
+                        leg.update(
+                            model=called.get("model") or model, platform=called.get("platform")
+                        )
+                    route.append(leg)
                     continue
                 self._finish(
                     input, TaskStatus.FAILED, billed.tokens, billed.cost, every_end_state=edges

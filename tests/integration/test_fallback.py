@@ -42,7 +42,12 @@ async def test_openai_quota_failure_falls_back_to_claude(
     assert result.platform == Platform.CLAUDE
     assert [r.api for r in sim.requests] == ["openai", "anthropic"]
     route = result.metadata["route"]
-    assert route[0] == {"model": "gpt-4o-mini", "outcome": "failed", "error_type": "QuotaExhausted"}
+    assert route[0] == {
+        "model": "gpt-4o-mini",
+        "platform": "chatgpt",
+        "outcome": "failed",
+        "error_type": "QuotaExhausted",
+    }
     assert route[-1]["platform"] == "claude" and route[-1]["outcome"] == "completed"
     assert len(result.output.split()) == 20 and result.cost > 0
 

@@ -11,12 +11,82 @@ from ai_orchestrator.pricing import PricingTable
 
 
 def test_a_dead_attempt_is_billed_as_lost_from_its_last_heartbeat() -> None:
-    prior = AttemptState(attempt=1, generation=1, chars=120, chunks=30, model="gpt-4o")
-    state = _attempts.begin(2, prior, prompt_chars=400)
+    pricing = PricingTable()
+    price = pricing.lookup("gpt-4o")
+    assert price is not None
+    first, _ = _attempts.begin(1, None, prompt_chars=400, model="gpt-4o", price=price)
+    prior = first.model_copy(update={"chars": 120, "chunks": 30})
+    state, newly_lost = _attempts.begin(2, prior, prompt_chars=400, model="gpt-4o", price=price)
     [lost] = state.ledger.attempts
+    assert newly_lost == [lost]
     assert (lost.attempt, lost.outcome, lost.estimated) == (1, "lost", True)
     assert lost.completion_tokens == 30 and lost.prompt_tokens == 100
+    # Priced from the table like any estimated attempt, not $0.
+    assert lost.cost == pytest.approx(pricing.cost("gpt-4o", 100, 30)) and lost.cost > 0
     assert state.generation == 2 and not state.closed
+
+
+def test_the_workflow_prices_a_lost_attempt_from_its_state_alone() -> None:
+    """The workflow has no price table: the attempt's state carries its price."""
+    price = PricingTable().lookup("gpt-4o-mini")
+    assert price is not None
+    state, _ = _attempts.begin(1, None, prompt_chars=40, model="gpt-4o-mini", price=price)
+    state = state.model_copy(update={"chunks": 428, "chars": 1700})
+    [lost] = state.settled(10).attempts
+    assert lost.cost == pytest.approx(price.cost(10, 428)) and lost.cost > 0
+    # Runs recorded before the change keep their older account.
+    [old] = state.settled(10, whole=False).attempts
+    assert old.cost == 0.0
+
+
+def test_an_answer_created_before_any_text_is_billed_its_prompt() -> None:
+    state = AttemptState(attempt=1, generation=1, model="gpt-4o", response_id="resp_1")
+    [lost] = state.settled(25).attempts
+    assert (lost.prompt_tokens, lost.completion_tokens, lost.response_id) == (25, 0, "resp_1")
+    assert state.settled(25, whole=False).attempts == []  # as recorded before
+
+
+def test_attempts_that_left_no_heartbeat_are_flagged_not_dropped() -> None:
+    state, lost = _attempts.begin(3, None, prompt_chars=40, model="gpt-4o")
+    assert [(b.attempt, b.outcome, b.cost_unknown) for b in lost] == [
+        (1, "lost", True),
+        (2, "lost", True),
+    ]
+    assert state.ledger.attempts == lost and state.ledger.cost_unknown
+
+
+def test_backoff_grows_is_capped_and_jittered() -> None:
+    settings = RetrySettings(
+        initial_interval_seconds=1, backoff_coefficient=2, max_interval_seconds=20
+    )
+    assert _attempts.backoff(1, settings, rng=lambda: 0.0) == 1.0
+    assert _attempts.backoff(1, settings, rng=lambda: 1.0) == 2.0
+    assert _attempts.backoff(3, settings, rng=lambda: 0.0) == 4.0
+    assert _attempts.backoff(30, settings, rng=lambda: 1.0) == 20.0  # never past the cap
+    # Under Temporal's 1 s floor the spread is kept, not rounded away.
+    fast = RetrySettings(initial_interval_seconds=0.2, max_interval_seconds=2.0)
+    assert _attempts.backoff(1, fast, rng=lambda: 0.0) == 1.0
+    assert _attempts.backoff(1, fast, rng=lambda: 0.9) == pytest.approx(1.9)
+    # Tasks that failed together come back apart.
+    assert len({round(_attempts.backoff(5, settings), 6) for _ in range(20)}) > 10
+
+
+def test_open_answers_are_those_with_no_final_count() -> None:
+    from ai_orchestrator.messages import AttemptBill, Ledger
+
+    ledger = Ledger(
+        attempts=[
+            AttemptBill(attempt=1, response_id="a", estimated=True, outcome="failed"),
+            AttemptBill(attempt=2, response_id="b", estimated=True, outcome="failed"),
+            AttemptBill(attempt=3, response_id="b", estimated=False, outcome="cancelled"),
+            AttemptBill(attempt=4, response_id="c", estimated=True, outcome="completed"),
+            AttemptBill(attempt=5, estimated=True, outcome="failed"),
+        ]
+    )
+    assert ledger.open_responses() == ["a"]
+    real = AttemptBill(attempt=1, response_id="a", prompt_tokens=5, completion_tokens=90)
+    assert ledger.settle_response(real).attempts[-1] == real
+    assert [a.response_id for a in ledger.settle_response(real).attempts].count("a") == 1
 
 
 def test_a_closed_attempt_is_not_billed_twice_and_faults_carry_over() -> None:
@@ -26,7 +96,8 @@ def test_a_closed_attempt_is_not_billed_twice_and_faults_carry_over() -> None:
     )
     assert bill is not None and bill.estimated and bill.completion_tokens == 7
     state.provider_faults = 1
-    following = _attempts.begin(2, state, prompt_chars=40)
+    following, lost = _attempts.begin(2, state, prompt_chars=40)
+    assert lost == []
     assert len(following.ledger.attempts) == 1 and following.provider_faults == 1
     assert (
         _attempts.close(

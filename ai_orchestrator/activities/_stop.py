@@ -1,0 +1,52 @@
+"""Stopping answers a task no longer wants, and learning what they cost.
+
+A background answer (OpenAI's Responses API) goes on generating, and billing,
+after every connection to it is gone. The attempt that streams it stops it on a
+cancel, but a task can give up on an answer while no attempt runs: cancelled
+during the backoff between attempts, failed for good while re-attaching, or
+moving on to a fallback model. The workflow then runs this activity with the
+answers its ledger says may still be generating; each is cancelled, and the
+provider's own count of what it generated replaces the estimates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from ..core import Platform
+from ..messages import StopAnswers, StoppedAnswers
+from ..pricing import PricingTable
+from ..providers import Provider
+
+logger = logging.getLogger(__name__)
+
+
+async def stop_answers(
+    providers: Mapping[Platform, Provider], pricing: PricingTable, request: StopAnswers
+) -> StoppedAnswers:
+    """Cancel each answer; never raises for one answer that cannot be stopped."""
+    stopped = StoppedAnswers()
+    for part in request.answers:
+        platform = Platform(part.platform) if part.platform else Platform.CHATGPT
+        stop = getattr(providers.get(platform), "stop_answer", None)
+        if stop is None or part.response_id is None:
+            logger.warning("no way to stop answer %s on %s", part.response_id, platform.value)
+            continue
+        usage = await stop(part.response_id)
+        if usage is None:
+            continue
+        cost = pricing.cost(part.model, usage.prompt_tokens, usage.completion_tokens)
+        stopped.bills.append(
+            part.model_copy(
+                update={
+                    "prompt_tokens": usage.prompt_tokens,
+                    "completion_tokens": usage.completion_tokens,
+                    "estimated": False,
+                    "cost": cost or 0.0,
+                    "outcome": "stopped",
+                    "cost_unknown": False,
+                }
+            )
+        )
+    return stopped
