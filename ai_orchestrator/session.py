@@ -2,21 +2,28 @@
 
 If Temporal answers at the configured address it is used; if not, and the
 address is local, an embedded dev server is started on it with its SQLite file
-in the data directory, so tasks outlive the command. A worker is started
-unless one already polls the task queue. With no provider configured, the
-worker talks to the built-in simulator, and the caller is told so.
+in the data directory, so tasks outlive the command (its Web UI on 8233, or on
+a free port when 8233 is taken: another dev server, a second ``run``). A worker
+is started unless a live one already polls the task queue: the server keeps
+listing the pollers of a worker that was killed for minutes, so a poller whose
+process is gone (same host) or that has not polled for longer than a long poll
+lasts does not count, and the caller is told which it was. With no provider
+configured, the worker talks to the built-in simulator, and the caller is told so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import TracebackType
 
 from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.taskqueue.v1 import PollerInfo, TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -24,7 +31,7 @@ from temporalio.worker import Worker
 from .client import TaskClient
 from .config import ConfigError, ProviderSettings, data_home, task_queue, temporal_connect_config
 from .converter import data_converter_from_env
-from .devserver import DevServer
+from .devserver import DevServer, free_port, port_open
 from .metrics import prometheus_runtime
 from .providers._config import configured as configured_vendors
 from .providers._config import simulated as simulated_providers
@@ -33,14 +40,51 @@ from .worker import running, until_signalled
 
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
+#: Tokens in a simulated answer when the task sets no smaller ``max_tokens``. At
+#: 40 tokens/s an answer streams for 3 s: long enough to watch, and to cancel once
+#: its first text arrived (the README's example) before it is over, since an
+#: attempt hears of a cancel only at its next heartbeat (about a second).
+SIMULATED_ANSWER_TOKENS = 120
+
 
 def _split(target: str) -> tuple[str, int]:
     host, _, port = target.rpartition(":")
     return host or "localhost", int(port or 7233)
 
 
-async def worker_polling(client: Client, queue: str) -> bool:
-    """Whether some worker polls ``queue`` for provider calls right now."""
+#: A live worker renews its poll at least this often: a long poll lasts about a
+#: minute (then the server answers empty and the worker polls again).
+POLL_RENEWED_WITHIN = timedelta(seconds=90)
+
+
+def poller_alive(poller: PollerInfo, now: datetime | None = None) -> bool:
+    """Whether ``poller`` can still take tasks, as far as this host can tell.
+
+    The server lists a poller for minutes after its worker died. An SDK worker's
+    identity is ``pid@host``: on this host, a pid that no longer runs is proof it
+    is gone; elsewhere, a poll not renewed for :data:`POLL_RENEWED_WITHIN` is.
+    """
+    pid, _, host = poller.identity.partition("@")
+    if host == socket.gethostname() and pid.isdigit() and not _process_exists(int(pid)):
+        return False
+    if not poller.HasField("last_access_time"):
+        return True
+    last = poller.last_access_time.ToDatetime(tzinfo=timezone.utc)
+    return (now or datetime.now(timezone.utc)) - last <= POLL_RENEWED_WITHIN
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
+
+
+async def pollers(client: Client, queue: str) -> list[PollerInfo]:
+    """The pollers the server lists for ``queue``'s provider calls, gone ones included."""
     response = await client.workflow_service.describe_task_queue(
         DescribeTaskQueueRequest(
             namespace=client.namespace,
@@ -48,7 +92,12 @@ async def worker_polling(client: Client, queue: str) -> bool:
             task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
         )
     )
-    return bool(response.pollers)
+    return list(response.pollers)
+
+
+async def worker_polling(client: Client, queue: str) -> bool:
+    """Whether a live worker polls ``queue`` for provider calls right now."""
+    return any(poller_alive(p) for p in await pollers(client, queue))
 
 
 class LocalStack:
@@ -100,6 +149,17 @@ class LocalStack:
             Client.connect(data_converter=data_converter_from_env(), **self._config), timeout
         )
 
+    def _free_ui_port(self) -> int | None:
+        """The UI port asked for, or a free one if something already listens there."""
+        if self._ui_port and port_open("127.0.0.1", self._ui_port):
+            taken, port = self._ui_port, free_port()
+            self.notes.append(
+                f"Web UI port {taken} is in use (another Temporal dev server?); "
+                f"this one's Web UI is on port {port}"
+            )
+            return port
+        return self._ui_port
+
     async def _start_server(self) -> None:
         host, port = _split(self.target)
         if host not in _LOCAL_HOSTS:
@@ -108,7 +168,7 @@ class LocalStack:
             db_file=self.db_file,
             host="127.0.0.1",
             port=port,
-            ui_port=self._ui_port,
+            ui_port=self._free_ui_port(),
             log_file=self.db_file.parent / "temporal.log",
         )
         await self.server.start()
@@ -128,8 +188,7 @@ class LocalStack:
                 except Exception:
                     await self._start_server()
                     self.client = await self._connect(15)
-            if self.server is None and await worker_polling(self.client, self.task_queue):
-                self.notes.append(f"Using Temporal at {self.target} and its running worker(s)")
+            if self.server is None and await self._use_running_worker(self.client):
                 return self
             await self._start_worker(self.client)
         except BaseException:
@@ -137,11 +196,30 @@ class LocalStack:
             raise
         return self
 
+    async def _use_running_worker(self, client: Client) -> bool:
+        """Whether a live worker serves the queue (else say why one is started here)."""
+        listed = await pollers(client, self.task_queue)
+        live = [p for p in listed if poller_alive(p)]
+        if live:
+            self.notes.append(
+                f"Using Temporal at {self.target} and its running worker(s) on task queue "
+                f"{self.task_queue!r} ({', '.join(p.identity for p in live)})"
+            )
+            return True
+        gone = f" (gone: {', '.join(p.identity for p in listed)})" if listed else ""
+        self.notes.append(
+            f"Using Temporal at {self.target}; no live worker polls task queue "
+            f"{self.task_queue!r}{gone}, so this command runs one until it ends"
+        )
+        return False
+
     async def _start_worker(self, client: Client) -> None:
         provider = ProviderSettings.from_env()
         options: dict[str, object] = {}
         if not provider.configured and not configured_vendors():
-            self.simulator = Simulator(tokens_per_second=self._sim_rate)
+            self.simulator = Simulator(
+                tokens_per_second=self._sim_rate, default_tokens=SIMULATED_ANSWER_TOKENS
+            )
             await self.simulator.start()
             provider = replace(provider, base_url=self.simulator.base_url, api_key="simulator")
             options["providers"] = simulated_providers(self.simulator.url)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 from pydantic import BaseModel, ValidationError
 
+from ..codec import ENV_ENCRYPTION_KEYS, PayloadDecryptionError
 from ..config import ConfigError, ProviderSettings, task_queue
 from ..exceptions import TaskNotFoundError, TaskValidationError, TemporalUnavailableError
 
@@ -51,8 +52,31 @@ def _run(coro_fn: Callable[[], Coroutine[Any, Any, int | None]]) -> int:
         _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
     except TaskNotFoundError as exc:
         _fail(str(exc), EXIT_NOT_FOUND)
+    except (PayloadDecryptionError, KeyError) as exc:
+        _fail(unreadable(exc))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+
+
+def unreadable(exc: PayloadDecryptionError | KeyError) -> str:
+    """Why a task's payloads cannot be read here: no key, or not the workers' key.
+
+    Without keys the SDK's converter meets an encoding it does not know (a
+    ``KeyError``); with other keys our codec refuses. Any other ``KeyError`` is
+    a bug and is raised again.
+    """
+    if isinstance(exc, PayloadDecryptionError):
+        return f"cannot read the task with the keys in {ENV_ENCRYPTION_KEYS}: {exc}"
+    message = str(exc.args[0]) if exc.args else ""
+    if not message.startswith("Unknown payload encoding"):
+        raise exc
+    encoding = message.rpartition(" ")[2]
+    if encoding == "binary/encrypted":
+        return (
+            f"the task is encrypted and {ENV_ENCRYPTION_KEYS} is not set here; "
+            "set it to the workers' keys to read it"
+        )
+    return f"cannot read the task: its payloads use encoding {encoding!r}, unknown here"
 
 
 def _warn_simulator() -> None:

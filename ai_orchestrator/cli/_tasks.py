@@ -152,27 +152,67 @@ def emit_line(event: dict[str, object]) -> None:
 
 @click.command()
 @click.argument("task_id")
+@click.option(
+    "--wait",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for the task to stop (0: only request the cancel).",
+)
 @click.option("--json", "as_json", is_flag=True)
-def cancel(task_id: str, as_json: bool) -> int:
-    """Cancel a running task; its partial output is kept. Exits 1 if it had already ended."""
+def cancel(task_id: str, wait: float, as_json: bool) -> int:
+    """Cancel a running task; its partial output is kept.
+
+    Waits (--wait) until the task has stopped and says how it ended: exit 0 if
+    it was cancelled (or is still stopping when the wait ends), 1 if it had
+    already ended, or ended anyway because the cancel came too late.
+    """
 
     async def main() -> int:
         tasks = await connect_tasks()
         before = await tasks.get_status(task_id)
         if before == TaskStatus.UNKNOWN:
             raise TaskNotFoundError(f"no task with id {task_id!r}")
-        cancelled = await tasks.cancel_task(task_id)
+        requested = await tasks.cancel_task(task_id)
+        after = before
+        if requested and wait > 0:
+            after = (await tasks.get_result(task_id, timeout=wait)).status
+        took_effect = requested and after not in (TaskStatus.COMPLETED, TaskStatus.FAILED)
         if as_json:
-            emit_json({"task_id": task_id, "cancelled": cancelled, "status_before": before.value})
-        else:
-            click.echo(
-                f"cancel requested for {task_id}"
-                if cancelled
-                else f"{task_id} had already ended ({before.value})"
+            emit_json(
+                {
+                    "task_id": task_id,
+                    "cancelled": took_effect,
+                    "status_before": before.value,
+                    "status_after": after.value,
+                }
             )
-        return EXIT_OK if cancelled else EXIT_FAILED
+        else:
+            line = cancel_outcome(task_id, requested, before, after, wait)
+            click.echo(line, err=line.startswith("error: "))
+        return EXIT_OK if took_effect else EXIT_FAILED
 
     return _run(main)
+
+
+def cancel_outcome(
+    task_id: str, requested: bool, before: TaskStatus, after: TaskStatus, wait: float
+) -> str:
+    """The line ``cancel`` prints: what became of the task, not only what was asked."""
+    if not requested:
+        return f"{task_id} had already ended ({before.value})"
+    if after == TaskStatus.COMPLETED:
+        return (
+            f"error: the cancel came too late: {task_id} completed before it took effect "
+            f"(its output: ai-orchestrator result {task_id})"
+        )
+    if after == TaskStatus.CANCELLED:
+        return f"cancelled {task_id} (partial output: ai-orchestrator result {task_id})"
+    if after == TaskStatus.FAILED:
+        return f"{task_id} failed before the cancel took effect"
+    if wait > 0:
+        return f"cancel requested for {task_id}; it has not stopped after {wait:g}s (no worker?)"
+    return f"cancel requested for {task_id}"
 
 
 @click.command()

@@ -9,7 +9,7 @@ live text reaches readers (the live channel, or the progress query polled every
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from ..live import LiveSubscriber
 from ..live._config import subscribers_from_env
 from ..messages import PROGRESS_QUERY, Progress, ProgressQuery
 from ..streaming import PrefixGuard
+from ._closing import OpenStreams
 from ._events import Finished, Restart, StreamEvent, TextDelta
 from ._live_source import LiveSource, Piece
 from ._stuck import watch_stuck
@@ -41,6 +42,10 @@ class Following:
     #: Follow running attempts on the live channel (False: the progress query only).
     live: bool
     live_subscribers: list[LiveSubscriber] | None
+    #: Streams handed out, closed by ``close()`` if the reader left them open.
+    _streams: OpenStreams
+    #: Whether ``live_subscribers`` were made here (from the environment).
+    _own_subscribers: bool
 
     if TYPE_CHECKING:
 
@@ -86,6 +91,7 @@ class Following:
     def _subscribers(self) -> list[LiveSubscriber]:
         if self.live_subscribers is None:
             self.live_subscribers = subscribers_from_env(self.client.data_converter)
+            self._own_subscribers = True
         return self.live_subscribers
 
     async def _polled(
@@ -107,7 +113,7 @@ class Following:
             watch.cancel()
             await asyncio.gather(watch, return_exceptions=True)
 
-    async def stream_events(self, task_id: str) -> AsyncIterator[StreamEvent]:
+    def stream_events(self, task_id: str) -> AsyncGenerator[StreamEvent, None]:
         """Every change of the task's output, restarts included, then ``Finished``.
 
         Joins at any time, even after the task ended: the text always starts at
@@ -120,6 +126,9 @@ class Following:
         Raises:
             TaskNotFoundError: no such task.
         """
+        return self._streams.track(self._events(task_id))
+
+    async def _events(self, task_id: str) -> AsyncGenerator[StreamEvent, None]:
         handle = self._handle(task_id)
         generation, text = 0, ""
 
@@ -174,7 +183,7 @@ class Following:
                 yield TextDelta(text=final, attempt=final_attempt, offset=0)
         yield Finished(result=result)
 
-    async def stream_result(self, task_id: str) -> AsyncIterator[str]:
+    def stream_result(self, task_id: str) -> AsyncGenerator[str, None]:
         """The task's text as it is generated; concatenated, it equals the final output.
 
         Ends when the task ends (for a cancelled task, after its partial output).
@@ -189,6 +198,9 @@ class Following:
             TaskFailedError: the task failed; its partial output was streamed.
             TaskNotFoundError: no such task.
         """
+        return self._streams.track(self._text(task_id))
+
+    async def _text(self, task_id: str) -> AsyncGenerator[str, None]:
         guard = PrefixGuard()
         async for event in self.stream_events(task_id):
             if isinstance(event, Restart):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import datetime, timezone
+from types import TracebackType
 from typing import Any
 
 from temporalio.api.enums.v1 import PendingActivityState
@@ -55,6 +57,7 @@ from ..pricing import PricingTable, UnknownModelError
 from ..providers import RUNNABLE, route
 from ..search import initial as initial_search_attributes
 from ..search import missing as missing_search_attributes
+from ._closing import OpenStreams, settle_bridge
 from ._events import TaskSummary
 from ._following import Following
 from ._history import HistoryView, replay_history
@@ -131,7 +134,34 @@ class TaskClient(Following, AsyncBasePlatformAdapter):
         self.eager_start = eager_start
         self.live = live
         self.live_subscribers = list(live_subscribers) if live_subscribers is not None else None
+        self._own_subscribers = False
+        self._streams = OpenStreams()
         self._searchable: bool | None = None
+
+    async def close(self) -> None:
+        """End this client's work so the process can exit cleanly (``async with`` calls it).
+
+        Closes the streams it handed out that are still open (a reader that
+        broke out of ``stream_result``) and the live channels it opened itself,
+        then lets Temporal's threads finish the calls that were cancelled: a
+        script that exits with such calls in flight can abort with ``Fatal
+        Python error: PyGILState_Release`` (see :mod:`._closing`). The Temporal
+        client stays usable; tasks keep running (this cancels none).
+        """
+        await self._streams.close_all()
+        if self._own_subscribers and self.live_subscribers is not None:
+            subscribers, self.live_subscribers = self.live_subscribers, None
+            for subscriber in subscribers:
+                await subscriber.aclose()
+        await settle_bridge()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
 
     async def _search_attributes_ready(self) -> bool:
         """Whether the namespace has our search attributes (checked once per client)."""
@@ -470,10 +500,14 @@ class TaskClient(Following, AsyncBasePlatformAdapter):
         metadata: dict[str, Any] = {
             "attempts": view.output.attempt,
             "restarts": view.output.restarts,
+            "input_tokens": 0,
+            "output_tokens": 0,
         }
         cost, tokens = 0.0, 0
         if view.ledger is not None:
             cost, tokens = view.ledger.cost, view.ledger.tokens
+            metadata["input_tokens"] = view.ledger.prompt_tokens
+            metadata["output_tokens"] = view.ledger.completion_tokens
             metadata["billing"] = [bill.model_dump() for bill in view.ledger.attempts]
         return Result(
             task=view.task or Task(prompt=f"<task {handle.id}>", task_id=handle.id),
@@ -483,8 +517,15 @@ class TaskClient(Following, AsyncBasePlatformAdapter):
             partial_output=view.output.text,
             cost=cost,
             tokens_used=tokens,
+            duration_seconds=await self._run_seconds(handle),
             metadata=metadata,
         )
+
+    async def _run_seconds(self, handle: WorkflowHandle[Any, Any]) -> float:
+        """How long the run took (so far, if it is still open), as a completed result says."""
+        desc = await handle.describe()
+        end = desc.close_time or datetime.now(timezone.utc)
+        return max(0.0, (end - desc.start_time).total_seconds())
 
     async def list_tasks(self, query: str | None = None, *, limit: int = 50) -> list[TaskSummary]:
         """Tasks matching a visibility query (newest first), e.g.
