@@ -7,7 +7,9 @@ is configured exactly as each vendor documents.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
 
 from ..config import ConfigError
@@ -19,6 +21,13 @@ GEMINI_KEYS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 GEMINI_VARS = (*GEMINI_KEYS, "GOOGLE_GEMINI_BASE_URL")
 #: Values that must never appear in an error message or in history.
 SECRET_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", *GEMINI_KEYS)
+#: More environment variables (comma-separated names) the Claude Code CLI may see,
+#: beyond its allow-list (PATH, locale, proxies and CAs, ANTHROPIC_*, CLAUDE_CODE_*).
+ENV_CLAUDE_ENV = "AI_ORCHESTRATOR_CLAUDE_ENV"
+#: Days a Claude Code run folder is kept after its last use (never while it runs).
+ENV_CLAUDE_RETENTION = "AI_ORCHESTRATOR_CLAUDE_RETENTION_DAYS"
+DEFAULT_CLAUDE_RETENTION_DAYS = 7.0
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _set(env: Mapping[str, str], names: tuple[str, ...]) -> bool:
@@ -36,16 +45,56 @@ def configured(env: Mapping[str, str] | None = None) -> list[Platform]:
     return found
 
 
+def claude_extra_env(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The names ``AI_ORCHESTRATOR_CLAUDE_ENV`` adds to the CLI's environment.
+
+    Raises:
+        ConfigError: an entry is not a variable name (a value pasted by mistake
+            must not be taken for a name, nor echoed).
+    """
+    env = os.environ if env is None else env
+    names = tuple(n for n in re.split(r"[,\s]+", env.get(ENV_CLAUDE_ENV) or "") if n)
+    bad = [n for n in names if not _ENV_NAME.fullmatch(n)]
+    if bad:
+        raise ConfigError(
+            f"{ENV_CLAUDE_ENV} must list variable names separated by commas "
+            f"(e.g. AWS_REGION,MY_TOOL_TOKEN); {len(bad)} of its entries are not"
+        )
+    return names
+
+
+def claude_retention_days(env: Mapping[str, str] | None = None) -> float:
+    """``AI_ORCHESTRATOR_CLAUDE_RETENTION_DAYS`` (default 7): positive, fractions allowed."""
+    env = os.environ if env is None else env
+    raw = (env.get(ENV_CLAUDE_RETENTION) or "").strip()
+    if not raw:
+        return DEFAULT_CLAUDE_RETENTION_DAYS
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{ENV_CLAUDE_RETENTION} must be a number of days, got {raw!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{ENV_CLAUDE_RETENTION} must be a positive number of days, got {raw!r}")
+    return value
+
+
 def _claude_code(env: Mapping[str, str] | None = None) -> dict[Platform, Provider]:
     """Claude Code sessions, when the ``claude`` CLI is installed (they run in the
-    worker's data directory, one folder per task, so a retry on the same host resumes)."""
+    worker's data directory, one folder per task run, so a retry on the same host
+    resumes). ``env`` is where the CLI's allow-listed variables come from."""
     from ..config import data_home
     from .claude_code import ClaudeCodeProvider, find_claude_binary
 
     if find_claude_binary() is None:
         return {}
     base = data_home() / "claude-code"
-    return {Platform.CLAUDE_CODE: ClaudeCodeProvider(base, env=env)}
+    provider = ClaudeCodeProvider(
+        base,
+        env=env,
+        extra_env=claude_extra_env(),
+        retention_days=claude_retention_days(),
+    )
+    return {Platform.CLAUDE_CODE: provider}
 
 
 def from_env(*, read_timeout: float = 60.0) -> dict[Platform, Provider]:

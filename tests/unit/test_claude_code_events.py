@@ -396,7 +396,8 @@ def test_the_provider_builds_a_safe_headless_command(tmp_path: Path) -> None:
     # Read-only, exactly the named files (a directory's contents); globs are not granted.
     assert settings == {"permissions": {"allow": ["Read(//src/app.py)", f"Read(/{tmp_path}/**)"]}}
     assert stream.prompt(None) == "Fix it." and "Fix it." not in stream.command(None)
-    assert stream.workdir.parent == tmp_path / "base"  # the id cannot climb out
+    assert stream.workdir.is_relative_to(tmp_path / "base")  # the id cannot climb out
+    assert "--setting-sources user --strict-mcp-config" in flags  # no settings it wrote
     assert stream._env == {"ANTHROPIC_API_KEY": "k", **QUIET_ENV}
     plain = provider.arguments(Task(prompt="x"), "")
     assert "--model" not in plain and plain[plain.index("--max-turns") + 1] == "50"
