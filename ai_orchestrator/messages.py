@@ -309,6 +309,9 @@ class ChunkBatch(_Msg):
     #: What the provider billed so far over every attempt, for a task that ends
     #: cancelled or failed before an attempt completes.
     ledger: Ledger | None = None
+    #: A bill and no text: it says nothing about the stream, so it never starts a
+    #: new one (readers keep the text they have). Absent from older histories.
+    bill_only: bool = False
 
     @property
     def stream(self) -> int:

@@ -49,6 +49,10 @@ class OutputBuffer:
         """Fold one batch in; returns False if it was stale, of another run, or left a gap."""
         if batch.run_id is not None and self.run_id is not None and batch.run_id != self.run_id:
             return False
+        if batch.bill_only:
+            if batch.ledger is not None:
+                self.ledger = batch.ledger
+            return True
         stream = batch.stream
         if stream < self.attempt:
             return False

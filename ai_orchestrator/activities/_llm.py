@@ -482,9 +482,22 @@ class LLMActivities:
         if not requested:
             return
         # An answer an earlier attempt left generating in the background is stopped.
-        cancel_continuation = getattr(provider, "cancel_continuation", None)
-        if state.continuation and cancel_continuation is not None:
-            await cancel_continuation(state.continuation)
+        if state.continuation:
+            await self._stop_continuation(provider, state.continuation)
+        if state.ledger.attempts:  # what earlier attempts cost reaches the cancelled task
+            with contextlib.suppress(Exception):
+                await handle.signal(  # type: ignore[attr-defined]
+                    CHUNKS_SIGNAL,
+                    ChunkBatch(
+                        attempt=info.attempt,
+                        offset=0,
+                        text="",
+                        run_id=info.workflow_run_id,
+                        generation=state.generation,
+                        ledger=state.ledger,
+                        bill_only=True,
+                    ),
+                )
         # Let Temporal deliver the cancel (the heartbeat's answer carries it), so
         # the attempt ends as cancelled, not failed; no prompt is sent.
         activity.heartbeat(state)

@@ -146,6 +146,7 @@ class ChunkPublisher:
                     run_id=self._run_id,
                     generation=self._generation,
                     ledger=ledger,
+                    bill_only=not text and ledger is not None,
                 )
             )
         except asyncio.CancelledError:

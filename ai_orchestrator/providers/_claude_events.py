@@ -77,8 +77,10 @@ class SessionEvents:
     def handle(self, event: Mapping[str, Any]) -> list[str]:
         """Map one non-result event; returns the text it adds to the answer."""
         session = event.get("session_id")
-        if isinstance(session, str) and session:
+        if isinstance(session, str) and session and session != self.session_id:
             self.session_id = session
+            # The session is what a retry resumes: recorded at once (see ProviderStream).
+            getattr(self, "_handle_known", lambda: None)()
         kind = event.get("type")
         if kind == "system" and event.get("subtype") == "init":
             self._started = True

@@ -38,7 +38,7 @@ from ai_orchestrator.simulator import Fault, Simulator
 from ai_orchestrator.worker import running
 
 HERE = Path(__file__).parent / "histories"
-VERSION = "v4"
+VERSION = "v5"
 RETRY = RetrySettings(initial_interval_seconds=0.2, heartbeat_timeout_seconds=2.0)
 FEW_ATTEMPTS = RetrySettings(
     max_attempts=3, initial_interval_seconds=0.2, heartbeat_timeout_seconds=2.0
@@ -204,6 +204,61 @@ async def live_long_stream(ctx: Ctx, wid: str) -> None:
         await ctx.tasks().execute(Task(prompt="a long live answer", task_id=wid))
 
 
+async def _until_backoff(ctx: Ctx, wid: str) -> None:
+    handle = ctx.client.get_workflow_handle(wid)
+    for _ in range(300):
+        pending = (await handle.describe()).raw_description.pending_activities
+        if any(p.attempt >= 2 and p.HasField("last_failure") for p in pending):
+            return
+        await asyncio.sleep(0.1)
+    raise SystemExit(f"{wid}: never went into backoff")
+
+
+SLOW_RETRY = RETRY.model_copy(update={"initial_interval_seconds": 5.0, "max_interval_seconds": 20})
+
+
+async def cancelled_in_backoff(ctx: Ctx, wid: str) -> None:
+    """A background answer left generating while the task waits: the stop activity runs."""
+    ctx.sim.script(Fault.drop_stream(after_events=8))
+    tasks = ctx.tasks(SLOW_RETRY)
+    constraints = TaskConstraints(openai_api="responses")
+    with pace(ctx.sim, tokens_per_second=10, tokens=60):
+        await tasks.submit_task(
+            Task(prompt="cut, then cancelled", task_id=wid, constraints=constraints)
+        )
+        await _until_backoff(ctx, wid)
+        await tasks.cancel_task(wid)
+        await tasks.get_result(wid)
+
+
+async def chat_cancelled_in_backoff(ctx: Ctx, wid: str) -> None:
+    ctx.sim.script(Fault.disconnect(after_tokens=5))
+    tasks = ctx.tasks(SLOW_RETRY)
+    with pace(ctx.sim, tokens_per_second=50, tokens=60):
+        await tasks.submit_task(Task(prompt="broke, then cancelled", task_id=wid))
+        await _until_backoff(ctx, wid)
+        await tasks.cancel_task(wid)
+        await tasks.get_result(wid)
+
+
+async def reattach_refused(ctx: Ctx, wid: str) -> None:
+    ctx.sim.script(Fault.drop_stream(after_events=8), Fault.reattach_refused(status_code=403))
+    constraints = TaskConstraints(openai_api="responses")
+    with pace(ctx.sim, tokens_per_second=10, tokens=60):
+        await ctx.tasks().execute(Task(prompt="refused", task_id=wid, constraints=constraints))
+
+
+async def fallback_from_responses(ctx: Ctx, wid: str) -> None:
+    ctx.sim.script(
+        Fault.drop_stream(after_events=8), Fault.reattach_refused(status_code=429, retry_after=900)
+    )
+    constraints = TaskConstraints(openai_api="responses", fallback_models=["gpt-4o"])
+    with pace(ctx.sim, tokens_per_second=10, tokens=60):
+        await ctx.tasks().execute(
+            Task(prompt="left for another model", task_id=wid, constraints=constraints)
+        )
+
+
 Recipe = Callable[[Ctx, str], Awaitable[None]]
 COMPLETED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
 FAILED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED
@@ -230,6 +285,11 @@ RECIPES: dict[str, tuple[Recipe, EventType.ValueType, int]] = {
     # From v4 on (the live channel and resume; the workflow code is v3's):
     "resumed-after-cut": (resumed_after_cut, COMPLETED, 2),
     "live-long-stream": (live_long_stream, COMPLETED, 2),
+    # From v5 on (ai-orchestrator-2026-12-paid: answers stopped, every attempt billed):
+    "cancelled-in-backoff": (cancelled_in_backoff, CANCELED, 1),
+    "chat-cancelled-in-backoff": (chat_cancelled_in_backoff, CANCELED, 1),
+    "reattach-refused": (reattach_refused, FAILED, 1),
+    "fallback-from-responses": (fallback_from_responses, COMPLETED, 1),
 }
 
 

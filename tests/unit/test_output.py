@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ai_orchestrator.messages import ChunkBatch
+from ai_orchestrator.messages import AttemptBill, ChunkBatch, Ledger
 from ai_orchestrator.output import OutputBuffer
 from ai_orchestrator.streaming import PrefixGuard, StreamRestartedError
 
@@ -64,3 +64,21 @@ def test_prefix_guard_raises_on_divergent_regeneration() -> None:
     with pytest.raises(StreamRestartedError) as info:
         guard.feed("A slow")
     assert info.value.delivered == "The quick" and info.value.attempt == 2
+
+
+def test_a_bill_without_text_keeps_the_text_readers_have() -> None:
+    """An attempt that was billed but streamed nothing (refused after a cancel, broken
+    before its first token) reports its bill; it must not start a new, empty stream."""
+    buffer = OutputBuffer(run_id="r")
+    buffer.apply(ChunkBatch(attempt=1, offset=0, text="kept text", run_id="r", generation=1))
+    bill = Ledger(attempts=[AttemptBill(attempt=2, completion_tokens=0, prompt_tokens=9)])
+    assert buffer.apply(
+        ChunkBatch(
+            attempt=2, offset=0, text="", run_id="r", generation=2, ledger=bill, bill_only=True
+        )
+    )
+    assert (buffer.text, buffer.attempt, buffer.restarts) == ("kept text", 1, 0)
+    assert buffer.ledger == bill
+    # An older worker's text-less batch of a newer stream still restarts, as recorded.
+    buffer.apply(ChunkBatch(attempt=3, offset=0, text="", run_id="r", generation=3, ledger=bill))
+    assert (buffer.text, buffer.restarts) == ("", 1)
