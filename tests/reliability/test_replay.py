@@ -77,6 +77,14 @@ RECORDED = {
     # over several attempts); the workflow code is v3's:
     "v4-resumed-after-cut",
     "v4-live-long-stream",
+    # ai-orchestrator-2026-12-paid: answers stopped, every attempt billed.
+    "v5-cancelled-in-backoff",
+    "v5-cancelled-mid-stream",
+    "v5-chat-cancelled-in-backoff",
+    "v5-fallback-from-responses",
+    "v5-live-long-stream",
+    "v5-reattach-refused",
+    "v5-restarted-twice",
 }
 
 # A TEST key, public on purpose (the same bytes are in record_histories.py): the
