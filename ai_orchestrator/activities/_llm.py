@@ -302,7 +302,7 @@ class LLMActivities:
         )
         live = self._open_live(state, publisher)
         if live is not None:
-            publisher.send_first_at_once()  # readers see it live: the record keeps up
+            live.on_read(publisher.checkpoint_now)  # what readers see, the record keeps
         stream.on_handle = lambda: beat.send(self._details(state, stream, publisher))
         heartbeats = asyncio.create_task(
             self._heartbeat(state, stream, publisher, info.heartbeat_timeout, beat)

@@ -15,6 +15,7 @@ for the rest of the attempt. Only a run that no longer exists stops it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -81,15 +82,20 @@ class ChunkPublisher:
         self._broken = False
         self._failures = 0
         self.signals = 0
-        self._first_at_once = False
+        self._hurry = asyncio.Event()
 
-    def send_first_at_once(self) -> None:
-        """Checkpoint the first text as soon as it comes, then at the usual pace.
+    def checkpoint_now(self) -> None:
+        """Send what is pending at once if nothing was checkpointed yet, then go on
+        at the usual pace.
 
-        For an attempt whose text readers see live before the workflow has it: a
-        worker dying in its first interval must not take what they saw with it.
+        Called when a reader first sees this attempt's text live, before the
+        workflow has it: a worker dying in its first interval must not take what
+        they saw with it. Without readers, a short answer still sends no signal.
         """
-        self._first_at_once = True
+        if self.signals or self._closing or self._broken:
+            return
+        self._next_send_at = asyncio.get_running_loop().time()
+        self._hurry.set()
 
     @property
     def delivered(self) -> int:
@@ -107,7 +113,7 @@ class ChunkPublisher:
         self._pending_chunks += 1
         loop = asyncio.get_running_loop()
         if self._next_send_at is None:
-            self._next_send_at = loop.time() + (0.0 if self._first_at_once else self._interval())
+            self._next_send_at = loop.time() + self._interval()
         if (
             not self._broken
             and not self._closing
@@ -122,9 +128,12 @@ class ChunkPublisher:
             assert self._next_send_at is not None
             delay = self._next_send_at - loop.time()
             if delay > 0:
-                await asyncio.sleep(delay)
+                self._hurry.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._hurry.wait(), delay)
                 if self._closing:
                     return
+                continue  # the time to send may have moved (see checkpoint_now)
             sent = await self._send_pending()
             if sent:
                 self._next_send_at = loop.time() + self._interval()

@@ -9,7 +9,7 @@ details are stored by the Temporal server.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from ._frames import LiveFrame
@@ -23,6 +23,12 @@ class LiveSink(Protocol):
 
     def close(self, end: str) -> None:
         """Publish the last frame (``end`` is one of the ``END_*`` constants)."""
+        ...
+
+    def on_read(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, when a reader first gets text (or, where the
+        channel cannot tell, may get it): the activity then checkpoints at once,
+        so what a reader saw is not lost with the worker."""
         ...
 
 

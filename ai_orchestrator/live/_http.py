@@ -21,7 +21,7 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import aiohttp
 from aiohttp import web
@@ -76,6 +76,9 @@ class _HubSink:
 
     def close(self, end: str) -> None:
         self._stream.close(end)
+
+    def on_read(self, callback: Callable[[], None]) -> None:
+        self._stream.on_read = callback
 
 
 class HttpLivePublisher:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from ._frames import END_SUPERSEDED, LiveFrame
 
@@ -36,6 +36,8 @@ class HubStream:
         self.end: str | None = None
         self.ended_at: float | None = None
         self._changed = asyncio.Event()
+        #: Called once, when a reader is first served text (see ``LiveSink.on_read``).
+        self.on_read: Callable[[], None] | None = None
 
     def add(self, text: str) -> None:
         if self.end is not None or not text:
@@ -72,6 +74,9 @@ class HubStream:
             changed = self._changed
             if self.length > offset:
                 text = self.text_from(offset)
+                if self.on_read is not None:
+                    read, self.on_read = self.on_read, None
+                    read()
                 yield LiveFrame(
                     run_id=self.run_id,
                     generation=self.generation,

@@ -35,7 +35,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -145,6 +145,7 @@ class _RedisSink:
         self._end: str | None = None
         self._closed = False
         self._lock = threading.Lock()
+        self._on_read: Callable[[], None] | None = None
 
     def add(self, text: str) -> None:
         if not text:
@@ -154,6 +155,12 @@ class _RedisSink:
                 return
             self._pending.append(text)
         self._publisher._mark(self)
+        if self._on_read is not None:  # readers of Redis are not seen: any may read it
+            read, self._on_read = self._on_read, None
+            read()
+
+    def on_read(self, callback: Callable[[], None]) -> None:
+        self._on_read = callback
 
     def close(self, end: str) -> None:
         with self._lock:
