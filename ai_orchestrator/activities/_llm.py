@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from datetime import timedelta
 
 from openai import AsyncOpenAI
@@ -103,6 +103,14 @@ def json_size(text: str) -> int:
     six, so an answer's raw size can be a fraction of what Temporal stores.
     """
     return len(json.dumps(text, ensure_ascii=False).encode()) - 2
+
+
+async def _stop_quietly(stopping: Awaitable[None]) -> None:
+    """Wait a while for a stop to be confirmed (it goes on after); never raises."""
+    try:
+        await asyncio.wait_for(asyncio.shield(stopping), _STOP_TIMEOUT)
+    except (Exception, asyncio.CancelledError) as exc:
+        logger.warning("could not tell the provider to stop generating: %s", exc)
 
 
 class _LastBeat:
@@ -580,20 +588,13 @@ class LLMActivities:
     async def _stop_continuation(provider: Provider, token: str) -> None:
         """Stop the answer an earlier attempt left generating; never raises."""
         cancel_continuation = getattr(provider, "cancel_continuation", None)
-        if cancel_continuation is None:
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(cancel_continuation(token)), _STOP_TIMEOUT)
-        except (Exception, asyncio.CancelledError) as exc:
-            logger.warning("could not tell the provider to stop generating: %s", exc)
+        if cancel_continuation is not None:
+            await _stop_quietly(cancel_continuation(token))
 
     @staticmethod
     async def _stop_provider(stream: ProviderStream) -> None:
         """Tell the provider to stop an answer nobody will read; never raises."""
-        try:
-            await asyncio.wait_for(asyncio.shield(stream.cancel()), _STOP_TIMEOUT)
-        except (Exception, asyncio.CancelledError) as exc:
-            logger.warning("could not tell the provider to stop generating: %s", exc)
+        await _stop_quietly(stream.cancel())
 
     # -- the live channel ----------------------------------------------------------------
 
