@@ -111,6 +111,34 @@ class Ledger(_Msg):
         ids = [a.response_id for a in self.attempts if a.response_id and a.response_id not in done]
         return list(dict.fromkeys(ids))
 
+    def with_late_bills(self, late: Ledger | None) -> Ledger | None:
+        """This ledger with the attempts' own bills from ``late`` where this one only
+        has an estimate for them; None if ``late`` adds nothing.
+
+        An attempt that Temporal timed out while it was unreachable may still have
+        run to its end on its worker, and sent its own bill by signal; the attempt
+        after it only knew its last heartbeat ("lost"). Answers billed by
+        ``response_id`` are settled by the provider's own count instead.
+        """
+        if late is None:
+            return None
+        merged = list(self.attempts)
+        index = {(a.attempt, a.generation): i for i, a in enumerate(merged)}
+        changed = False
+        for bill in late.attempts:
+            if bill.response_id is not None or bill.outcome == "lost":
+                continue
+            at = index.get((bill.attempt, bill.generation))
+            if at is None:
+                index[(bill.attempt, bill.generation)] = len(merged)
+                merged.append(bill)
+            elif merged[at].outcome == "lost":
+                merged[at] = bill
+            else:
+                continue
+            changed = True
+        return Ledger(attempts=merged) if changed else None
+
     def settle_response(self, bill: AttemptBill) -> Ledger:
         """The ledger with every part of ``bill.response_id`` replaced by its real bill."""
         kept = [a for a in self.attempts if a.response_id != bill.response_id]

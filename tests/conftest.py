@@ -35,6 +35,21 @@ FAST_RETRY = RetrySettings(
 )
 
 
+#: Fixtures that need the Temporal dev server.
+_TEMPORAL_FIXTURES = frozenset({"temporal", "client", "worker", "tasks"})
+#: Folders whose tests start a Temporal server or real processes (workers, CLIs, Redis).
+_INTEGRATION_FOLDERS = frozenset({"integration", "reliability", "resume", "live"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``integration`` what needs a Temporal server or a subprocess, so that
+    ``pytest -m "not integration"`` is a fast lane with neither."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if item.path.parent.name in _INTEGRATION_FOLDERS or fixtures & _TEMPORAL_FIXTURES:
+            item.add_marker(pytest.mark.integration)
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 

@@ -441,6 +441,11 @@ class LLMActivities:
 
         usage = stream.final_usage()
         close("completed")
+        if publisher.troubled:
+            # Temporal was unreachable while this attempt streamed: if it timed the
+            # attempt out meanwhile, this result will be refused, and only a signal
+            # can tell the task what the answer it paid for cost.
+            await publisher.send_bill(state.ledger, _FINAL_FLUSH_TIMEOUT)
         cost = stream.cost_usd
         if cost is None:
             cost = self._pricing.cost(stream.model, usage.prompt_tokens, usage.completion_tokens)

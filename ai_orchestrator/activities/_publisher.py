@@ -83,6 +83,9 @@ class ChunkPublisher:
         self._failures = 0
         self.signals = 0
         self._hurry = asyncio.Event()
+        #: A signal failed during this attempt (the server restarting, say): the
+        #: attempt's end may not reach the server either, so its bill travels apart.
+        self.troubled = False
 
     def checkpoint_now(self) -> None:
         """Send what is pending at once if nothing was checkpointed yet, then go on
@@ -168,6 +171,7 @@ class ChunkPublisher:
             self._pending.insert(0, text)
             self._pending_chunks += chunks
             self._failures += 1
+            self.troubled = True
             if _gone(exc):
                 logger.warning("the run is gone; chunk text stays in the result: %s", exc)
                 self._broken = True
@@ -195,6 +199,13 @@ class ChunkPublisher:
         """Stop batching; returns (offset, text) not yet delivered, for the result."""
         await self._stop()
         return self._acked, "".join(self._pending)
+
+    async def send_bill(self, ledger: Ledger, timeout: float) -> None:
+        """Send ``ledger`` alone (a bill, no text), best effort."""
+        try:
+            await asyncio.wait_for(self._send_pending(ledger), timeout)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            logger.warning("the bill's signal did not complete within %.1fs", timeout)
 
     async def flush(self, timeout: float, ledger: Ledger | None = None) -> None:
         """Deliver everything now, best effort: on cancel, to keep the partial output.

@@ -259,6 +259,7 @@ class TaskWorkflow:
                 billed = self._billed(err, task, whole=paid) if edges else Ledger()
                 billed = Ledger(attempts=[*spent.attempts, *billed.attempts])
                 if paid:
+                    billed = billed.with_late_bills(self._buffer.ledger) or billed
                     billed = await self._stop_open_answers(billed)
                 cancelled = is_cancelled_exception(err)
                 if cancelled or (edges and _cancel_requested()):
@@ -335,6 +336,12 @@ class TaskWorkflow:
         ledger = output.ledger if edges and output.ledger is not None else None
         if ledger is not None and spent.attempts:
             ledger = Ledger(attempts=[*spent.attempts, *ledger.attempts])
+        if ledger is not None:
+            # Taken (and marked) only by a run whose attempts sent bills the final
+            # ledger lacks: an attempt that ran on through a Temporal outage.
+            late = ledger.with_late_bills(self._buffer.ledger)
+            if late is not None and workflow.patched(PAID):
+                ledger = late
         tokens = ledger.tokens if ledger else output.usage.total_tokens
         cost = ledger.cost if ledger else output.cost
         finished = workflow.now()

@@ -11,6 +11,9 @@ import pytest
 from ai_orchestrator import ChatGPTAdapter, Orchestrator, Platform, Task, TaskStatus
 from ai_orchestrator.simulator import Fault, Simulator
 
+#: These tests start a real subprocess (see tests/conftest.py for the lanes).
+pytestmark = pytest.mark.integration
+
 PLAN_COMMANDS = [
     # plan 04-01 verification 1
     "from ai_orchestrator.core import Task, Result, TaskStatus, TaskConstraints\n"

@@ -23,6 +23,9 @@ import pytest
 
 from ai_orchestrator.simulator import Simulator
 
+#: These tests start a real subprocess (see tests/conftest.py for the lanes).
+pytestmark = pytest.mark.integration
+
 CLAUDE_CODE_HEADERS = {
     "x-api-key": "sk-ant-sim-0123456789",
     "anthropic-version": "2023-06-01",

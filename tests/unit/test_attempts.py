@@ -156,3 +156,24 @@ def test_settings_already_in_history_still_decode() -> None:
     )
     assert old.initial_interval_seconds == 60
     TaskConstraints.model_validate({"timeout_seconds": 1e9}, context=LENIENT_CONTEXT)
+
+
+def test_an_attempts_own_late_bill_replaces_the_estimate_of_it() -> None:
+    """An attempt timed out during a Temporal outage ran on and signalled its own bill."""
+    from ai_orchestrator.messages import AttemptBill, Ledger
+
+    final = Ledger(
+        attempts=[
+            AttemptBill(
+                attempt=1, generation=1, completion_tokens=29, estimated=True, outcome="lost"
+            ),
+            AttemptBill(attempt=2, generation=2, completion_tokens=60, outcome="completed"),
+        ]
+    )
+    own = AttemptBill(attempt=1, generation=1, completion_tokens=60, outcome="completed", cost=1.0)
+    merged = final.with_late_bills(Ledger(attempts=[own]))
+    assert merged is not None and merged.attempts == [own, final.attempts[1]]
+    # Nothing new, nothing changed: the run takes no new path.
+    assert final.with_late_bills(final) is None and final.with_late_bills(None) is None
+    part = own.model_copy(update={"response_id": "resp_1"})
+    assert final.with_late_bills(Ledger(attempts=[part])) is None  # settled by the provider

@@ -48,6 +48,9 @@ from ai_orchestrator.providers.claude_code import (
     workdir_name,
 )
 
+#: These tests start a real subprocess (see tests/conftest.py for the lanes).
+pytestmark = pytest.mark.integration
+
 RECORDED = {
     "basic": r"""
 {"type":"system","subtype":"init","cwd":"/w","session_id":"2e80f15f-a67d-4be0-aa4a-5405cfdb08f6","model":"claude-opus-4-8[1m]","permissionMode":"acceptEdits","apiKeySource":"ANTHROPIC_API_KEY","claude_code_version":"2.1.197","analytics_disabled":true,"product_feedback_disabled":true}

@@ -14,6 +14,9 @@ from click.testing import CliRunner
 from ai_orchestrator import config
 from ai_orchestrator.cli import cli
 
+#: These tests start a real subprocess (see tests/conftest.py for the lanes).
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
