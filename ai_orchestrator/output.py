@@ -13,7 +13,7 @@ history (to recover the partial output of a cancelled run), so both agree.
 
 from __future__ import annotations
 
-from .messages import ChunkBatch, Ledger
+from .messages import AttemptBill, ChunkBatch, Ledger
 
 
 class OutputBuffer:
@@ -30,9 +30,23 @@ class OutputBuffer:
         self.restarts = 0
         #: The newest account of what the provider billed, from this run's batches.
         self.ledger: Ledger | None = None
+        #: Each attempt's own bill, as it closed it, from any batch: a later account
+        #: may only have an estimate of an attempt that ran on unseen (see
+        #: :meth:`Ledger.with_late_bills`).
+        self._own_bills: dict[tuple[int, int], AttemptBill] = {}
         self._parts: list[str] = []
         self._length = 0
         self._joined: str | None = ""
+
+    @property
+    def own_bills(self) -> Ledger:
+        """Every attempt's own bill seen in this run's batches."""
+        return Ledger(attempts=list(self._own_bills.values()))
+
+    def _keep_bills(self, ledger: Ledger) -> None:
+        for bill in ledger.attempts:
+            if bill.outcome != "lost" and bill.response_id is None:
+                self._own_bills.setdefault((bill.attempt, bill.generation), bill)
 
     @property
     def length(self) -> int:
@@ -49,6 +63,8 @@ class OutputBuffer:
         """Fold one batch in; returns False if it was stale, of another run, or left a gap."""
         if batch.run_id is not None and self.run_id is not None and batch.run_id != self.run_id:
             return False
+        if batch.ledger is not None:
+            self._keep_bills(batch.ledger)
         if batch.bill_only:
             if batch.ledger is not None:
                 self.ledger = batch.ledger

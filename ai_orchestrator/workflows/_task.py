@@ -259,7 +259,7 @@ class TaskWorkflow:
                 billed = self._billed(err, task, whole=paid) if edges else Ledger()
                 billed = Ledger(attempts=[*spent.attempts, *billed.attempts])
                 if paid:
-                    billed = billed.with_late_bills(self._buffer.ledger) or billed
+                    billed = billed.with_late_bills(self._buffer.own_bills) or billed
                     billed = await self._stop_open_answers(billed)
                 cancelled = is_cancelled_exception(err)
                 if cancelled or (edges and _cancel_requested()):
@@ -339,7 +339,7 @@ class TaskWorkflow:
         if ledger is not None:
             # Taken (and marked) only by a run whose attempts sent bills the final
             # ledger lacks: an attempt that ran on through a Temporal outage.
-            late = ledger.with_late_bills(self._buffer.ledger)
+            late = ledger.with_late_bills(self._buffer.own_bills)
             if late is not None and workflow.patched(PAID):
                 ledger = late
         tokens = ledger.tokens if ledger else output.usage.total_tokens

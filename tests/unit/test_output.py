@@ -82,3 +82,21 @@ def test_a_bill_without_text_keeps_the_text_readers_have() -> None:
     # An older worker's text-less batch of a newer stream still restarts, as recorded.
     buffer.apply(ChunkBatch(attempt=3, offset=0, text="", run_id="r", generation=3, ledger=bill))
     assert (buffer.text, buffer.restarts) == ("", 1)
+
+
+def test_an_attempts_own_bill_is_kept_even_from_a_stale_or_superseded_batch() -> None:
+    """A zombie attempt's last word arrives after a newer attempt took over."""
+    buffer = OutputBuffer(run_id="r")
+    buffer.apply(ChunkBatch(attempt=2, offset=0, text="new", run_id="r", generation=2))
+    own = AttemptBill(attempt=1, generation=1, completion_tokens=60, outcome="completed")
+    assert not buffer.apply(  # stale text is ignored ...
+        ChunkBatch(
+            attempt=1, offset=0, text="old", run_id="r", generation=1, ledger=Ledger(attempts=[own])
+        )
+    )
+    newer = Ledger(
+        attempts=[AttemptBill(attempt=1, generation=1, completion_tokens=29, outcome="lost")]
+    )
+    buffer.apply(ChunkBatch(attempt=2, offset=3, text="er", run_id="r", generation=2, ledger=newer))
+    assert buffer.ledger == newer and buffer.text == "newer"
+    assert buffer.own_bills.attempts == [own]  # ... its bill is not
