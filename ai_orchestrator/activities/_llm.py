@@ -441,10 +441,13 @@ class LLMActivities:
 
         usage = stream.final_usage()
         close("completed")
-        if publisher.troubled:
-            # Temporal was unreachable while this attempt streamed: if it timed the
-            # attempt out meanwhile, this result will be refused, and only a signal
-            # can tell the task what the answer it paid for cost.
+        timeout = info.heartbeat_timeout
+        if publisher.troubled or (
+            timeout is not None and time.monotonic() - started > timeout.total_seconds()
+        ):
+            # Long enough for Temporal to have timed this attempt out while it was
+            # unreachable (its signal calls wait out an outage): then this result is
+            # refused, and only a signal tells the task what the answer it paid cost.
             await publisher.send_bill(state.ledger, _FINAL_FLUSH_TIMEOUT)
         cost = stream.cost_usd
         if cost is None:
