@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from temporalio.client import Client
 
 from ai_orchestrator import Task, TaskClient, TaskConstraints, TaskStatus
@@ -87,6 +88,7 @@ def _prompt(size: int) -> str:
     return words[:size]
 
 
+@pytest.mark.timeout(300)  # a megabyte through the codec: CPU-bound, slow on a busy box
 async def test_escape_heavy_answer_over_the_encoded_cap_fails_without_jamming(
     client: Client, queue: str, sim: Simulator, tasks: TaskClient
 ) -> None:
@@ -105,6 +107,7 @@ async def test_escape_heavy_answer_over_the_encoded_cap_fails_without_jamming(
     assert sim.requests[0].tokens_sent < 100_000  # the stream was stopped
 
 
+@pytest.mark.timeout(300)  # a megabyte through the codec: CPU-bound, slow on a busy box
 async def test_escape_heavy_answer_just_under_the_cap_completes(
     client: Client, queue: str, sim: Simulator, tasks: TaskClient
 ) -> None:

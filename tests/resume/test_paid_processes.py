@@ -8,6 +8,7 @@ the dead worker's sticky queue shows as a schedule-to-start timeout.
 from __future__ import annotations
 
 import asyncio
+import time
 
 from temporalio.api.enums.v1 import EventType, TimeoutType
 from temporalio.client import Client
@@ -100,12 +101,20 @@ async def test_the_standby_finishes_without_waiting_on_the_dead_workers_sticky_q
         task = Task(prompt="recover at once", task_id=unique("sticky"))
         task_id = await tasks.submit_task(task)
         await sim.wait_for_tokens_sent(0, 20, timeout=60)
-        await sigkill_holder(client, task_id, workers)
+        killed_at = await sigkill_holder(client, task_id, workers)
         result = await tasks.get_result(task_id, timeout=90)
+        done_at = time.monotonic()
     finally:
         for worker in workers:
             await stop(worker)
     assert result.status == TaskStatus.COMPLETED, result.error
     assert result.metadata["attempts"] == 2
+    retry = sim.requests[-1]
+    assert retry.ended_at is not None
+    print(
+        f"SIGKILL -> result {done_at - killed_at:.2f}s: heartbeat timeout "
+        f"{FAST_RETRY.heartbeat_timeout_seconds:.0f}s, then generation "
+        f"{retry.ended_at - retry.received_at:.2f}s"
+    )
     # Every workflow task after the kill went to a live worker at once.
     assert await _sticky_timeouts(client, task_id) == 0
