@@ -66,6 +66,8 @@ class OutputBuffer:
         if batch.ledger is not None:
             self._keep_bills(batch.ledger)
         if batch.bill_only:
+            if batch.stream < self.attempt:
+                return False  # a late attempt's word: its own bill is kept above, no more
             if batch.ledger is not None:
                 self.ledger = batch.ledger
             return True

@@ -304,14 +304,24 @@ class LLMActivities:
             run_id=info.workflow_run_id,
             generation=state.generation,
             interval=self._interval_for(request),
+            urgent=self._interval_for(request, floor=False),
             offset=state.continued_at,
             max_signals=max(0, _attempts.MAX_RUN_SIGNALS - state.signals),
             max_chars=max(0, _attempts.MAX_RUN_SIGNALLED_CHARS - state.signalled_chars),
+            slow_after=info.heartbeat_timeout.total_seconds() if info.heartbeat_timeout else None,
         )
         live = self._open_live(state, publisher)
-        if live is not None:
-            live.on_read(publisher.checkpoint_now)  # what readers see, the record keeps
-        stream.on_handle = lambda: beat.send(self._details(state, stream, publisher))
+        on_read = getattr(live, "on_read", None)  # sinks written before it may lack it
+        if on_read is not None:
+            on_read(publisher.checkpoint_now)  # what readers see, the record keeps
+        handle_sent = False
+
+        def handle_known() -> None:
+            nonlocal handle_sent
+            handle_sent = True
+            beat.send(self._details(state, stream, publisher))
+
+        stream.on_handle = handle_known
         heartbeats = asyncio.create_task(
             self._heartbeat(state, stream, publisher, info.heartbeat_timeout, beat)
         )
@@ -350,7 +360,9 @@ class LLMActivities:
                 async for delta in stream:
                     if first_chunk is None:
                         first_chunk = time.monotonic() - started
-                        if live is not None or stream.response_id is not None:
+                        if (live is not None or stream.response_id is not None) and not (
+                            handle_sent
+                        ):
                             # At once, not a heartbeat interval later: readers learn where
                             # to look, and a worker that dies now leaves the answer's id
                             # for the next attempt to re-attach to. (Not before the first
@@ -441,13 +453,10 @@ class LLMActivities:
 
         usage = stream.final_usage()
         close("completed")
-        timeout = info.heartbeat_timeout
-        if publisher.troubled or (
-            timeout is not None and time.monotonic() - started > timeout.total_seconds()
-        ):
-            # Long enough for Temporal to have timed this attempt out while it was
-            # unreachable (its signal calls wait out an outage): then this result is
-            # refused, and only a signal tells the task what the answer it paid cost.
+        if publisher.troubled:
+            # Temporal was unreachable for longer than the heartbeat timeout while this
+            # attempt streamed: it may have timed the attempt out, and then refuses this
+            # result; only a signal tells the task what the answer it paid for cost.
             await publisher.send_bill(state.ledger, _FINAL_FLUSH_TIMEOUT)
         cost = stream.cost_usd
         if cost is None:
@@ -576,6 +585,7 @@ class LLMActivities:
                 if error.non_retryable:  # no attempt will re-attach: stop paying for it
                     await self._stop_continuation(provider, token)
                 else:
+                    state.closed = True  # nothing to bill: it never streamed
                     await beat.last_word(state)
                 raise error from None
         logger.info("cannot continue the earlier answer, starting over: %s", lost)
@@ -623,8 +633,9 @@ class LLMActivities:
 
     # -- pacing ------------------------------------------------------------------------
 
-    def _interval_for(self, request: CompletionRequest) -> object:
-        """Seconds until the next chunk signal, asked anew before each one."""
+    def _interval_for(self, request: CompletionRequest, *, floor: bool = True) -> object:
+        """Seconds until the next chunk signal, asked anew before each one; without
+        ``floor``, only what the worker's signal budget and the run's age ask for."""
         constraints = request.task.effective_constraints
         run_started = (
             request.deadline_epoch - (constraints.timeout_seconds or 0.0)
@@ -638,8 +649,8 @@ class LLMActivities:
                 budget = min(budget, self._checkpoints_per_second)
             busy = self._streaming / budget
             age = max(0.0, time.time() - run_started) / _RUN_AGE_DIVISOR
-            floor = self._checkpoint_interval if self._live is not None else self._flush_interval
-            return max(floor, busy, age)
+            least = self._checkpoint_interval if self._live is not None else self._flush_interval
+            return max(least if floor else 0.0, busy, age)
 
         return interval
 
@@ -659,9 +670,9 @@ class LLMActivities:
         # A continuation is taken where the workflow's checkpoint ends, so the
         # next attempt's text joins the durable text exactly.
         acked = publisher.delivered
-        continuation = (
-            stream.continuation(acked - publisher.start) if stream.opened else state.continuation
-        )
+        own = stream.continuation(acked - publisher.start)
+        # (A stream names its answer before it is opened: the create reads that far.)
+        continuation = own if stream.opened or own is not None else state.continuation
         return state.model_copy(
             update={
                 "chars": stream.chars,

@@ -62,12 +62,16 @@ class ChunkPublisher:
         max_signals: int | None = None,
         max_chars: int | None = None,
         offset: int = 0,
+        urgent: Interval = 0.0,
+        slow_after: float | None = None,
     ) -> None:
         self._send = send
         self._attempt = attempt
         self._run_id = run_id
         self._generation = generation
         self._interval = interval if callable(interval) else (lambda: interval)
+        self._urgent = urgent if callable(urgent) else (lambda: urgent)
+        self._slow_after = slow_after
         self._max_signals = max_signals
         self._max_chars = max_chars
         self._pending: list[str] = []
@@ -83,8 +87,9 @@ class ChunkPublisher:
         self._failures = 0
         self.signals = 0
         self._hurry = asyncio.Event()
-        #: A signal failed during this attempt (the server restarting, say): the
-        #: attempt's end may not reach the server either, so its bill travels apart.
+        #: A signal failed, or took longer than ``slow_after`` (the client waits out a
+        #: server outage): Temporal may have timed the attempt out meanwhile, so its
+        #: end may not reach the server, and its bill travels apart.
         self.troubled = False
 
     def checkpoint_now(self) -> None:
@@ -97,7 +102,10 @@ class ChunkPublisher:
         """
         if self.signals or self._closing or self._broken:
             return
-        self._next_send_at = asyncio.get_running_loop().time()
+        # At once, or as soon as the worker's signal budget allows (many streams).
+        soon = asyncio.get_running_loop().time() + self._urgent()
+        if self._next_send_at is None or soon < self._next_send_at:
+            self._next_send_at = soon
         self._hurry.set()
 
     @property
@@ -148,6 +156,7 @@ class ChunkPublisher:
         text, chunks = "".join(self._pending), self._pending_chunks
         self._pending, self._pending_chunks = [], 0
         self._sending = True
+        began = asyncio.get_running_loop().time()
         try:
             await self._send(
                 ChunkBatch(
@@ -180,6 +189,9 @@ class ChunkPublisher:
             return False
         finally:
             self._sending = False
+            took = asyncio.get_running_loop().time() - began
+            if self._slow_after is not None and took > self._slow_after:
+                self.troubled = True
         self._failures = 0
         self._acked += len(text)
         self.signals += 1
@@ -201,11 +213,20 @@ class ChunkPublisher:
         return self._acked, "".join(self._pending)
 
     async def send_bill(self, ledger: Ledger, timeout: float) -> None:
-        """Send ``ledger`` alone (a bill, no text), best effort."""
+        """Send ``ledger`` alone (no text: what is pending stays for the result)."""
+        batch = ChunkBatch(
+            attempt=self._attempt,
+            offset=self._acked,
+            text="",
+            run_id=self._run_id,
+            generation=self._generation,
+            ledger=ledger,
+            bill_only=True,
+        )
         try:
-            await asyncio.wait_for(self._send_pending(ledger), timeout)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
-            logger.warning("the bill's signal did not complete within %.1fs", timeout)
+            await asyncio.wait_for(self._send(batch), timeout)
+        except (Exception, asyncio.CancelledError) as exc:
+            logger.warning("the bill's signal did not complete: %s", exc)
 
     async def flush(self, timeout: float, ledger: Ledger | None = None) -> None:
         """Deliver everything now, best effort: on cancel, to keep the partial output.

@@ -11,11 +11,12 @@ provider's own count of what it generated replaces the estimates.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 
 from ..core import Platform
-from ..messages import StopAnswers, StoppedAnswers
+from ..messages import AttemptBill, StopAnswers, StoppedAnswers
 from ..pricing import PricingTable
 from ..providers import Provider
 
@@ -25,28 +26,30 @@ logger = logging.getLogger(__name__)
 async def stop_answers(
     providers: Mapping[Platform, Provider], pricing: PricingTable, request: StopAnswers
 ) -> StoppedAnswers:
-    """Cancel each answer; never raises for one answer that cannot be stopped."""
-    stopped = StoppedAnswers()
-    for part in request.answers:
-        platform = Platform(part.platform) if part.platform else Platform.CHATGPT
-        stop = getattr(providers.get(platform), "stop_answer", None)
-        if stop is None or part.response_id is None:
-            logger.warning("no way to stop answer %s on %s", part.response_id, platform.value)
-            continue
-        usage = await stop(part.response_id)
-        if usage is None:
-            continue
-        cost = pricing.cost(part.model, usage.prompt_tokens, usage.completion_tokens)
-        stopped.bills.append(
-            part.model_copy(
-                update={
-                    "prompt_tokens": usage.prompt_tokens,
-                    "completion_tokens": usage.completion_tokens,
-                    "estimated": False,
-                    "cost": cost or 0.0,
-                    "outcome": "stopped",
-                    "cost_unknown": False,
-                }
-            )
-        )
-    return stopped
+    """Cancel every answer at once; never raises for one that cannot be stopped."""
+    bills = await asyncio.gather(*(_stop_one(providers, pricing, p) for p in request.answers))
+    return StoppedAnswers(bills=[bill for bill in bills if bill is not None])
+
+
+async def _stop_one(
+    providers: Mapping[Platform, Provider], pricing: PricingTable, part: AttemptBill
+) -> AttemptBill | None:
+    platform = Platform(part.platform) if part.platform else Platform.CHATGPT
+    stop = getattr(providers.get(platform), "stop_answer", None)
+    if stop is None or part.response_id is None:
+        logger.warning("no way to stop answer %s on %s", part.response_id, platform.value)
+        return None
+    usage = await stop(part.response_id)
+    if usage is None:
+        return None
+    cost = pricing.cost(part.model, usage.prompt_tokens, usage.completion_tokens)
+    return part.model_copy(
+        update={
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "estimated": False,
+            "cost": cost or 0.0,
+            "outcome": "stopped",
+            "cost_unknown": False,
+        }
+    )

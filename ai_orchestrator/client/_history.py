@@ -119,4 +119,6 @@ async def replay_history(handle: WorkflowHandle, converter: DataConverter) -> Hi
             "activity_task_timed_out_event_attributes"
         ):
             ledger = await _failure_ledger(event, converter) or ledger
+    if ledger is not None:  # as the workflow does: an attempt's own late bill wins
+        ledger = ledger.with_late_bills(buffer.own_bills) or ledger
     return HistoryView(task=task, output=buffer, ledger=ledger)

@@ -211,6 +211,8 @@ class ResponsesStream(ProviderStream):
         #: The create request, kept apart from the attempt: if the attempt is
         #: cancelled while it is in flight, its answer is still found and stopped.
         self._creating: asyncio.Future[Any] | None = None
+        #: Events the create read to learn the id, not yet given to :meth:`deltas`.
+        self._head: list[Any] = []
         self._reaper: asyncio.Task[None] | None = None
 
     @property
@@ -244,11 +246,7 @@ class ResponsesStream(ProviderStream):
 
     async def open(self) -> None:
         if self._continue_from is None:
-            self._creating = asyncio.ensure_future(
-                self._client.responses.create(
-                    **self._params, stream=True, background=True, store=True
-                )
-            )
+            self._creating = asyncio.ensure_future(self._create())
             self._stream = await asyncio.shield(self._creating)
             return
         start = Continuation.parse(self._continue_from)
@@ -302,6 +300,32 @@ class ResponsesStream(ProviderStream):
             self._status = getattr(response, "status", None) or "cancelled"
             self.usage = response_usage(response) or self.usage
 
+    async def _create(self) -> Any:
+        """Create the response and read events until one names it, apart from the
+        attempt (shielded): a cancel landing meanwhile cannot close the stream
+        before the id is known. The events read are replayed by :meth:`deltas`."""
+        stream = await self._client.responses.create(
+            **self._params, stream=True, background=True, store=True
+        )
+        while self._response_id is None:
+            try:
+                event = await stream.__anext__()
+            except StopAsyncIteration:
+                break
+            self._head.append(event)
+            if event.type in ("response.created", "response.queued", "response.in_progress"):
+                self._note(event.response, getattr(event, "sequence_number", None))
+            elif event.type in _TERMINAL_EVENTS or event.type == "response.output_text.delta":
+                break  # a server that names nothing first: the stream says the rest
+        return stream
+
+    async def _events(self) -> AsyncIterator[Any]:
+        head, self._head = self._head, []
+        for event in head:
+            yield event
+        async for event in self._stream:
+            yield event
+
     async def _reap(self) -> None:
         """Wait for the create's reply, read the answer's id from it, stop the answer."""
         creating = self._creating
@@ -350,7 +374,7 @@ class ResponsesStream(ProviderStream):
     async def deltas(self) -> AsyncIterator[str]:
         if self._stream is None:
             raise RuntimeError("ResponsesStream must be opened with 'async with' before iterating")
-        async for event in self._stream:
+        async for event in self._events():
             sequence = getattr(event, "sequence_number", None)
             if isinstance(sequence, int):
                 if sequence <= self._last_sequence:

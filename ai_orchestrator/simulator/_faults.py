@@ -37,7 +37,7 @@ STREAM_FAULTS: frozenset[str] = frozenset(
 )
 ERROR_FAULTS: frozenset[str] = frozenset({"rate_limit", "status", "overloaded"})
 #: Taken only by ``POST /v1/responses`` (other APIs leave them at the head).
-CREATE_ONLY_FAULTS: frozenset[str] = frozenset({"drop_stream", "slow_start"})
+CREATE_ONLY_FAULTS: frozenset[str] = frozenset({"drop_stream", "slow_start", "slow_events"})
 #: Taken only by a Responses re-attach, ``GET /v1/responses/{id}?stream=true``.
 REATTACH_FAULTS: frozenset[str] = frozenset({"reattach_drop", "expire", "reattach_refused"})
 RESPONSES_ONLY_FAULTS: frozenset[str] = CREATE_ONLY_FAULTS | REATTACH_FAULTS
@@ -60,6 +60,7 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "overloaded": ("message",),
     "drop_stream": ("after_events",),
     "slow_start": ("seconds",),
+    "slow_events": ("seconds",),
     "reattach_drop": ("after_events",),
     "expire": (),
     "reattach_refused": ("status_code", "retry_after"),
@@ -271,6 +272,13 @@ class Fault:
         as from a provider under load. A client that leaves meanwhile never learns
         the response's id from that connection."""
         return cls("slow_start", times=times, seconds=seconds)
+
+    @classmethod
+    def slow_events(cls, seconds: float = 3.0, times: int = 1) -> Fault:
+        """Responses only: the next streamed ``POST /v1/responses`` answers its headers at
+        once, then sends its first event (``response.created``, which names it)
+        ``seconds`` later, as a gateway that flushes headers early does."""
+        return cls("slow_events", times=times, seconds=seconds)
 
     @classmethod
     def reattach_drop(cls, after_events: int = 5, times: int = 1) -> Fault:

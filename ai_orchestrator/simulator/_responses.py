@@ -208,6 +208,8 @@ class _Pump:
             return False
         if fault.name in ("drop_stream", "reattach_drop"):
             return sent_events >= fault.after_events
+        if fault.name == "slow_events":
+            return not self.stalled  # once, before the first event
         if fault.name not in ("disconnect", "no_finish", "malformed", "stream_error", "stall"):
             return False
         if fault.name == "stall" and self.stalled:
@@ -247,7 +249,7 @@ class _Pump:
         """Apply the fault; True if the stream goes on afterwards (a stall)."""
         fault = self.fault
         assert fault is not None
-        if fault.name == "stall":
+        if fault.name in ("stall", "slow_events"):
             self.stalled = True
             await asyncio.sleep(fault.seconds)
             return True

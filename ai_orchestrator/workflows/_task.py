@@ -257,6 +257,9 @@ class TaskWorkflow:
             except ActivityError as err:
                 paid = edges and workflow.patched(PAID)
                 billed = self._billed(err, task, whole=paid) if edges else Ledger()
+                if paid:  # the checkpoint's bill may still be the models' before this one
+                    first = index * GENERATION_STRIDE
+                    billed = Ledger(attempts=[a for a in billed.attempts if a.generation >= first])
                 billed = Ledger(attempts=[*spent.attempts, *billed.attempts])
                 if paid:
                     billed = billed.with_late_bills(self._buffer.own_bills) or billed

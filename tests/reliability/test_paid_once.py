@@ -123,6 +123,27 @@ async def test_a_cancel_while_the_create_is_on_its_way_stops_the_answer_once_it_
     assert bill["prompt_tokens"] == response.input_tokens and result.cost > 0
 
 
+async def test_a_cancel_before_the_first_event_named_the_answer_still_stops_it(
+    client: Client, queue: str, sim: Simulator, tasks: TaskClient
+) -> None:
+    """Headers at once, ``response.created`` 3 s later: the attempt is already reading
+    the stream when the cancel lands, and must not lose the answer's name with it."""
+    sim.tokens_per_second, sim.default_tokens = 10, ANSWER
+    sim.script(Fault.slow_events(seconds=3.0))
+    async with running_worker(client, queue, sim):
+        task_id = await tasks.submit_task(_task("paid-ev", openai_api="responses"))
+        await sim.wait_until(lambda: len(sim.responses) == 1, timeout=30)
+        await asyncio.sleep(0.5)  # the reply's headers are in, its first event is not
+        await tasks.cancel_task(task_id)
+        result = await tasks.get_result(task_id, timeout=60)
+    assert result.status == TaskStatus.CANCELLED, result.error
+    (response,) = sim.responses.values()
+    await sim.wait_until(lambda: response.status == "cancelled", timeout=20)
+    assert response.generated_tokens < ANSWER
+    bill = _real_bill(result.metadata["billing"], response.id)
+    assert bill["prompt_tokens"] == response.input_tokens and result.cost > 0
+
+
 async def test_a_reattach_refused_for_good_stops_the_answer(
     client: Client, queue: str, sim: Simulator, tasks: TaskClient
 ) -> None:
