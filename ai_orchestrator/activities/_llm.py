@@ -308,7 +308,10 @@ class LLMActivities:
             offset=state.continued_at,
             max_signals=max(0, _attempts.MAX_RUN_SIGNALS - state.signals),
             max_chars=max(0, _attempts.MAX_RUN_SIGNALLED_CHARS - state.signalled_chars),
-            slow_after=info.heartbeat_timeout.total_seconds() if info.heartbeat_timeout else None,
+            # A signal held up for a heartbeat interval: heartbeats were held up too.
+            slow_after=info.heartbeat_timeout.total_seconds() / 3
+            if info.heartbeat_timeout
+            else None,
         )
         live = self._open_live(state, publisher)
         on_read = getattr(live, "on_read", None)  # sinks written before it may lack it
@@ -454,7 +457,7 @@ class LLMActivities:
         usage = stream.final_usage()
         close("completed")
         if publisher.troubled:
-            # Temporal was unreachable for longer than the heartbeat timeout while this
+            # Temporal was unreachable for a heartbeat interval or more while this
             # attempt streamed: it may have timed the attempt out, and then refuses this
             # result; only a signal tells the task what the answer it paid for cost.
             await publisher.send_bill(state.ledger, _FINAL_FLUSH_TIMEOUT)

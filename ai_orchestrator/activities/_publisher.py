@@ -88,8 +88,8 @@ class ChunkPublisher:
         self.signals = 0
         self._hurry = asyncio.Event()
         #: A signal failed, or took longer than ``slow_after`` (the client waits out a
-        #: server outage): Temporal may have timed the attempt out meanwhile, so its
-        #: end may not reach the server, and its bill travels apart.
+        #: server outage, and so do heartbeats): Temporal may have timed the attempt
+        #: out meanwhile, so its end may not reach the server; its bill travels apart.
         self.troubled = False
 
     def checkpoint_now(self) -> None:
