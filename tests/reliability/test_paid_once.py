@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client
 
@@ -104,14 +105,26 @@ async def test_chat_a_cancel_during_the_backoff_keeps_the_broken_attempts_bill(
     assert len(result.partial_output.split()) == 5  # what readers saw is kept too
 
 
-async def test_a_cancel_while_the_create_is_on_its_way_stops_the_answer_once_it_is_named(
-    client: Client, queue: str, sim: Simulator, tasks: TaskClient
+@pytest.mark.parametrize(
+    "fault",
+    [
+        # Created at once, its reply's first byte 3 s later: the create is in flight.
+        Fault.slow_start(seconds=3.0),
+        # Headers at once, ``response.created`` 3 s later: the attempt is already
+        # reading the stream, and must not lose the answer's name with the cancel.
+        Fault.slow_events(seconds=3.0),
+    ],
+    ids=["create-in-flight", "first-event-late"],
+)
+async def test_a_cancel_before_the_answer_is_named_stops_it_once_it_is(
+    client: Client, queue: str, sim: Simulator, tasks: TaskClient, fault: Fault
 ) -> None:
     sim.tokens_per_second, sim.default_tokens = 10, ANSWER
-    sim.script(Fault.slow_start(seconds=3.0))  # created at once, first byte 3 s later
+    sim.script(fault)
     async with running_worker(client, queue, sim):
-        task_id = await tasks.submit_task(_task("paid-cr", openai_api="responses"))
+        task_id = await tasks.submit_task(_task("paid-named", openai_api="responses"))
         await sim.wait_until(lambda: len(sim.responses) == 1, timeout=30)
+        await asyncio.sleep(0.5)  # headers in (first-event-late), nothing named either way
         await tasks.cancel_task(task_id)
         result = await tasks.get_result(task_id, timeout=60)
     assert result.status == TaskStatus.CANCELLED, result.error
@@ -119,27 +132,6 @@ async def test_a_cancel_while_the_create_is_on_its_way_stops_the_answer_once_it_
     await sim.wait_until(lambda: response.status == "cancelled", timeout=20)
     assert response.generated_tokens < ANSWER
     assert [r.kind for r in sim.requests].count("create") == 1
-    bill = _real_bill(result.metadata["billing"], response.id)
-    assert bill["prompt_tokens"] == response.input_tokens and result.cost > 0
-
-
-async def test_a_cancel_before_the_first_event_named_the_answer_still_stops_it(
-    client: Client, queue: str, sim: Simulator, tasks: TaskClient
-) -> None:
-    """Headers at once, ``response.created`` 3 s later: the attempt is already reading
-    the stream when the cancel lands, and must not lose the answer's name with it."""
-    sim.tokens_per_second, sim.default_tokens = 10, ANSWER
-    sim.script(Fault.slow_events(seconds=3.0))
-    async with running_worker(client, queue, sim):
-        task_id = await tasks.submit_task(_task("paid-ev", openai_api="responses"))
-        await sim.wait_until(lambda: len(sim.responses) == 1, timeout=30)
-        await asyncio.sleep(0.5)  # the reply's headers are in, its first event is not
-        await tasks.cancel_task(task_id)
-        result = await tasks.get_result(task_id, timeout=60)
-    assert result.status == TaskStatus.CANCELLED, result.error
-    (response,) = sim.responses.values()
-    await sim.wait_until(lambda: response.status == "cancelled", timeout=20)
-    assert response.generated_tokens < ANSWER
     bill = _real_bill(result.metadata["billing"], response.id)
     assert bill["prompt_tokens"] == response.input_tokens and result.cost > 0
 
