@@ -9,6 +9,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 from .core import Task, TaskStatus, decoded_leniently
+from .pricing import ModelPrice
 
 #: Signal, query and activity names, fixed so that clients and workers of
 #: different versions (and other languages) address the same things.
@@ -268,7 +269,8 @@ class AttemptState(_Msg):
             prompt_tokens = 0  # another part of the same answer: its prompt is billed once
         cost = 0.0
         if whole and self.price_in is not None and self.price_out is not None:
-            cost = (prompt_tokens * self.price_in + self.chunks * self.price_out) / 1_000_000
+            price = ModelPrice(input_per_million=self.price_in, output_per_million=self.price_out)
+            cost = price.cost(prompt_tokens, self.chunks)
         lost = AttemptBill(
             attempt=self.attempt,
             generation=self.generation,

@@ -152,24 +152,25 @@ class ChunkPublisher:
                 backoff = min(_RETRY_MAX, _RETRY_FIRST * 2 ** (self._failures - 1))
                 self._next_send_at = loop.time() + backoff
 
+    def _batch(self, text: str, chunks: int, ledger: Ledger | None) -> ChunkBatch:
+        return ChunkBatch(
+            attempt=self._attempt,
+            offset=self._acked,
+            text=text,
+            chunks=chunks,
+            run_id=self._run_id,
+            generation=self._generation,
+            ledger=ledger,
+            bill_only=not text and ledger is not None,
+        )
+
     async def _send_pending(self, ledger: Ledger | None = None) -> bool:
         text, chunks = "".join(self._pending), self._pending_chunks
         self._pending, self._pending_chunks = [], 0
         self._sending = True
         began = asyncio.get_running_loop().time()
         try:
-            await self._send(
-                ChunkBatch(
-                    attempt=self._attempt,
-                    offset=self._acked,
-                    text=text,
-                    chunks=chunks,
-                    run_id=self._run_id,
-                    generation=self._generation,
-                    ledger=ledger,
-                    bill_only=not text and ledger is not None,
-                )
-            )
+            await self._send(self._batch(text, chunks, ledger))
         except asyncio.CancelledError:
             # Unknown whether it landed; resending from the same offset is safe
             # because the workflow deduplicates by offset.
@@ -214,17 +215,8 @@ class ChunkPublisher:
 
     async def send_bill(self, ledger: Ledger, timeout: float) -> None:
         """Send ``ledger`` alone (no text: what is pending stays for the result)."""
-        batch = ChunkBatch(
-            attempt=self._attempt,
-            offset=self._acked,
-            text="",
-            run_id=self._run_id,
-            generation=self._generation,
-            ledger=ledger,
-            bill_only=True,
-        )
         try:
-            await asyncio.wait_for(self._send(batch), timeout)
+            await asyncio.wait_for(self._send(self._batch("", 0, ledger)), timeout)
         except (Exception, asyncio.CancelledError) as exc:
             logger.warning("the bill's signal did not complete: %s", exc)
 

@@ -54,8 +54,6 @@ _INCOMPLETE_REASONS = {
 }
 #: How long :meth:`ResponsesStream.cancel` waits for the provider.
 CANCEL_TIMEOUT = 10.0
-#: How long closing a stream waits for the first event to name its answer.
-_ID_TIMEOUT = 3.0
 _TERMINAL_EVENTS = frozenset(
     {"response.completed", "response.incomplete", "response.failed", "error"}
 )
@@ -268,14 +266,6 @@ class ResponsesStream(ProviderStream):
         self._last_sequence = start.sequence
         self._boundaries[0] = start.sequence
 
-    async def close(self) -> None:
-        """Close the connection; first learn the answer's id if it is still unknown
-        (the first event names it), so that :meth:`cancel` can stop it."""
-        if self._stream is not None and self._response_id is None and not self._failed:
-            with contextlib.suppress(Exception, asyncio.TimeoutError):
-                await asyncio.wait_for(self._read_id(self._stream), _ID_TIMEOUT)
-        await super().close()
-
     async def cancel(self) -> None:
         """Cancel the background response unless it is finished; best effort.
 
@@ -327,28 +317,16 @@ class ResponsesStream(ProviderStream):
             yield event
 
     async def _reap(self) -> None:
-        """Wait for the create's reply, read the answer's id from it, stop the answer."""
+        """Wait for the create, which reads up to the event naming the answer; stop it."""
         creating = self._creating
         assert creating is not None
         try:
             stream = await asyncio.wait_for(asyncio.shield(creating), REAP_TIMEOUT)
         except Exception:  # refused, or never answered: nothing was created that we can name
             return
-        try:
-            await asyncio.wait_for(self._read_id(stream), _ID_TIMEOUT)
-        except Exception as exc:
-            logger.warning("a cancelled create's answer could not be identified: %s", exc)
-        finally:
-            with contextlib.suppress(Exception):
-                await stream.close()
+        with contextlib.suppress(Exception):
+            await stream.close()
         await self._cancel_known()
-
-    async def _read_id(self, stream: Any) -> None:
-        async for event in stream:
-            if event.type in ("response.created", "response.queued", "response.in_progress"):
-                self._note(event.response, getattr(event, "sequence_number", None))
-            if self._response_id is not None or event.type in _TERMINAL_EVENTS:
-                return
 
     def _note(self, response: Any, sequence: int | None) -> None:
         if response is None:
