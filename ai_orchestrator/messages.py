@@ -251,13 +251,19 @@ class AttemptState(_Msg):
     #: worker is priced wherever its state is read, the workflow included.
     price_in: float | None = None
     price_out: float | None = None
+    #: Chunks this attempt is expected to stream after this heartbeat if its worker
+    #: dies before the next one: half a heartbeat interval at its current pace.
+    #: Death is equally likely anywhere in the interval, so adding it to a lost
+    #: attempt's bill makes lost bills right on average instead of always short.
+    unseen_chunks: int = 0
 
     def settled(self, prompt_tokens: int, *, whole: bool = True) -> Ledger:
         """The ledger with this attempt included even if it never closed its own bill.
 
         An attempt that did not close (its worker died, its heartbeat timed out)
-        was billed for what it streamed by its last heartbeat: an estimate,
-        since later text is unknown. ``prompt_tokens`` is the caller's estimate.
+        was billed for what it streamed by its last heartbeat plus what it is
+        expected to have streamed since (``unseen_chunks``): an estimate, since
+        later text is unknown. ``prompt_tokens`` is the caller's estimate.
         An answer created but not yet streamed was billed its prompt; its price is
         the one the attempt recorded. ``whole=False`` keeps the older account
         (streamed attempts only, unpriced) for workflow runs that recorded it.
@@ -267,16 +273,17 @@ class AttemptState(_Msg):
             return self.ledger
         if created and any(a.response_id == self.response_id for a in self.ledger.attempts):
             prompt_tokens = 0  # another part of the same answer: its prompt is billed once
+        completion = self.chunks + (self.unseen_chunks if whole and self.chunks else 0)
         cost = 0.0
         if whole and self.price_in is not None and self.price_out is not None:
             price = ModelPrice(input_per_million=self.price_in, output_per_million=self.price_out)
-            cost = price.cost(prompt_tokens, self.chunks)
+            cost = price.cost(prompt_tokens, completion)
         lost = AttemptBill(
             attempt=self.attempt,
             generation=self.generation,
             model=self.model,
             prompt_tokens=prompt_tokens,
-            completion_tokens=self.chunks,
+            completion_tokens=completion,
             estimated=True,
             cost=cost,
             outcome="lost",

@@ -113,6 +113,14 @@ async def _stop_quietly(stopping: Awaitable[None]) -> None:
         logger.warning("could not tell the provider to stop generating: %s", exc)
 
 
+def _unseen(stream: ProviderStream, every: float) -> int:
+    """Chunks a stream is expected to add before the next heartbeat, were its worker
+    to die unseen meanwhile: half the interval at its pace (none once it ended)."""
+    if stream.finish_reason is not None:
+        return 0
+    return round(stream.pace() * every / 2)
+
+
 class _LastBeat:
     """When this attempt last heartbeated, so its final heartbeat is not lost.
 
@@ -668,7 +676,9 @@ class LLMActivities:
         return min(busy, timeout.total_seconds() / 3)
 
     @staticmethod
-    def _details(state: AttemptState, stream: ProviderStream, publisher: ChunkPublisher) -> object:
+    def _details(
+        state: AttemptState, stream: ProviderStream, publisher: ChunkPublisher
+    ) -> AttemptState:
         # Progress only, never text: heartbeat details are stored by the server.
         # A continuation is taken where the workflow's checkpoint ends, so the
         # next attempt's text joins the durable text exactly.
@@ -705,8 +715,10 @@ class LLMActivities:
     ) -> None:
         # The first waits an interval: a short answer needs no heartbeat at all.
         while True:
-            await asyncio.sleep(self._heartbeat_every(timeout))
-            beat.send(self._details(state, stream, publisher))
+            every = self._heartbeat_every(timeout)
+            await asyncio.sleep(every)
+            details = self._details(state, stream, publisher)
+            beat.send(details.model_copy(update={"unseen_chunks": _unseen(stream, every)}))
 
     # -- errors ------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ retries off: Temporal is the only retry layer.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, Protocol
@@ -43,6 +44,9 @@ class ProviderStream:
         self.usage: Usage | None = None
         self.chunks = 0
         self.chars = 0
+        #: When the first chunk came (monotonic seconds): the stream's pace is
+        #: measured from it.
+        self.first_chunk_at: float | None = None
         #: True once the provider accepted the request: from then on it bills.
         self.opened = False
         #: What the vendor itself says this attempt cost, when it says (an agent
@@ -137,6 +141,8 @@ class ProviderStream:
     async def _counted(self) -> AsyncIterator[str]:
         async for text in self.deltas():
             if text:
+                if self.first_chunk_at is None:
+                    self.first_chunk_at = time.monotonic()
                 self.chunks += 1
                 self.chars += len(text)
                 yield text
@@ -145,6 +151,13 @@ class ProviderStream:
                 f"the provider's stream ended after {self.chars} characters without saying "
                 "it was finished; the answer is incomplete"
             )
+
+    def pace(self, now: float | None = None) -> float:
+        """Chunks a second since the first one; 0 before two chunks came."""
+        if self.first_chunk_at is None or self.chunks < 2:
+            return 0.0
+        elapsed = (time.monotonic() if now is None else now) - self.first_chunk_at
+        return (self.chunks - 1) / elapsed if elapsed > 0 else 0.0
 
     def final_usage(self) -> Usage:
         """Usage as reported, or estimated from the chunk count if the vendor sent none."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from ai_orchestrator.activities import _attempts
@@ -37,6 +39,46 @@ def test_the_workflow_prices_a_lost_attempt_from_its_state_alone() -> None:
     # Runs recorded before the change keep their older account.
     [old] = state.settled(10, whole=False).attempts
     assert old.cost == 0.0
+
+
+def test_a_lost_attempt_is_billed_what_it_likely_streamed_after_its_last_heartbeat() -> None:
+    """A worker dies anywhere between two heartbeats: the text it streamed after the
+    last one is unknown, half an interval of it is expected, and the bill says so."""
+    price = PricingTable().lookup("gpt-4o")
+    assert price is not None
+    state, _ = _attempts.begin(1, None, prompt_chars=40, model="gpt-4o", price=price)
+    beat = state.model_copy(update={"chunks": 9, "chars": 40, "unseen_chunks": 5})
+    [lost] = beat.settled(10).attempts
+    assert (lost.completion_tokens, lost.estimated) == (14, True)
+    assert lost.cost == pytest.approx(price.cost(10, 14))
+    # The next attempt closes it the same way.
+    _, [closed] = _attempts.begin(2, beat, prompt_chars=40, model="gpt-4o", price=price)
+    assert closed.completion_tokens == 14
+    # Runs recorded before the change keep their older account; nothing streamed,
+    # nothing expected.
+    [old] = beat.settled(10, whole=False).attempts
+    assert old.completion_tokens == 9
+    quiet = state.model_copy(update={"unseen_chunks": 5, "response_id": "resp_1"})
+    [created] = quiet.settled(10).attempts
+    assert created.completion_tokens == 0
+
+
+def test_the_expected_unseen_text_follows_the_stream_pace() -> None:
+    from ai_orchestrator.activities._llm import _unseen
+    from ai_orchestrator.providers._base import ProviderStream
+
+    class _Stream(ProviderStream):
+        async def open(self) -> None:  # pragma: no cover - never opened here
+            raise NotImplementedError
+
+    stream = _Stream("m")
+    assert stream.pace() == 0.0 and _unseen(stream, 1.0) == 0  # nothing streamed yet
+    stream.first_chunk_at, stream.chunks = 100.0, 21
+    assert stream.pace(now=102.0) == pytest.approx(10.0)
+    stream.first_chunk_at = time.monotonic() - 2.0
+    assert _unseen(stream, 1.0) == 5  # ten a second, half of a one-second interval
+    stream.finish_reason = "stop"
+    assert _unseen(stream, 1.0) == 0  # an answer that ended streams nothing more
 
 
 def test_an_answer_created_before_any_text_is_billed_its_prompt() -> None:
