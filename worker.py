@@ -5,7 +5,7 @@ Same as ``ai-orchestrator worker``; see ``ai_orchestrator/worker.py``.
 
 import sys
 
-from ai_orchestrator.worker import main
+from ai_orchestrator.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["worker"]))

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         BasePlatformAdapter,
         ChatGPTAdapter,
     )
+    from .adapters._orchestrator import Orchestrator
     from .batch import (
         BatchInputError,
         BatchProgress,
@@ -57,7 +58,6 @@ if TYPE_CHECKING:
         TemporalUnavailableError,
     )
     from .messages import RetrySettings, Usage
-    from .orchestrator import Orchestrator
     from .pricing import ModelPrice, PricingTable, UnknownModelError, allow_list
     from .retry import retry_on_rate_limit, retry_on_transient
     from .streaming import StreamingResult, collect_stream
@@ -76,7 +76,7 @@ _EXPORTS = {
     "DEFAULT_TASK_QUEUE": ".config",
     "Finished": ".client",
     "ModelPrice": ".pricing",
-    "Orchestrator": ".orchestrator",
+    "Orchestrator": ".adapters._orchestrator",
     "Platform": ".core",
     "PricingTable": ".pricing",
     "Restart": ".client",

@@ -16,6 +16,8 @@ from typing import Any
 
 from temporalio.envconfig import ClientConfig
 
+from .core import Platform
+
 DEFAULT_TASK_QUEUE = "ai-orchestrator"
 DEFAULT_TEMPORAL_ADDRESS = "localhost:7233"
 DEFAULT_NAMESPACE = "default"
@@ -33,6 +35,13 @@ ENV_WORKFLOW_POLLERS = "AI_ORCHESTRATOR_WORKFLOW_POLLERS"
 ENV_OPENAI_API = "AI_ORCHESTRATOR_OPENAI_API"
 OPENAI_APIS = ("chat", "responses")
 DEFAULT_OPENAI_API = "chat"
+#: The model a task gets when it names none.
+DEFAULT_MODEL = "gpt-4o-mini"
+
+#: Variables that configure the other vendors (any one of them enables it).
+ANTHROPIC_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL")
+GEMINI_KEYS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+GEMINI_VARS = (*GEMINI_KEYS, "GOOGLE_GEMINI_BASE_URL")
 
 
 class ConfigError(Exception):
@@ -121,7 +130,7 @@ class ProviderSettings:
         return cls(
             api_key=env.get("OPENAI_API_KEY") or None,
             base_url=env.get("OPENAI_BASE_URL") or None,
-            default_model=env.get(ENV_MODEL) or "gpt-4o-mini",
+            default_model=env.get(ENV_MODEL) or DEFAULT_MODEL,
             read_timeout=_float(env, ENV_READ_TIMEOUT, 60.0),
             flush_interval=_float(env, ENV_FLUSH_INTERVAL, 0.12),
             openai_api=openai_api(env),
@@ -133,8 +142,6 @@ class ProviderSettings:
 
     def require(self) -> ProviderSettings:
         """Refuse to run a production worker that has nowhere real to send prompts."""
-        from .providers._config import configured  # the providers package imports this one
-
         if not self.configured and not configured():
             raise ConfigError(
                 "no provider is configured. Set OPENAI_API_KEY (or OPENAI_BASE_URL for any "
@@ -175,6 +182,21 @@ class WorkerTuning:
             max_signals_per_second=_float(env, ENV_SIGNAL_BUDGET, 50.0),
             workflow_pollers=_count(env, ENV_WORKFLOW_POLLERS, 20),
         )
+
+
+def any_set(env: Mapping[str, str], names: tuple[str, ...]) -> bool:
+    return any(env.get(name) for name in names)
+
+
+def configured(env: Mapping[str, str] | None = None) -> list[Platform]:
+    """The non-OpenAI platforms whose variables are set."""
+    env = os.environ if env is None else env
+    found = []
+    if any_set(env, ANTHROPIC_VARS):
+        found.append(Platform.CLAUDE)
+    if any_set(env, GEMINI_VARS):
+        found.append(Platform.GEMINI)
+    return found
 
 
 def task_queue(env: Mapping[str, str] | None = None) -> str:

@@ -24,20 +24,16 @@ from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from .activities import LLMActivities
+from .client import connect_client
 from .config import (
-    ConfigError,
     ProviderSettings,
     WorkerTuning,
     task_queue,
-    temporal_connect_config,
 )
-from .converter import data_converter_from_env
 from .core import Platform
-from .exceptions import TemporalUnavailableError
 from .live import LivePublisher
 from .live._config import checkpoint_interval, publisher_from_env
 from .messages import MAX_OUTPUT_BYTES
-from .metrics import prometheus_runtime
 from .pricing import PricingTable
 from .providers import Provider
 from .providers._config import from_env as vendor_providers
@@ -170,38 +166,6 @@ async def running(
             yield worker
 
 
-async def connect_client(
-    target_host: str | None = None,
-    namespace: str | None = None,
-    *,
-    metrics_address: str | None = None,
-) -> Client:
-    """A client configured from the environment (Temporal envconfig, encryption).
-
-    With ``metrics_address``, the client's runtime (and so every worker built on
-    it) serves Prometheus metrics there.
-    """
-    config = temporal_connect_config()
-    if metrics_address:
-        try:
-            config["runtime"] = prometheus_runtime(metrics_address)
-        except Exception as exc:
-            raise ConfigError(f"cannot serve metrics on {metrics_address}: {exc}") from None
-    if target_host:
-        config["target_host"] = target_host
-    if namespace:
-        config["namespace"] = namespace
-    converter = data_converter_from_env()
-    try:
-        return await Client.connect(data_converter=converter, **config)
-    except Exception as exc:
-        raise TemporalUnavailableError(
-            f"cannot reach Temporal at {config['target_host']} (namespace "
-            f"{config['namespace']}): {exc}. Start one with 'ai-orchestrator dev' or set "
-            "TEMPORAL_ADDRESS."
-        ) from None
-
-
 async def until_signalled() -> None:
     """Return on SIGINT or SIGTERM (the caller then shuts down gracefully)."""
     loop = asyncio.get_running_loop()
@@ -224,9 +188,3 @@ async def serve(*, queue: str | None = None, metrics_address: str | None = None)
     ):
         await until_signalled()
         logger.info("shutting down: finishing in-flight work")
-
-
-def main() -> int:
-    from .cli import main as cli_main
-
-    return cli_main(["worker"])

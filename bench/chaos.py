@@ -55,8 +55,8 @@ from ai_orchestrator import (
     TaskStatus,
     TemporalUnavailableError,
 )
-from ai_orchestrator.converter import data_converter
-from ai_orchestrator.devserver import DevServer
+from ai_orchestrator.local.devserver import DevServer
+from ai_orchestrator.payloads.converter import data_converter
 from ai_orchestrator.simulator import RecordedRequest, ResponseRecord, Simulator
 from ai_orchestrator.simulator._text import simulated_tokens
 

@@ -12,7 +12,7 @@ from openai import AsyncOpenAI
 from temporalio.client import Client
 
 from ai_orchestrator import TaskClient
-from ai_orchestrator.devserver import DevServer
+from ai_orchestrator.local.devserver import DevServer
 from ai_orchestrator.simulator import RecordedRequest, Simulator
 
 ROOT = Path(__file__).resolve().parents[1]

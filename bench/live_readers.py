@@ -127,7 +127,7 @@ async def main(args: argparse.Namespace) -> None:
     else:
         from temporalio.client import Client
 
-        from ai_orchestrator.converter import data_converter
+        from ai_orchestrator.payloads.converter import data_converter
 
         client = await Client.connect(
             os.environ["TEMPORAL_ADDRESS"], data_converter=data_converter()

@@ -31,11 +31,11 @@ from temporalio.client import Client
 
 from ai_orchestrator import RetrySettings, TaskClient
 from ai_orchestrator.config import ProviderSettings
-from ai_orchestrator.converter import data_converter
-from ai_orchestrator.devserver import DevServer, free_port
+from ai_orchestrator.local.devserver import DevServer, free_port
+from ai_orchestrator.payloads.converter import data_converter
 from ai_orchestrator.simulator import Simulator
 from ai_orchestrator.worker import running
-from bench import chaos, concurrency, failures, latency, live, streaming
+from bench import chaos, concurrency, failures, latency, live, peers, streaming
 from bench.baselines import baseline_worker
 from bench.context import Bench
 from bench.server_profile import describe
@@ -106,6 +106,7 @@ def rows_for(s: Sizes) -> dict[str, Row]:
         **_chaos_rows(s, chaos_name, "chat"),
         # The Responses twin: 30% faults too (same seed and sizes), in a narrower name.
         **_chaos_rows(s, f"chaos (responses): {s.chaos_tasks} tasks, {kills}", "responses"),
+        **peers.rows(peers.sizes(smoke=s is SMOKE)),
     }
 
 
@@ -140,7 +141,17 @@ def _chaos_rows(s: Sizes, name: str, api: str) -> dict[str, Row]:
     }
 
 
-SCENARIOS = ("latency", "throughput", "stream", "cancel", "kill", "concurrency", "chaos", "live")
+SCENARIOS = (
+    "latency",
+    "throughput",
+    "stream",
+    "cancel",
+    "kill",
+    "concurrency",
+    "chaos",
+    "live",
+    "peers",
+)
 
 
 async def one_run(b: Bench, s: Sizes, rows: dict[str, Row], only: set[str]) -> dict[str, Any]:
@@ -177,6 +188,8 @@ async def one_run(b: Bench, s: Sizes, rows: dict[str, Row], only: set[str]) -> d
         await _chaos(s, rows, raw)
     if "live" in only:
         raw["live"] = await live.live_streams(b, rows)
+    if "peers" in only:  # skipped, saying why, without the peers extra
+        raw["peers"] = await peers.run(b, rows)
     return raw
 
 
@@ -255,7 +268,8 @@ async def main(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         f"file-backed Temporal dev server; simulator over HTTP; "
         f"{time.perf_counter() - started:.0f}s in all"
     )
-    return f"{header}\n\n{render(list(rows.values()))}{_profiles(raw)}", raw
+    table = f"{render(list(rows.values()))}{_profiles(raw)}{peers.footer(raw['runs'])}"
+    return f"{header}\n\n{table}", raw
 
 
 def _metrics_url(args: tuple[str, ...]) -> str:

@@ -16,8 +16,8 @@ from temporalio.worker import Worker
 
 from ai_orchestrator import RetrySettings, TaskClient
 from ai_orchestrator.config import ProviderSettings
-from ai_orchestrator.converter import data_converter
-from ai_orchestrator.devserver import DevServer
+from ai_orchestrator.local.devserver import DevServer
+from ai_orchestrator.payloads.converter import data_converter
 from ai_orchestrator.simulator import Simulator
 from ai_orchestrator.worker import running
 

@@ -23,7 +23,7 @@ from temporalio import activity
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.exceptions import ApplicationError
 
-from ..chat import DEFAULT_MODEL, build_messages
+from ..config import DEFAULT_MODEL
 from ..core import Platform
 from ..errors import (
     CANCELLED_BEFORE_START,
@@ -68,6 +68,7 @@ from ..messages import (
 from ..metrics import TaskMetrics
 from ..pricing import PricingTable, UnknownModelError
 from ..providers import FINISH_FILTERED, FINISH_LENGTH, Provider, ProviderStream, route
+from ..providers._base import build_messages
 from ..providers.openai import OpenAIProvider
 from . import _attempts, _recovery, _stop
 from ._publisher import ChunkPublisher

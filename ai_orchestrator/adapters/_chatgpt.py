@@ -18,10 +18,11 @@ from typing import Any
 
 from openai import AsyncOpenAI, OpenAI
 
-from ..chat import DEFAULT_MODEL, ChatStream, request_params
+from ..config import DEFAULT_MODEL
 from ..core import Platform, Result, Task, TaskStatus
 from ..errors import IncompleteStreamError, classify, redact
 from ..pricing import PricingTable
+from ..providers.openai_chat import ChatStream, request_params
 from ..retry import retry_on_rate_limit
 from ..streaming import PrefixGuard
 from ._base import AsyncBasePlatformAdapter, BasePlatformAdapter

@@ -13,6 +13,7 @@ import sys
 
 import click
 
+from ._batch import batch_command
 from ._common import (
     EXIT_CODES_HELP,
     EXIT_FAILED,
@@ -22,9 +23,6 @@ from ._common import (
     EXIT_RUNNING,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
-    _fail,
-    _run,
-    _warn_simulator,
 )
 from ._local import dev, run, simulator
 from ._ops import codec_server, encryption_key, setup, show_config, worker
@@ -54,8 +52,6 @@ def cli(verbose: bool) -> None:
 
 
 def _register() -> None:
-    from ..batch_cli import batch_command
-
     for command in (
         run,
         dev,
@@ -114,9 +110,6 @@ __all__ = [
     "EXIT_RUNNING",
     "EXIT_UNAVAILABLE",
     "EXIT_USAGE",
-    "_fail",
-    "_run",
-    "_warn_simulator",
     "cli",
     "main",
 ]

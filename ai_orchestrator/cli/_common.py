@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 from pydantic import BaseModel, ValidationError
 
-from ..codec import ENV_ENCRYPTION_KEYS, PayloadDecryptionError
 from ..config import ConfigError, ProviderSettings, task_queue
 from ..exceptions import TaskNotFoundError, TaskValidationError, TemporalUnavailableError
+from ..payloads.codec import ENV_ENCRYPTION_KEYS, PayloadDecryptionError
 
 if TYPE_CHECKING:
     from ..client import TaskClient
@@ -91,8 +91,7 @@ async def connect_tasks() -> TaskClient:
 
     Imported late: ``--help`` and argument errors should not pay for Temporal.
     """
-    from ..client import TaskClient
-    from ..worker import connect_client
+    from ..client import TaskClient, connect_client
 
     client = await connect_client()
     return TaskClient(

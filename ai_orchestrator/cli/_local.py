@@ -7,8 +7,8 @@ import asyncio
 import click
 
 from ..core import Task, TaskConstraints
+from ..local.session import LocalStack
 from ..metrics import ENV_METRICS
-from ..session import LocalStack
 from ._common import EXIT_OK, _run, _warn_simulator, emit_json
 from ._live import exit_code, follow, summary_line
 

@@ -40,8 +40,8 @@ def setup(as_json: bool) -> int:
     Needed once per namespace for `list --query` and Web UI filters on AiModel,
     AiStatus, AiCostUsd ... (`ai-orchestrator dev` does it by itself).
     """
+    from ..client import connect_client
     from ..search import ALL_KEYS, register
-    from ..worker import connect_client
 
     async def main() -> int:
         client = await connect_client()
@@ -95,8 +95,8 @@ def codec_server(
     In the Web UI: the data-encoder settings > codec server > http://localhost:8081.
     With the CLI: temporal workflow show ... --codec-endpoint http://localhost:8081
     """
-    from ..codec import ENV_ENCRYPTION_KEYS, EncryptionCodec
-    from ..codec_server import serve_codec, ui_origins
+    from ..payloads.codec import ENV_ENCRYPTION_KEYS, EncryptionCodec
+    from ..payloads.codec_server import serve_codec, ui_origins
 
     origins = allow_origins or ui_origins(ui_port)
 
@@ -126,7 +126,7 @@ def encryption_key(key_id: str) -> int:
     Rotate by putting the new entry first and keeping old ones after it:
       AI_ORCHESTRATOR_ENCRYPTION_KEYS="k2:<new>,k1:<old>"
     """
-    from ..codec import generate_key
+    from ..payloads.codec import generate_key
 
     click.echo(f"{key_id}:{generate_key()}")
     return EXIT_OK
@@ -134,7 +134,7 @@ def encryption_key(key_id: str) -> int:
 
 def _platforms(provider: ProviderSettings) -> dict[str, str]:
     """Which platforms a worker here would serve (no secret: only whether it is set)."""
-    from ..providers._config import configured
+    from ..config import configured
     from ..providers.claude_code import find_claude_binary
 
     found = {"chatgpt": "configured" if provider.configured else "not configured"}

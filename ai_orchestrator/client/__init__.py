@@ -1,6 +1,7 @@
 """The client side: submit, follow, cancel and collect durable tasks."""
 
 from ..messages import MAX_INPUT_BYTES
+from ._connect import connect_client
 from ._events import Finished, Restart, StreamEvent, TaskSummary, TextDelta, apply_event
 from ._task_client import TaskClient
 
@@ -13,4 +14,5 @@ __all__ = [
     "TaskSummary",
     "TextDelta",
     "apply_event",
+    "connect_client",
 ]

@@ -36,9 +36,7 @@ from temporalio.exceptions import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from ..adapters import AsyncBasePlatformAdapter
-from ..chat import DEFAULT_MODEL
-from ..config import DEFAULT_NAMESPACE, DEFAULT_TASK_QUEUE, DEFAULT_TEMPORAL_ADDRESS
-from ..converter import data_converter_from_env
+from ..config import DEFAULT_MODEL, DEFAULT_NAMESPACE, DEFAULT_TASK_QUEUE, DEFAULT_TEMPORAL_ADDRESS
 from ..core import Result, Task, TaskStatus
 from ..exceptions import (
     TaskIdConflictError,
@@ -53,6 +51,7 @@ from ..messages import (
     RetrySettings,
     TaskInput,
 )
+from ..payloads.converter import data_converter_from_env
 from ..pricing import PricingTable, UnknownModelError
 from ..providers import RUNNABLE, route
 from ..search import initial as initial_search_attributes
@@ -95,7 +94,7 @@ class TaskClient(Following, AsyncBasePlatformAdapter):
     """Submit, follow, cancel and collect durable LLM tasks.
 
     Args:
-        client: a Temporal client using :func:`ai_orchestrator.converter.data_converter`.
+        client: a Temporal client using :func:`ai_orchestrator.payloads.converter.data_converter`.
         task_queue: where workers listen.
         retry: retry bounds for the provider calls of tasks submitted here.
         pricing: if strict, an allow list: tasks naming other models are refused.

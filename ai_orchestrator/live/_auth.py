@@ -15,7 +15,7 @@ import hmac
 import os
 from collections.abc import Mapping, Sequence
 
-from ..codec import EncryptionCodec
+from ..payloads.codec import EncryptionCodec
 
 ENV_LIVE_SECRET = "AI_ORCHESTRATOR_LIVE_SECRET"
 _LABEL = b"ai-orchestrator live channel v1"

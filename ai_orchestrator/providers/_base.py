@@ -8,11 +8,13 @@ retries off: Temporal is the only retry layer.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, Protocol
 
+from ..config import DEFAULT_MODEL
 from ..core import Platform, Task
 from ..errors import IncompleteStreamError
 from ..messages import Usage
@@ -23,6 +25,31 @@ FINISH_LENGTH = "length"
 #: The provider refused or filtered the answer; the same prompt would be again.
 FINISH_FILTERED = "content_filter"
 FILTERED_REASONS = frozenset({FINISH_FILTERED, "refusal", "safety", "recitation"})
+
+
+def _render(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+
+
+def build_messages(task: Task) -> list[dict[str, str]]:
+    """The task's context (and file list) as a system message, then the prompt."""
+    messages: list[dict[str, str]] = []
+    parts: list[str] = []
+    if task.context:
+        parts.append(
+            "Context:\n" + "\n".join(f"{k}: {_render(v)}" for k, v in task.context.items())
+        )
+    if task.files:
+        parts.append("Files:\n" + "\n".join(f"- {path}" for path in task.files))
+    if parts:
+        messages.append({"role": "system", "content": "\n\n".join(parts)})
+    messages.append({"role": "user", "content": task.prompt})
+    return messages
+
+
+def resolve_model(task: Task, default_model: str = DEFAULT_MODEL) -> str:
+    constraints = task.constraints
+    return constraints.model if constraints and constraints.model else default_model
 
 
 class ProviderStream:

@@ -1,7 +1,7 @@
 """How a Claude Code session fails: the exceptions and the ``result`` event's classification.
 
 Kept apart from the process and event code so the classifier
-(:mod:`ai_orchestrator.vendor_errors`) and the tests name one set of types.
+(:mod:`ai_orchestrator.errors._vendors`) and the tests name one set of types.
 """
 
 from __future__ import annotations

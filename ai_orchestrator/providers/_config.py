@@ -12,13 +12,15 @@ import os
 import re
 from collections.abc import Mapping
 
-from ..config import ConfigError
+from ..config import (
+    GEMINI_KEYS,
+    ConfigError,
+    any_set,
+    configured,
+)
 from ..core import Platform
 from ._base import Provider
 
-ANTHROPIC_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL")
-GEMINI_KEYS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
-GEMINI_VARS = (*GEMINI_KEYS, "GOOGLE_GEMINI_BASE_URL")
 #: Values that must never appear in an error message or in history.
 SECRET_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", *GEMINI_KEYS)
 #: More environment variables (comma-separated names) the Claude Code CLI may see,
@@ -28,21 +30,6 @@ ENV_CLAUDE_ENV = "AI_ORCHESTRATOR_CLAUDE_ENV"
 ENV_CLAUDE_RETENTION = "AI_ORCHESTRATOR_CLAUDE_RETENTION_DAYS"
 DEFAULT_CLAUDE_RETENTION_DAYS = 7.0
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _set(env: Mapping[str, str], names: tuple[str, ...]) -> bool:
-    return any(env.get(name) for name in names)
-
-
-def configured(env: Mapping[str, str] | None = None) -> list[Platform]:
-    """The non-OpenAI platforms whose variables are set."""
-    env = os.environ if env is None else env
-    found = []
-    if _set(env, ANTHROPIC_VARS):
-        found.append(Platform.CLAUDE)
-    if _set(env, GEMINI_VARS):
-        found.append(Platform.GEMINI)
-    return found
 
 
 def claude_extra_env(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
@@ -112,7 +99,7 @@ def from_env(*, read_timeout: float = 60.0) -> dict[Platform, Provider]:
 
             providers[Platform.CLAUDE] = AnthropicProvider(timeout=read_timeout)
         if Platform.GEMINI in platforms:
-            if not _set(os.environ, GEMINI_KEYS):
+            if not any_set(os.environ, GEMINI_KEYS):
                 raise ConfigError(
                     "GOOGLE_GEMINI_BASE_URL is set but neither GEMINI_API_KEY nor GOOGLE_API_KEY "
                     "is: the Gemini API needs a key (any value for a local server)"

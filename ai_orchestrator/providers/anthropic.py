@@ -14,7 +14,7 @@ from typing import Any
 
 from ..core import Platform, Task
 from ..messages import Usage
-from ._base import FINISH_FILTERED, FINISH_LENGTH, FINISH_STOP, ProviderStream
+from ._base import FINISH_FILTERED, FINISH_LENGTH, FINISH_STOP, ProviderStream, build_messages
 
 try:
     from anthropic import AsyncAnthropic
@@ -39,7 +39,6 @@ _STOP_REASONS = {
 
 def request_params(task: Task, model: str) -> dict[str, Any]:
     """Keyword arguments for ``messages.create``: context and files as the system prompt."""
-    from ..chat import build_messages  # one rendering of context and files for every vendor
 
     messages = build_messages(task)
     system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")

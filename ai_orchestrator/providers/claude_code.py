@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import Platform, Task
-from ._base import ProviderStream
+from ._base import ProviderStream, build_messages
 from ._claude_env import QUIET_ENV, cli_environment
 from ._claude_errors import (
     ClaudeCodeError,
@@ -416,7 +416,6 @@ class ClaudeCodeProvider:
 
     def arguments(self, task: Task, model: str) -> list[str]:
         """The flags after ``-p`` (``--resume`` is added per attempt, the prompt is stdin)."""
-        from ..chat import build_messages  # one rendering of context and files for every vendor
 
         args = ["--output-format", "stream-json", "--verbose"]
         if self.partial_messages:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..core import Platform, Task
 from ..messages import Usage
-from ._base import FINISH_FILTERED, FINISH_LENGTH, FINISH_STOP, ProviderStream
+from ._base import FINISH_FILTERED, FINISH_LENGTH, FINISH_STOP, ProviderStream, build_messages
 
 try:
     from google import genai
@@ -39,7 +39,6 @@ _FINISH = {
 
 def request_config(task: Task) -> tuple[list[dict[str, Any]], types.GenerateContentConfig]:
     """Contents and config: context and files as the system instruction."""
-    from ..chat import build_messages  # one rendering of context and files for every vendor
 
     messages = build_messages(task)
     system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")

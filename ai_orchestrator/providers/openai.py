@@ -1,7 +1,7 @@
 """OpenAI's Chat Completions API (or any server that speaks it: Ollama, vLLM, gateways),
 or OpenAI's Responses API in background mode.
 
-The chat stream is :class:`ai_orchestrator.chat.ChatStream`, shared with the
+The chat stream is :class:`ai_orchestrator.providers.openai_chat.ChatStream`, shared with the
 in-process adapter so both layers build the same request and judge the same
 streams complete; the Responses stream is
 :class:`~ai_orchestrator.providers.openai_responses.ResponsesStream`. The
@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from openai import AsyncOpenAI
 
-from ..chat import ChatStream, request_params
 from ..config import OPENAI_APIS, openai_api
 from ..core import Platform, Task
 from ..messages import Usage
 from ._base import ProviderStream
+from .openai_chat import ChatStream, request_params
 from .openai_responses import (
     Continuation,
     ResponsesStream,

@@ -36,7 +36,7 @@ from openai import AsyncOpenAI
 from ..core import Platform, Task
 from ..errors import ContinuationLost
 from ..messages import Usage
-from ._base import FINISH_FILTERED, FINISH_LENGTH, FINISH_STOP, ProviderStream
+from ._base import FINISH_FILTERED, FINISH_LENGTH, FINISH_STOP, ProviderStream, build_messages
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,6 @@ def is_token(token: str) -> bool:
 def request_params(task: Task, model: str) -> dict[str, Any]:
     """Keyword arguments for ``responses.create``: the prompt as input, the task's
     context (and file list) as instructions, as the chat path renders them."""
-    from ..chat import build_messages  # one rendering of context and files for every vendor
 
     messages = build_messages(task)
     instructions = "\n\n".join(m["content"] for m in messages if m["role"] == "system")

@@ -58,9 +58,9 @@ with workflow.unsafe.imports_passed_through():
         StoppedAnswers,
         TaskInput,
     )
-    from ..options import DEFAULT_TIMEOUT_SECONDS, FALLBACK_ERROR_TYPES, stream_activity_options
     from ..output import OutputBuffer
     from ..search import COST_USD, STATUS, TOKENS
+    from ._options import DEFAULT_TIMEOUT_SECONDS, FALLBACK_ERROR_TYPES, stream_activity_options
 
 #: See the module docstring; never rename or remove while runs may carry them.
 EDGES = "ai-orchestrator-2026-11-edges"

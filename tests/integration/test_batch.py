@@ -18,8 +18,8 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from ai_orchestrator.batch import batch_id_for
-from ai_orchestrator.converter import data_converter
-from ai_orchestrator.devserver import DevServer, free_port
+from ai_orchestrator.local.devserver import DevServer, free_port
+from ai_orchestrator.payloads.converter import data_converter
 from ai_orchestrator.simulator import Fault, Simulator
 
 from ..conftest import running_worker, unique

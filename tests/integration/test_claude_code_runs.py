@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from ai_orchestrator import Platform, Task, TaskClient, TaskConstraints, TaskStatus
-from ai_orchestrator.devserver import DevServer
+from ai_orchestrator.local.devserver import DevServer
 from ai_orchestrator.providers.claude_code import BINARY_ENV, find_claude_binary
 from ai_orchestrator.simulator import Fault, Simulator
 

@@ -18,7 +18,7 @@ import pytest
 from temporalio.client import Client
 
 from ai_orchestrator import Platform, Task, TaskClient, TaskConstraints, TaskStatus
-from ai_orchestrator.devserver import DevServer
+from ai_orchestrator.local.devserver import DevServer
 from ai_orchestrator.providers.claude_code import BINARY_ENV, ClaudeCodeProvider, find_claude_binary
 from ai_orchestrator.simulator import Simulator
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from ai_orchestrator.devserver import DevServer, free_port
+from ai_orchestrator.local.devserver import DevServer, free_port
 from ai_orchestrator.simulator import Simulator
 
 from ..conftest import SECRET_KEY, running_worker

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from ai_orchestrator import Task
-from ai_orchestrator.devserver import DevServer, free_port, port_open
-from ai_orchestrator.session import LocalStack
+from ai_orchestrator.local.devserver import DevServer, free_port, port_open
+from ai_orchestrator.local.session import LocalStack
 from ai_orchestrator.simulator import Simulator
 
 from ..conftest import SECRET_KEY, unique

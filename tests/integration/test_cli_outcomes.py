@@ -17,9 +17,9 @@ from temporalio.worker import Worker
 
 from ai_orchestrator import RetrySettings, Task, TaskClient, TaskConstraints, TaskStatus
 from ai_orchestrator.activities import LLMActivities
-from ai_orchestrator.codec import EncryptionCodec
-from ai_orchestrator.converter import data_converter
-from ai_orchestrator.devserver import DevServer
+from ai_orchestrator.local.devserver import DevServer
+from ai_orchestrator.payloads.codec import EncryptionCodec
+from ai_orchestrator.payloads.converter import data_converter
 from ai_orchestrator.simulator import Simulator
 from ai_orchestrator.worker import HEARTBEAT_THROTTLE, WORKFLOW_RUNNER, openai_client
 from ai_orchestrator.workflows import TaskWorkflow

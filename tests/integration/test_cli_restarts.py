@@ -17,7 +17,7 @@ from pathlib import Path
 from temporalio.client import Client
 
 from ai_orchestrator import Task, TaskClient
-from ai_orchestrator.devserver import DevServer
+from ai_orchestrator.local.devserver import DevServer
 from ai_orchestrator.simulator import Fault, Simulator
 
 from ..conftest import running_worker, unique

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from ai_orchestrator.devserver import DevServer, free_port, port_open
-from ai_orchestrator.session import worker_polling
+from ai_orchestrator.local.devserver import DevServer, free_port, port_open
+from ai_orchestrator.local.session import worker_polling
 from ai_orchestrator.simulator import Simulator
 
 from ..conftest import running_worker, unique

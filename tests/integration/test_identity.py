@@ -18,10 +18,10 @@ from ai_orchestrator import (
     TemporalUnavailableError,
 )
 from ai_orchestrator.client._identity import FINGERPRINT_MEMO, fingerprint
-from ai_orchestrator.codec import EncryptionCodec
-from ai_orchestrator.converter import data_converter
-from ai_orchestrator.devserver import DevServer
+from ai_orchestrator.local.devserver import DevServer
 from ai_orchestrator.messages import WORKFLOW_TYPE, TaskInput
+from ai_orchestrator.payloads.codec import EncryptionCodec
+from ai_orchestrator.payloads.converter import data_converter
 from ai_orchestrator.simulator import Simulator
 
 from ..conftest import FAST_RETRY, running_worker, unique

@@ -9,9 +9,9 @@ import urllib.request
 from temporalio.client import Client
 
 from ai_orchestrator import Task, TaskClient
-from ai_orchestrator.converter import data_converter
-from ai_orchestrator.devserver import DevServer, free_port
+from ai_orchestrator.local.devserver import DevServer, free_port
 from ai_orchestrator.metrics import prometheus_runtime
+from ai_orchestrator.payloads.converter import data_converter
 from ai_orchestrator.simulator import Fault, Simulator
 
 from ..conftest import FAST_RETRY, running_worker, unique

@@ -17,8 +17,8 @@ import pytest
 from temporalio.client import Client
 
 from ai_orchestrator import Task, TaskClient
-from ai_orchestrator.devserver import free_port
-from ai_orchestrator.session import LocalStack
+from ai_orchestrator.local.devserver import free_port
+from ai_orchestrator.local.session import LocalStack
 from ai_orchestrator.simulator import Simulator
 
 from ..conftest import running_worker, unique

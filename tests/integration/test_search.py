@@ -7,8 +7,8 @@ import asyncio
 from temporalio.client import Client
 
 from ai_orchestrator import Task, TaskClient, TaskConstraints, TaskStatus
-from ai_orchestrator.converter import data_converter
-from ai_orchestrator.devserver import DevServer
+from ai_orchestrator.local.devserver import DevServer
+from ai_orchestrator.payloads.converter import data_converter
 from ai_orchestrator.simulator import Fault, Simulator
 
 from ..conftest import running_worker, unique

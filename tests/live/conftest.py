@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from ai_orchestrator.devserver import free_port
+from ai_orchestrator.local.devserver import free_port
 
 
 def _start(port: int, password: str, log: Path) -> subprocess.Popen[bytes]:

@@ -28,7 +28,7 @@ async def _main(target: str, queue: str) -> None:
     from temporalio.client import Client
 
     from ai_orchestrator import TaskClient
-    from ai_orchestrator.converter import data_converter_from_env
+    from ai_orchestrator.payloads.converter import data_converter_from_env
 
     client = await Client.connect(target, data_converter=data_converter_from_env())
     tasks = TaskClient(client, task_queue=queue)

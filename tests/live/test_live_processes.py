@@ -14,7 +14,7 @@ from temporalio.client import Client
 from ai_orchestrator import Task, TaskClient, TaskStatus, apply_event
 from ai_orchestrator.client._events import StreamEvent
 from ai_orchestrator.core import Result
-from ai_orchestrator.devserver import DevServer
+from ai_orchestrator.local.devserver import DevServer
 from ai_orchestrator.simulator import Simulator
 
 from ..conftest import FAST_RETRY, SECRET_KEY, running_worker, unique

@@ -24,15 +24,15 @@ from temporalio.client import Client
 from ai_orchestrator import Task, TaskClient, TaskStatus, apply_event
 from ai_orchestrator.client._events import Finished, StreamEvent, TextDelta
 from ai_orchestrator.client._live_source import look
-from ai_orchestrator.codec import EncryptionCodec
-from ai_orchestrator.converter import data_converter
 from ai_orchestrator.core import Result
-from ai_orchestrator.devserver import DevServer
 from ai_orchestrator.live import unseal
 from ai_orchestrator.live._auth import LiveAuth
 from ai_orchestrator.live._config import channel, publisher_from_env
 from ai_orchestrator.live._http import HttpLivePublisher, HttpLiveSubscriber, LiveConfigError
 from ai_orchestrator.live._redis import RedisLivePublisher, RedisLiveSubscriber, stream_key
+from ai_orchestrator.local.devserver import DevServer
+from ai_orchestrator.payloads.codec import EncryptionCodec
+from ai_orchestrator.payloads.converter import data_converter
 from ai_orchestrator.simulator import Simulator
 from ai_orchestrator.worker import running
 

@@ -11,10 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from ai_orchestrator.codec import EncryptionCodec, generate_key
 from ai_orchestrator.config import ConfigError
-from ai_orchestrator.converter import data_converter
-from ai_orchestrator.devserver import free_port
 from ai_orchestrator.live._frames import (
     END_CANCELLED,
     END_COMPLETED,
@@ -30,6 +27,9 @@ from ai_orchestrator.live._redis import (
     RedisLiveUnavailable,
     stream_key,
 )
+from ai_orchestrator.local.devserver import free_port
+from ai_orchestrator.payloads.codec import EncryptionCodec, generate_key
+from ai_orchestrator.payloads.converter import data_converter
 
 PLAIN = data_converter()
 TEXT = "Streams of text: héllo wörld ✓ 🚀 " * 5

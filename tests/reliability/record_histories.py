@@ -29,11 +29,11 @@ from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 from temporalio.client import Client
 
 from ai_orchestrator import Task, TaskClient, TaskConstraints
-from ai_orchestrator.codec import EncryptionCodec
 from ai_orchestrator.config import ProviderSettings
-from ai_orchestrator.converter import data_converter
-from ai_orchestrator.devserver import DevServer
+from ai_orchestrator.local.devserver import DevServer
 from ai_orchestrator.messages import RetrySettings
+from ai_orchestrator.payloads.codec import EncryptionCodec
+from ai_orchestrator.payloads.converter import data_converter
 from ai_orchestrator.simulator import Fault, Simulator
 from ai_orchestrator.worker import running
 

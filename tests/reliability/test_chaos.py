@@ -16,7 +16,7 @@ from collections import defaultdict
 from temporalio.client import Client
 
 from ai_orchestrator import Result, Task, TaskClient, TaskStatus
-from ai_orchestrator.devserver import DevServer
+from ai_orchestrator.local.devserver import DevServer
 from ai_orchestrator.simulator import Fault, RecordedRequest, Simulator
 from ai_orchestrator.simulator._state import SimulatorState
 from ai_orchestrator.simulator._text import simulated_tokens

@@ -12,7 +12,7 @@ from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from ai_orchestrator import Task, TaskClient, TaskStatus, apply_event
-from ai_orchestrator.devserver import DevServer
+from ai_orchestrator.local.devserver import DevServer
 from ai_orchestrator.messages import CHUNKS_SIGNAL, ChunkBatch
 from ai_orchestrator.simulator import Fault, Simulator
 from ai_orchestrator.simulator._text import simulated_tokens

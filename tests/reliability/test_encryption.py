@@ -10,9 +10,9 @@ from pathlib import Path
 from temporalio.client import Client
 
 from ai_orchestrator import Task, TaskClient, TaskStatus
-from ai_orchestrator.codec import EncryptionCodec
-from ai_orchestrator.converter import data_converter
-from ai_orchestrator.devserver import DevServer
+from ai_orchestrator.local.devserver import DevServer
+from ai_orchestrator.payloads.codec import EncryptionCodec
+from ai_orchestrator.payloads.converter import data_converter
 from ai_orchestrator.simulator import Fault, Simulator
 
 from ..conftest import FAST_RETRY, running_worker, unique

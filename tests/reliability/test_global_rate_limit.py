@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from ai_orchestrator import Task, TaskClient, TaskStatus
-from ai_orchestrator.devserver import DevServer
+from ai_orchestrator.local.devserver import DevServer
 from ai_orchestrator.simulator import Simulator
 
 from ..conftest import SECRET_KEY, unique

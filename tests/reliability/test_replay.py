@@ -32,10 +32,10 @@ from temporalio.converter import DataConverter
 from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from ai_orchestrator.codec import EncryptionCodec
-from ai_orchestrator.converter import data_converter
 from ai_orchestrator.core import Result
 from ai_orchestrator.messages import WORKFLOW_TYPE, TaskInput
+from ai_orchestrator.payloads.codec import EncryptionCodec
+from ai_orchestrator.payloads.converter import data_converter
 from ai_orchestrator.search import STATUS
 from ai_orchestrator.worker import WORKFLOW_RUNNER
 from ai_orchestrator.workflows import TaskWorkflow

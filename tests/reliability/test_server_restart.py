@@ -10,8 +10,8 @@ from temporalio.client import Client
 from temporalio.service import RetryConfig
 
 from ai_orchestrator import Task, TaskClient, TaskStatus, TemporalUnavailableError
-from ai_orchestrator.converter import data_converter
-from ai_orchestrator.devserver import DevServer
+from ai_orchestrator.local.devserver import DevServer
+from ai_orchestrator.payloads.converter import data_converter
 from ai_orchestrator.simulator import Simulator
 
 from ..conftest import FAST_RETRY, running_worker, unique

@@ -14,7 +14,7 @@ from temporalio.api.enums.v1 import EventType, TimeoutType
 from temporalio.client import Client
 
 from ai_orchestrator import Task, TaskClient, TaskConstraints, TaskStatus
-from ai_orchestrator.devserver import DevServer
+from ai_orchestrator.local.devserver import DevServer
 from ai_orchestrator.simulator import Fault, Simulator
 
 from ..conftest import FAST_RETRY, SECRET_KEY, unique

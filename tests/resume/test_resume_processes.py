@@ -9,7 +9,7 @@ from temporalio.client import Client
 
 from ai_orchestrator import Task, TaskClient, TaskConstraints, TaskStatus, apply_event
 from ai_orchestrator.client import Restart, StreamEvent
-from ai_orchestrator.devserver import DevServer
+from ai_orchestrator.local.devserver import DevServer
 from ai_orchestrator.simulator import Simulator
 
 from ..conftest import FAST_RETRY, SECRET_KEY, unique

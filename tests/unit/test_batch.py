@@ -20,7 +20,7 @@ from ai_orchestrator.batch import (
     run_batch,
     write_results,
 )
-from ai_orchestrator.batch_cli import ProgressPrinter, default_output, progress_line
+from ai_orchestrator.cli._batch import ProgressPrinter, default_output, progress_line
 from ai_orchestrator.client._identity import fingerprint
 from ai_orchestrator.core import Result, Task, TaskStatus, TaskType
 from ai_orchestrator.exceptions import TaskValidationError

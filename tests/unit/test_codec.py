@@ -22,15 +22,15 @@ from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.failure.v1 import Failure
 from temporalio.exceptions import ApplicationError
 
-from ai_orchestrator.codec import (
+from ai_orchestrator.payloads.codec import (
     ENV_ACCEPT_PLAINTEXT,
     ENV_ENCRYPTION_KEYS,
     EncryptionCodec,
     PayloadDecryptionError,
-    encrypted_data_converter,
     generate_key,
 )
-from ai_orchestrator.codec_server import codec_app, serve_codec
+from ai_orchestrator.payloads.codec_server import codec_app, serve_codec
+from ai_orchestrator.payloads.converter import encrypted_data_converter
 
 KEY_OLD = bytes(range(32))
 KEY_NEW = bytes(range(100, 132))

@@ -13,8 +13,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
 
 from ai_orchestrator.cli import cli
-from ai_orchestrator.codec import EncryptionCodec
-from ai_orchestrator.codec_server import codec_app
+from ai_orchestrator.payloads.codec import EncryptionCodec
+from ai_orchestrator.payloads.codec_server import codec_app
 
 
 def codec() -> EncryptionCodec:
@@ -45,7 +45,7 @@ async def test_default_accepts_the_dev_ui_as_localhost_and_127_0_0_1() -> None:
 
 
 async def test_ui_on_another_port_is_accepted_under_both_names() -> None:
-    from ai_orchestrator.codec_server import ui_origins
+    from ai_orchestrator.payloads.codec_server import ui_origins
 
     app = codec_app(codec(), allow_origin=ui_origins(18233))
     for origin in ("http://localhost:18233", "http://127.0.0.1:18233"):

@@ -14,14 +14,14 @@ from pydantic import ValidationError
 from temporalio.api.common.v1 import Payload
 
 from ai_orchestrator import Result, Task, TaskConstraints
-from ai_orchestrator.codec import EncryptionCodec
-from ai_orchestrator.converter import (
+from ai_orchestrator.core import LENIENT_CONTEXT
+from ai_orchestrator.messages import TaskInput
+from ai_orchestrator.payloads.codec import EncryptionCodec
+from ai_orchestrator.payloads.converter import (
     LenientPydanticJSONPayloadConverter,
     data_converter,
     lenient_pydantic_data_converter,
 )
-from ai_orchestrator.core import LENIENT_CONTEXT
-from ai_orchestrator.messages import TaskInput
 
 KEY = bytes(range(32))
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ai_orchestrator.devserver import free_port, port_open
+from ai_orchestrator.local.devserver import free_port, port_open
 
 TIME_WAIT = "06"
 

@@ -18,7 +18,6 @@ from openai.types.responses import (
     ResponseTextDeltaEvent,
 )
 
-from ai_orchestrator.chat import ChatStream, chat_continuation_params, parse_chat_token
 from ai_orchestrator.config import ENV_OPENAI_API, ConfigError, ProviderSettings, openai_api
 from ai_orchestrator.core import Task, TaskConstraints
 from ai_orchestrator.errors import (
@@ -33,6 +32,11 @@ from ai_orchestrator.errors import (
 )
 from ai_orchestrator.providers import FINISH_FILTERED, FINISH_LENGTH, FINISH_STOP
 from ai_orchestrator.providers.openai import OpenAIProvider
+from ai_orchestrator.providers.openai_chat import (
+    ChatStream,
+    chat_continuation_params,
+    parse_chat_token,
+)
 from ai_orchestrator.providers.openai_responses import (
     Continuation,
     ResponsesStream,

@@ -11,7 +11,7 @@ from typing import Any
 from temporalio.common import RetryPolicy
 from temporalio.workflow import ActivityCancellationType
 
-from .errors import (
+from ..errors import (
     CONFIGURATION_ERROR,
     CONTENT_FILTERED,
     DEADLINE_EXCEEDED,
@@ -21,7 +21,7 @@ from .errors import (
     PROVIDER_REJECTED,
     QUOTA_EXHAUSTED,
 )
-from .messages import RetrySettings
+from ..messages import RetrySettings
 
 DEFAULT_TIMEOUT_SECONDS = 300.0
 

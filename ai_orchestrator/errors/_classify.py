@@ -11,42 +11,31 @@ whose body says the quota is exhausted will not heal by waiting, a stream that
 ends without a finish reason is reported by the SDK as success, and an error
 event inside a 200 stream (``data: {"error": {...}}``) surfaces as a bare
 ``APIError`` with no status, so it is judged by its ``code``/``type`` instead.
-
-Error type names are constants so the raiser, the workflow and the tests agree.
 """
 
 from __future__ import annotations
 
-import email.utils
 import importlib
 import json
-import re
-import time
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import openai
 
-# ApplicationError.type values, shared by raisers, handlers and tests.
-RATE_LIMITED = "RateLimited"
-QUOTA_EXHAUSTED = "QuotaExhausted"
-PROVIDER_UNAVAILABLE = "ProviderUnavailable"
-PROVIDER_REJECTED = "ProviderRejected"
-CONNECTION_FAILED = "ConnectionFailed"
-INCOMPLETE_STREAM = "IncompleteStream"
-DEADLINE_EXCEEDED = "RateLimitedBeyondDeadline"
-CONFIGURATION_ERROR = "ConfigurationError"
-TASK_FAILED = "TaskFailed"
-OUTPUT_TOO_LARGE = "OutputTooLarge"
-WORKER_SHUTDOWN = "WorkerShutdown"
-PROVIDER_FAULTS_EXHAUSTED = "ProviderFaultsExhausted"
-#: The task's platform has no client on this worker (no credentials set).
-PROVIDER_NOT_CONFIGURED = "ProviderNotConfigured"
-CANCELLED_BEFORE_START = "CancelledBeforeStart"
-#: The provider stopped the answer with ``finish_reason="content_filter"``;
-#: the same prompt will be filtered again, so it is never retried.
-CONTENT_FILTERED = "ContentFiltered"
+from ._types import (
+    CONFIGURATION_ERROR,
+    CONNECTION_FAILED,
+    CONTENT_FILTERED,
+    INCOMPLETE_STREAM,
+    PROVIDER_REJECTED,
+    PROVIDER_UNAVAILABLE,
+    QUOTA_EXHAUSTED,
+    RATE_LIMITED,
+    IncompleteStreamError,
+    Verdict,
+    connection_verdict,
+    parse_retry_after,
+)
+from ._vendors import classify_anthropic, classify_claude_code, classify_gemini
 
 _RETRYABLE_STATUSES = frozenset({408, 409, 429})
 
@@ -118,66 +107,6 @@ _RESPONSES_REJECTED = frozenset(
         "image_file_not_found",
     }
 )
-#: Shorter echoes are too likely to occur by chance in unrelated text.
-_MIN_ECHO_CHARS = 16
-#: Providers often truncate what they quote; this prefix is removed too.
-_ECHO_PREFIX_CHARS = 64
-
-
-class IncompleteStreamError(Exception):
-    """The provider's stream ended (or broke) before saying it was finished.
-
-    The openai SDK yields no error when a stream stops without a finish reason,
-    so a truncated answer would otherwise be taken for a complete one.
-    """
-
-
-class ContinuationLost(Exception):
-    """A stream could not be re-attached where an earlier attempt left it.
-
-    The response expired, was never stored, or the provider will not stream it
-    again. Raised before any text is yielded: the attempt starts a new answer
-    instead, and readers see a restart, never two answers' text mixed.
-    """
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What to do about one failure."""
-
-    retryable: bool
-    error_type: str
-    message: str
-    retry_after: float | None = None
-    status_code: int | None = None
-    request_id: str | None = None
-
-
-def parse_retry_after(
-    headers: Mapping[str, str] | None, *, now: float | None = None
-) -> float | None:
-    """Seconds to wait as the server asked, or None when it did not say."""
-    if not headers:
-        return None
-    lowered = {k.lower(): v for k, v in headers.items()}
-    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        raw = lowered.get(name)
-        if raw is None:
-            continue
-        try:
-            value = float(raw)
-        except ValueError:
-            continue
-        if value != value or value < 0:  # NaN or negative: ignore, as the SDK does
-            continue
-        return value / divisor
-    raw = lowered.get("retry-after")
-    if raw:
-        parsed = email.utils.parsedate_tz(raw)
-        if parsed is not None:
-            delay = email.utils.mktime_tz(parsed) - (time.time() if now is None else now)
-            return max(0.0, float(delay))
-    return None
 
 
 def _error_body(body: Any) -> dict[str, Any]:
@@ -231,19 +160,8 @@ def _stream_error_verdict(exc: openai.APIError) -> Verdict:
     return Verdict(True, INCOMPLETE_STREAM, message)
 
 
-def connection_verdict(exc: BaseException, *, timed_out: bool) -> Verdict:
-    """A vendor SDK's connection or timeout error: retry, naming the underlying cause."""
-    if timed_out:
-        return Verdict(True, CONNECTION_FAILED, f"provider timed out: {exc}")
-    cause = exc.__cause__ or exc.__context__
-    detail = f" ({type(cause).__name__}: {cause})" if cause else ""
-    return Verdict(True, CONNECTION_FAILED, f"connection to provider failed: {exc}{detail}")
-
-
 def classify(exc: BaseException) -> Verdict:
     """Decide whether ``exc`` from a provider call deserves another attempt."""
-    from .vendor_errors import classify_anthropic, classify_claude_code, classify_gemini
-
     for vendor in (classify_claude_code, classify_anthropic, classify_gemini):
         verdict = vendor(exc)
         if verdict is not None:
@@ -282,41 +200,3 @@ def classify(exc: BaseException) -> Verdict:
         # Anything else bare from the SDK is a damaged stream; a later attempt may succeed.
         return Verdict(True, INCOMPLETE_STREAM, f"provider stream error: {exc}")
     return Verdict(False, CONFIGURATION_ERROR, f"{type(exc).__name__}: {exc}")
-
-
-_KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_\-*]{3,})")
-
-
-def redact(text: str, *secrets: str | None) -> str:
-    """Remove secrets (and anything shaped like an OpenAI key) from ``text``.
-
-    Error messages end up in workflow history and logs; providers echo masked
-    keys in 401 bodies, and a configured key must never appear at all.
-    """
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "[redacted]")
-    return _KEY_PATTERN.sub("sk-[redacted]", text)
-
-
-def _render(value: Any) -> str:
-    # Same rendering as chat.build_messages (which imports this module, hence the copy).
-    return value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
-
-
-def redaction_echoes(prompt: str, context: Mapping[str, Any]) -> tuple[str, ...]:
-    """The strings an error message must not echo, longest first, for :func:`redact`.
-
-    Providers quote inputs in error bodies (e.g. "invalid prompt: ..."), and
-    error messages are stored in workflow history and logs. ``context`` is as
-    private as the prompt, so each rendered value counts too. Each one and its
-    first 64 characters are listed (providers truncate what they quote); values
-    under 16 characters are left out, as they would match unrelated text.
-    Longest first, so a prefix is never replaced before the whole it starts.
-    """
-    echoes: set[str] = set()
-    for text in (prompt, *(_render(value) for value in context.values())):
-        if len(text) >= _MIN_ECHO_CHARS:
-            echoes.add(text)
-            echoes.add(text[:_ECHO_PREFIX_CHARS])
-    return tuple(sorted(echoes, key=lambda s: (-len(s), s)))

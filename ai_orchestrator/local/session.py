@@ -28,15 +28,22 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from .client import TaskClient
-from .config import ConfigError, ProviderSettings, data_home, task_queue, temporal_connect_config
-from .converter import data_converter_from_env
+from ..client import TaskClient
+from ..config import (
+    DEFAULT_MODEL,
+    ConfigError,
+    ProviderSettings,
+    data_home,
+    task_queue,
+    temporal_connect_config,
+)
+from ..config import configured as configured_vendors
+from ..metrics import prometheus_runtime
+from ..payloads.converter import data_converter_from_env
+from ..providers._config import simulated as simulated_providers
+from ..simulator import Simulator
+from ..worker import running, until_signalled
 from .devserver import DevServer, free_port, port_open
-from .metrics import prometheus_runtime
-from .providers._config import configured as configured_vendors
-from .providers._config import simulated as simulated_providers
-from .simulator import Simulator
-from .worker import running, until_signalled
 
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
@@ -244,7 +251,7 @@ class LocalStack:
     def task_client(self) -> TaskClient:
         if self.client is None:
             raise RuntimeError("LocalStack is not started")
-        model = self.provider.default_model if self.provider else "gpt-4o-mini"
+        model = self.provider.default_model if self.provider else DEFAULT_MODEL
         return TaskClient(self.client, task_queue=self.task_queue, default_model=model)
 
     async def wait_for_signal(self) -> None:

@@ -14,6 +14,7 @@ bogus=1)`` still fails at construction.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,13 +24,14 @@ from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter
 from temporalio.converter import (
     CompositePayloadConverter,
     DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
     DefaultPayloadConverter,
     JSONPlainPayloadConverter,
 )
 
-from .codec import EncryptionCodec, encrypted_data_converter
-from .config import ConfigError
-from .core import LENIENT_CONTEXT
+from ..config import ConfigError
+from ..core import LENIENT_CONTEXT
+from .codec import EncryptionCodec
 
 
 class LenientPydanticJSONPayloadConverter(PydanticJSONPlainPayloadConverter):
@@ -70,10 +72,25 @@ class LenientPydanticPayloadConverter(CompositePayloadConverter):
         )
 
 
-#: The unencrypted converter; :func:`~.codec.encrypted_data_converter` builds on it.
+#: The unencrypted converter; :func:`encrypted_data_converter` builds on it.
 lenient_pydantic_data_converter = DataConverter(
     payload_converter_class=LenientPydanticPayloadConverter
 )
+
+
+def encrypted_data_converter(codec: EncryptionCodec) -> DataConverter:
+    """The project's pydantic data converter, with every payload encrypted by ``codec``.
+
+    The failure converter moves failure messages and stack traces into encoded
+    attributes, so they pass through the codec too: an error message that
+    quotes a prompt is encrypted like the prompt itself. Decoding is as
+    lenient about unknown fields as the unencrypted converter.
+    """
+    return dataclasses.replace(
+        lenient_pydantic_data_converter,
+        payload_codec=codec,
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 def data_converter(codec: EncryptionCodec | None = None) -> DataConverter:

@@ -1,7 +1,6 @@
 """``ai-orchestrator batch``: a JSONL file of prompts in, a JSONL file of results out.
 
-Kept apart from the ``cli`` package, which registers it; the CLI's helpers are
-imported inside the command because ``cli`` imports this module.
+Kept apart from the rest of the ``cli`` package, which registers it.
 """
 
 from __future__ import annotations
@@ -11,12 +10,11 @@ import json
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import TextIO
 
 import click
 
-from .batch import (
+from ..batch import (
     BatchInputError,
     BatchProgress,
     assign_task_ids,
@@ -25,20 +23,7 @@ from .batch import (
     read_tasks,
     run_batch,
 )
-
-
-def _cli_common() -> ModuleType:
-    """The CLI's shared helpers (exit codes, ``_run``, ``_fail``), imported late.
-
-    ``cli`` imports this module to register the command, so importing it at
-    module level would be circular. Works with ``cli`` as a module or a package.
-    """
-    try:
-        from .cli import _common  # type: ignore[attr-defined]
-    except ImportError:
-        from . import cli as _common
-    return _common
-
+from ._common import EXIT_FAILED, EXIT_OK, _fail, _run, _warn_simulator
 
 #: Without a TTY, progress lines are for logs: at most one per this many seconds.
 PLAIN_PROGRESS_INTERVAL = 2.0
@@ -135,26 +120,24 @@ def batch_command(
     Exit status: 0 if every task completed, 1 if any failed or was cancelled,
     2 for unusable input.
     """
-    from .session import LocalStack
-
-    common = _cli_common()
+    from ..local.session import LocalStack
 
     try:
         tasks = read_tasks(prompts)
         batch_id = check_batch_id(batch_id) if batch_id is not None else batch_id_for(prompts)
         tasks = assign_task_ids(tasks, batch_id)
     except BatchInputError as exc:
-        common._fail(str(exc))
+        _fail(str(exc))
     out = out or default_output(prompts)
     if out.resolve() == prompts.resolve():
-        common._fail(f"--out {out} is the input file; choose another results file")
+        _fail(f"--out {out} is the input file; choose another results file")
     if not out.parent.is_dir():
-        common._fail(f"--out {out}: directory {out.parent} does not exist")
+        _fail(f"--out {out}: directory {out.parent} does not exist")
 
     async def main() -> int:
         async with LocalStack() as stack:
             if stack.simulator is not None:
-                common._warn_simulator()
+                _warn_simulator()
             for note in stack.notes:
                 click.echo(note, err=True)
             click.echo(f"batch {batch_id}: {len(tasks)} tasks, concurrency {concurrency}", err=True)
@@ -190,9 +173,9 @@ def batch_command(
         click.echo(f"results: {out}", err=True)
         if as_json:
             click.echo(json.dumps({**s.to_dict(), "output": str(out)}, indent=2))
-        return common.EXIT_OK if s.ok else common.EXIT_FAILED
+        return EXIT_OK if s.ok else EXIT_FAILED
 
-    return common._run(main)
+    return _run(main)
 
 
 __all__ = ["batch_command"]

@@ -1,6 +1,6 @@
 """A Temporal codec server: lets an authorised operator read encrypted histories.
 
-With :class:`~ai_orchestrator.codec.EncryptionCodec` on, the Temporal server
+With :class:`~ai_orchestrator.payloads.codec.EncryptionCodec` on, the Temporal server
 only stores ciphertext, so the Web UI and ``temporal`` CLI show unreadable
 ``binary/encrypted`` payloads. Temporal's answer is a *codec server*: a small
 HTTP service, run by someone who holds the keys, that the UI (Settings → Codec
@@ -43,7 +43,7 @@ from aiohttp import web
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 
-from ai_orchestrator.codec import EncryptionCodec
+from ai_orchestrator.payloads.codec import EncryptionCodec
 
 logger = logging.getLogger(__name__)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .adapters import BasePlatformAdapter, ChatGPTAdapter
-from .core import Platform, Result, Task
+from ..core import Platform, Result, Task
+from ._base import BasePlatformAdapter
+from ._chatgpt import ChatGPTAdapter
 
 
 class Orchestrator:

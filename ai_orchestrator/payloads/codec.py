@@ -6,7 +6,7 @@ text. :class:`EncryptionCodec` is a Temporal payload codec: clients and workers
 encrypt payloads before they leave the process and decrypt them after they come
 back, so the server (and anyone reading its database or backups) sees only
 ciphertext. Only holders of the key (our workers, our clients, and an operator
-running :mod:`ai_orchestrator.codec_server`) can read the contents.
+running :mod:`ai_orchestrator.payloads.codec_server`) can read the contents.
 
 Design choices, and why:
 
@@ -49,7 +49,6 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
-import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 
@@ -255,7 +254,7 @@ class EncryptionCodec(temporalio.converter.PayloadCodec):
             if len(key) != KEY_SIZE:
                 raise ValueError(
                     f"{where}: the key decodes to {len(key)} bytes; AES-256 needs "
-                    f"{KEY_SIZE} (generate one with ai_orchestrator.codec.generate_key())"
+                    f"{KEY_SIZE} (generate one with ai_orchestrator.payloads.codec.generate_key())"
                 )
             if key_id in keys:
                 raise ValueError(f"{where} repeats the key id of an earlier entry")
@@ -290,21 +289,3 @@ def _decode_base64(text: str) -> bytes | None:
 def generate_key() -> str:
     """Return a new random 32-byte key as urlsafe base64 (safe in env vars and shells)."""
     return base64.urlsafe_b64encode(os.urandom(KEY_SIZE)).decode("ascii")
-
-
-def encrypted_data_converter(codec: EncryptionCodec) -> temporalio.converter.DataConverter:
-    """The project's pydantic data converter, with every payload encrypted by ``codec``.
-
-    The failure converter moves failure messages and stack traces into encoded
-    attributes, so they pass through the codec too: an error message that
-    quotes a prompt is encrypted like the prompt itself. Decoding is as
-    lenient about unknown fields as the unencrypted converter.
-    """
-    # Imported here: converter.py imports this module for EncryptionCodec.
-    from .converter import lenient_pydantic_data_converter
-
-    return dataclasses.replace(
-        lenient_pydantic_data_converter,
-        payload_codec=codec,
-        failure_converter_class=temporalio.converter.DefaultFailureConverterWithEncodedAttributes,
-    )

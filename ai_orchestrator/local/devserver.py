@@ -25,8 +25,8 @@ from typing import IO
 
 from temporalio.client import Client
 
-from .config import ConfigError
-from .search import dev_server_args
+from ..config import ConfigError
+from ..search import dev_server_args
 
 ENV_TEMPORAL_BIN = "AI_ORCHESTRATOR_TEMPORAL_BIN"
 

@@ -17,7 +17,7 @@ import re
 import sys
 from typing import Any
 
-from .errors import (
+from ._types import (
     INCOMPLETE_STREAM,
     PROVIDER_REJECTED,
     PROVIDER_UNAVAILABLE,

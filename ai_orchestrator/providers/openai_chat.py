@@ -1,4 +1,5 @@
-"""One streamed chat completion, shared by the in-process adapter and the activity.
+"""The OpenAI Chat Completions provider: one streamed completion, shared by the
+in-process adapter and the activity.
 
 Both layers must turn a :class:`Task` into the same request and must judge the
 same streams complete, so that logic lives here once. A stream counts as
@@ -8,43 +9,16 @@ stream quietly, and we must not take half an answer for a whole one.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 from openai import APIStatusError, AsyncOpenAI
 
-from .core import Platform, Task
-from .errors import ContinuationLost
-from .messages import Usage
-from .providers._base import ProviderStream
-
-DEFAULT_MODEL = "gpt-4o-mini"
-
-
-def _render(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
-
-
-def build_messages(task: Task) -> list[dict[str, str]]:
-    """The task's context (and file list) as a system message, then the prompt."""
-    messages: list[dict[str, str]] = []
-    parts: list[str] = []
-    if task.context:
-        parts.append(
-            "Context:\n" + "\n".join(f"{k}: {_render(v)}" for k, v in task.context.items())
-        )
-    if task.files:
-        parts.append("Files:\n" + "\n".join(f"- {path}" for path in task.files))
-    if parts:
-        messages.append({"role": "system", "content": "\n\n".join(parts)})
-    messages.append({"role": "user", "content": task.prompt})
-    return messages
-
-
-def resolve_model(task: Task, default_model: str = DEFAULT_MODEL) -> str:
-    constraints = task.constraints
-    return constraints.model if constraints and constraints.model else default_model
+from ..config import DEFAULT_MODEL
+from ..core import Platform, Task
+from ..errors import ContinuationLost
+from ..messages import Usage
+from ._base import ProviderStream, build_messages, resolve_model
 
 
 def request_params(task: Task, default_model: str = DEFAULT_MODEL) -> dict[str, Any]:
