@@ -266,7 +266,8 @@ class Simulator:
 
     @property
     def text_style(self) -> str:
-        """``"words"`` or ``"escapes"`` (JSON-heavy text for payload-size tests)."""
+        """``"words"``, ``"escapes"`` or ``"escape_blocks"`` (JSON-heavy text for payload-size
+        tests)."""
         return self._state.text_style
 
     @text_style.setter

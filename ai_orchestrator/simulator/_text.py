@@ -5,11 +5,12 @@ so the text must depend only on the request, never on time or process state.
 It is derived from sha256 rather than :mod:`random` so that it stays identical
 across Python versions and platforms.
 
-Two styles: ``"words"`` (readable) and ``"escapes"``, tokens made of what JSON
+Styles: ``"words"`` (readable) and ``"escapes"``, tokens made of what JSON
 must escape (quotes, backslashes, tabs, newlines, control characters) plus
 some non-ASCII. An answer's JSON form is then several times its UTF-8 size,
 which is the real worst case for size limits on JSON payloads such as
 Temporal's 2 MB: a limit checked on raw bytes would let it through.
+``"escape_blocks"`` is the same in blocks of eight, for big answers in few events.
 """
 
 from __future__ import annotations
@@ -44,7 +45,18 @@ ESCAPE_TOKENS: tuple[str, ...] = (
     '\\t\t\x05', ' "é"\x06', '\n\n✓\\\x0e', ' \x1e\x1d"',
 )  # fmt: skip
 
-TEXT_STYLES: dict[str, tuple[str, ...]] = {"words": WORDS, "escapes": ESCAPE_TOKENS}
+# The same text in eight-token blocks: as large an answer in an eighth of the
+# stream events, for tests about payload sizes rather than about streaming.
+ESCAPE_BLOCKS: tuple[str, ...] = tuple(
+    "".join(ESCAPE_TOKENS[(i * 5 + j) % len(ESCAPE_TOKENS)] for j in range(8))
+    for i in range(len(ESCAPE_TOKENS))
+)
+
+TEXT_STYLES: dict[str, tuple[str, ...]] = {
+    "words": WORDS,
+    "escapes": ESCAPE_TOKENS,
+    "escape_blocks": ESCAPE_BLOCKS,
+}
 
 
 def check_text_style(value: object) -> str:

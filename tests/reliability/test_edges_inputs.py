@@ -95,16 +95,16 @@ async def test_escape_heavy_answer_over_the_encoded_cap_fails_without_jamming(
     """The real worst case: a 480 KB prompt and an answer whose raw size (≈570 KB)
     passes a byte cap but whose JSON (≈2.4 MB) does not fit a payload. It stops at
     the encoded cap and fails once, clearly; nothing is left to jam the run."""
-    sim.tokens_per_second, sim.default_tokens, sim.text_style = 0, 100_000, "escapes"
+    sim.tokens_per_second, sim.default_tokens, sim.text_style = 0, 12_500, "escape_blocks"
     task = Task(prompt=_prompt(480_000), task_id=unique("esc"))
     messages = build_messages(task)
-    full = "".join(simulated_tokens(messages, "gpt-4o-mini", 100_000, "escapes"))
+    full = "".join(simulated_tokens(messages, "gpt-4o-mini", 12_500, "escape_blocks"))
     assert len(full.encode()) < 1_000_000 < json_size(full)  # the case a raw cap misses
     async with running_worker(client, queue, sim):
         result = await tasks.execute(task)
     assert result.status == TaskStatus.FAILED and len(sim.requests) == 1
     assert "exceeded 1,000,000 bytes once encoded" in (result.error or "")
-    assert sim.requests[0].tokens_sent < 100_000  # the stream was stopped
+    assert sim.requests[0].tokens_sent < 12_500  # the stream was stopped
 
 
 @pytest.mark.timeout(300)  # a megabyte through the codec: CPU-bound, slow on a busy box
@@ -112,9 +112,9 @@ async def test_escape_heavy_answer_just_under_the_cap_completes(
     client: Client, queue: str, sim: Simulator, tasks: TaskClient
 ) -> None:
     """Prompt and answer both near their caps, once encoded: the result still fits."""
-    sim.tokens_per_second, sim.default_tokens, sim.text_style = 0, 100_000, "escapes"
+    sim.tokens_per_second, sim.default_tokens, sim.text_style = 0, 12_500, "escape_blocks"
     task = Task(prompt=_prompt(480_000), task_id=unique("fit"))
-    tokens = simulated_tokens(build_messages(task), "gpt-4o-mini", 100_000, "escapes")
+    tokens = simulated_tokens(build_messages(task), "gpt-4o-mini", 12_500, "escape_blocks")
     size, n = 0, 0
     while size + json_size(tokens[n]) < 990_000:
         size += json_size(tokens[n])
