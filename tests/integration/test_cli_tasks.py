@@ -1,4 +1,8 @@
-"""Every task command end to end, as scripts use them: real processes, --json parsed back."""
+"""Every task command end to end, as scripts use them, --json parsed back.
+
+The commands run in-process (exit codes, stdout and error lines are the CLI's
+own); ``dev`` runs as real processes, the smoke test that the entry point works.
+"""
 
 from __future__ import annotations
 
@@ -14,67 +18,72 @@ from ai_orchestrator.local.session import worker_polling
 from ai_orchestrator.simulator import Simulator
 
 from ..conftest import running_worker, unique
+from .cli_inprocess import invoke
 from .processes import run_cli, spawn, stop, worker_env
 from .test_cli import assert_one_line_error
+
+
+async def _cli(*args: str, target: str, queue: str, **env: str) -> tuple[int, str, str]:
+    return await invoke(*args, target=target, queue=queue, **env)
 
 
 async def test_submit_status_stream_result_list_cancel(
     temporal: DevServer, client: Client, queue: str, sim: Simulator
 ) -> None:
-    env = worker_env(temporal.target, queue, None, None)
+    at = {"target": temporal.target, "queue": queue}
     async with running_worker(client, queue, sim):
-        code, out, err = await run_cli(
-            "submit", "count to ten", "--model", "gpt-4o", "--max-tokens", "12", "--json", env=env
+        code, out, err = await _cli(
+            "submit", "count to ten", "--model", "gpt-4o", "--max-tokens", "12", "--json", **at
         )
         assert code == 0, err
         task_id = json.loads(out)["task_id"]
 
-        code, out, _ = await run_cli("stream", task_id, "--json", env=env)
+        code, out, _ = await _cli("stream", task_id, "--json", **at)
         events = [json.loads(line) for line in out.splitlines()]
         assert code == 0 and events[-1]["type"] == "finished"
         text = "".join(e["text"] for e in events if e["type"] == "delta")
         assert text == events[-1]["result"]["output"] and len(text.split()) == 12
 
-        code, out, _ = await run_cli("status", task_id, "--json", env=env)
+        code, out, _ = await _cli("status", task_id, "--json", **at)
         assert code == 0 and json.loads(out) == {"task_id": task_id, "status": "completed"}
 
-        code, out, err = await run_cli("result", task_id, "--json", env=env)
+        code, out, err = await _cli("result", task_id, "--json", **at)
         result = json.loads(out)
         assert code == 0 and result["status"] == "completed" and result["output"] == text
         assert result["cost"] > 0 and result["metadata"]["model"] == "gpt-4o"
 
-        code, out, _ = await run_cli("result", task_id, env=env)  # human-readable
+        code, out, _ = await _cli("result", task_id, **at)  # human-readable
         assert code == 0 and out.strip() == text
 
         query = f"TaskQueue = '{queue}' AND AiModel = 'gpt-4o'"
         for _ in range(25):  # visibility is eventually consistent
-            code, out, _ = await run_cli("list", "--query", query, "--json", env=env)
+            code, out, _ = await _cli("list", "--query", query, "--json", **at)
             rows = json.loads(out)
             if rows and rows[0]["tokens"]:
                 break
             await asyncio.sleep(0.2)
         assert code == 0 and [r["task_id"] for r in rows] == [task_id]
         assert rows[0]["status"] == "completed" and rows[0]["cost_usd"] == result["cost"]
-        code, out, _ = await run_cli("list", "--query", query, env=env)
+        code, out, _ = await _cli("list", "--query", query, **at)
         assert task_id in out and "gpt-4o" in out
 
         sim.tokens_per_second, sim.default_tokens = 10, 300
-        code, out, _ = await run_cli("submit", "a long one", "--json", env=env)
+        code, out, _ = await _cli("submit", "a long one", "--json", **at)
         long_id = json.loads(out)["task_id"]
         await sim.wait_until(lambda: len(sim.requests) == 2 and sim.requests[1].tokens_sent >= 3)
-        code, out, _ = await run_cli("cancel", long_id, "--json", env=env)
+        code, out, _ = await _cli("cancel", long_id, "--json", **at)
         assert code == 0 and json.loads(out)["cancelled"] is True
-        code, out, _ = await run_cli("result", long_id, "--json", env=env)
+        code, out, _ = await _cli("result", long_id, "--json", **at)
         cancelled = json.loads(out)
         assert code == 1 and cancelled["status"] == "cancelled" and cancelled["partial_output"]
-        code, out, _ = await run_cli("cancel", long_id, "--json", env=env)
+        code, out, _ = await _cli("cancel", long_id, "--json", **at)
         assert code == 1 and json.loads(out)["cancelled"] is False
 
 
 async def test_errors_are_one_line_with_meaningful_exit_codes(
     temporal: DevServer, queue: str
 ) -> None:
-    env = worker_env(temporal.target, queue, None, None)
+    at = {"target": temporal.target, "queue": queue}
     missing = unique("nope")
     for args, code, needle in [
         (["status", missing], 3, None),
@@ -84,29 +93,28 @@ async def test_errors_are_one_line_with_meaningful_exit_codes(
         (["list", "--query", "AiModel = = 'x'"], 2, "invalid query"),
         (["submit", "x", "--priority", "9"], 2, "priority"),
     ]:
-        got, out, err = await run_cli(*args, env=env)
+        got, out, err = await _cli(*args, **at)
         if needle is None:
             assert got == code and out.strip() == "unknown", (args, out, err)
         else:
             assert got == code and "Traceback" not in err, (args, err)
             assert err.strip().startswith("error: ") and needle in err, (args, err)
-    unreachable = worker_env(f"127.0.0.1:{free_port()}", queue, None, None)
-    got, _, err = await run_cli("status", "x", env=unreachable, timeout=60)
+    got, _, err = await _cli("status", "x", target=f"127.0.0.1:{free_port()}", queue=queue)
     assert_one_line_error(got, err, "cannot reach Temporal", code=4)
 
 
 async def test_setup_config_and_encryption_key(temporal: DevServer, queue: str) -> None:
-    env = worker_env(temporal.target, queue, None, "sk-config-secret-123456")
-    code, out, _ = await run_cli("setup", "--json", env=env)
+    at = {"target": temporal.target, "queue": queue, "OPENAI_API_KEY": "sk-config-secret-123456"}
+    code, out, _ = await _cli("setup", "--json", **at)
     setup = json.loads(out)
     assert code == 0 and "AiCostUsd" in setup["search_attributes"] and setup["added"] == []
-    code, out, _ = await run_cli("config", env=env)
+    code, out, _ = await _cli("config", **at)
     config = json.loads(out)
     assert code == 0 and config["provider"]["api_key"] == "set" and "sk-config" not in out
     assert config["task_queue"] == queue
     assert config["platforms"]["chatgpt"] == "configured"
     assert config["platforms"]["claude"] == "not configured"  # worker_env clears ANTHROPIC_*
-    code, out, _ = await run_cli("encryption-key", "k7", env=env)
+    code, out, _ = await _cli("encryption-key", "k7", **at)
     assert code == 0 and out.startswith("k7:") and len(out.strip()) > 40
 
 
@@ -179,19 +187,19 @@ async def test_rerun_command(
     """Promise: a failed/cancelled task can be re-run on purpose from the CLI; exit codes."""
     from ai_orchestrator import Task, TaskClient
 
-    env = worker_env(temporal.target, queue, None, None)
+    at = {"target": temporal.target, "queue": queue}
     task_id = unique("cli-rerun")
     await TaskClient(client, task_queue=queue).submit_task(Task(prompt="again", task_id=task_id))
-    code, out, _ = await run_cli("rerun", task_id, "--json", env=env)
+    code, out, _ = await _cli("rerun", task_id, "--json", **at)
     assert code == 5 and json.loads(out)["rerun"] is False  # still pending: left alone
     await client.get_workflow_handle(task_id).terminate("stopped by an operator")
-    code, out, err = await run_cli("rerun", task_id, "--json", env=env)
+    code, out, err = await _cli("rerun", task_id, "--json", **at)
     assert code == 0, err
     assert json.loads(out) == {"task_id": task_id, "rerun": True, "status_before": "failed"}
     async with running_worker(client, queue, sim):
-        code, out, _ = await run_cli("result", task_id, "--json", env=env)
+        code, out, _ = await _cli("result", task_id, "--json", **at)
     assert code == 0 and json.loads(out)["status"] == "completed" and len(sim.requests) == 1
-    code, _, err = await run_cli("rerun", task_id, env=env)
+    code, _, err = await _cli("rerun", task_id, **at)
     assert code == 2 and err.startswith("error: ") and "already completed" in err
-    code, _, err = await run_cli("rerun", unique("nope"), env=env)
+    code, _, err = await _cli("rerun", unique("nope"), **at)
     assert code == 3 and "no task" in err
