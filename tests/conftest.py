@@ -9,13 +9,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from ai_orchestrator import RetrySettings, TaskClient
-from ai_orchestrator.config import ProviderSettings
+from ai_orchestrator.config import ProviderSettings, WorkerTuning
 from ai_orchestrator.local.devserver import DevServer
 from ai_orchestrator.payloads.converter import data_converter
 from ai_orchestrator.simulator import Simulator
@@ -34,6 +35,9 @@ FAST_RETRY = RetrySettings(
     heartbeat_timeout_seconds=2.0,
 )
 
+
+#: Seconds a test worker gives running attempts when it stops (production: 10).
+TEST_GRACE_SECONDS = 0.5
 
 #: Fixtures that need the Temporal dev server.
 _TEMPORAL_FIXTURES = frozenset({"temporal", "client", "worker", "tasks"})
@@ -66,8 +70,15 @@ async def client(temporal: DevServer) -> Client:
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    async with Simulator(tokens_per_second=200.0, default_tokens=24) as simulator:
+def sim_options() -> dict[str, Any]:
+    """How this test's simulator starts; a folder or module overrides this, not ``sim``."""
+    return {"tokens_per_second": 200.0, "default_tokens": 24}
+
+
+@pytest.fixture
+async def sim(sim_options: dict[str, Any]) -> AsyncIterator[Simulator]:
+    """The simulator this test talks to (one per test), started with ``sim_options``."""
+    async with Simulator(**sim_options) as simulator:
         yield simulator
 
 
@@ -92,6 +103,10 @@ async def running_worker(
     client: Client, queue: str, sim: Simulator, **options: object
 ) -> AsyncIterator[Worker]:
     provider = options.pop("provider", None) or provider_for(sim)
+    # A test's worker stops as soon as its test is done: an attempt still running
+    # then (a test about cancels or failures) hands over at once instead of
+    # keeping the test waiting the production grace period.
+    options.setdefault("tuning", WorkerTuning(graceful_shutdown_seconds=TEST_GRACE_SECONDS))
     async with running(client, task_queue=queue, provider=provider, **options) as worker:  # type: ignore[arg-type]
         yield worker
 

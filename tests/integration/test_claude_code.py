@@ -14,8 +14,8 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,9 +42,8 @@ MODEL = "claude-sonnet-4-6"
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    async with Simulator(tokens_per_second=0, default_tokens=12) as simulator:
-        yield simulator
+def sim_options() -> dict[str, Any]:
+    return {"tokens_per_second": 0, "default_tokens": 12}
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,9 +40,8 @@ DAY = 86400.0
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    async with Simulator(tokens_per_second=0, default_tokens=8) as simulator:
-        yield simulator
+def sim_options() -> dict[str, Any]:
+    return {"tokens_per_second": 0, "default_tokens": 8}
 
 
 def _provider(sim: Simulator, tmp_path: Path, **options: object) -> ClaudeCodeProvider:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import openai
 import pytest
@@ -14,15 +15,14 @@ from ai_orchestrator.simulator import Simulator
 API_KEY = "sk-test-simulator-0123456789abcdef"  # test_simulator.py asserts on this exact key
 
 
-@pytest_asyncio.fixture
-async def sim() -> AsyncIterator[Simulator]:
+@pytest.fixture
+def sim_options() -> dict[str, Any]:
     # Unpaced so tests are fast; pacing tests set tokens_per_second themselves.
-    async with Simulator(tokens_per_second=0, default_tokens=16) as simulator:
-        yield simulator
+    return {"tokens_per_second": 0, "default_tokens": 16}
 
 
 @pytest_asyncio.fixture
-async def client(sim: Simulator) -> AsyncIterator[openai.AsyncOpenAI]:
+async def openai_client(sim: Simulator) -> AsyncIterator[openai.AsyncOpenAI]:
     async with openai.AsyncOpenAI(base_url=sim.base_url, api_key=API_KEY, max_retries=0) as c:
         yield c
 

@@ -18,8 +18,8 @@ MESSAGES = [
 PROMPT_WORDS = 8
 
 
-async def _stream_text(client: openai.AsyncOpenAI, **kwargs: object) -> tuple[str, list]:
-    stream = await client.chat.completions.create(
+async def _stream_text(openai_client: openai.AsyncOpenAI, **kwargs: object) -> tuple[str, list]:
+    stream = await openai_client.chat.completions.create(
         model="gpt-4o-mini", messages=MESSAGES, stream=True, **kwargs
     )
     chunks = [c async for c in stream]
@@ -28,8 +28,10 @@ async def _stream_text(client: openai.AsyncOpenAI, **kwargs: object) -> tuple[st
 
 
 @pytest.mark.asyncio
-async def test_plain_completion_with_usage(sim: Simulator, client: openai.AsyncOpenAI) -> None:
-    resp = await client.chat.completions.with_raw_response.create(
+async def test_plain_completion_with_usage(
+    sim: Simulator, openai_client: openai.AsyncOpenAI
+) -> None:
+    resp = await openai_client.chat.completions.with_raw_response.create(
         model="gpt-4o-mini", messages=MESSAGES, temperature=0.2
     )
     completion = resp.parse()
@@ -59,9 +61,9 @@ async def test_plain_completion_with_usage(sim: Simulator, client: openai.AsyncO
 
 
 @pytest.mark.asyncio
-async def test_stream_matches_non_stream(sim: Simulator, client: openai.AsyncOpenAI) -> None:
-    text, chunks = await _stream_text(client, stream_options={"include_usage": True})
-    plain = await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+async def test_stream_matches_non_stream(sim: Simulator, openai_client: openai.AsyncOpenAI) -> None:
+    text, chunks = await _stream_text(openai_client, stream_options={"include_usage": True})
+    plain = await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert text == plain.choices[0].message.content
 
     assert chunks[0].choices[0].delta.role == "assistant"
@@ -85,17 +87,17 @@ async def test_stream_matches_non_stream(sim: Simulator, client: openai.AsyncOpe
 
 @pytest.mark.asyncio
 async def test_stream_without_include_usage_has_no_usage_chunk(
-    client: openai.AsyncOpenAI,
+    openai_client: openai.AsyncOpenAI,
 ) -> None:
-    _, chunks = await _stream_text(client)
+    _, chunks = await _stream_text(openai_client)
     assert all(c.choices for c in chunks)
     assert all(c.usage is None for c in chunks)
 
 
 @pytest.mark.asyncio
-async def test_deterministic_text(client: openai.AsyncOpenAI) -> None:
+async def test_deterministic_text(openai_client: openai.AsyncOpenAI) -> None:
     async def ask(content: str, model: str = "gpt-4o-mini") -> str:
-        r = await client.chat.completions.create(
+        r = await openai_client.chat.completions.create(
             model=model, messages=[{"role": "user", "content": content}]
         )
         return r.choices[0].message.content or ""
@@ -115,20 +117,20 @@ def test_simulated_tokens_shape() -> None:
 
 
 @pytest.mark.asyncio
-async def test_max_tokens_gives_length(sim: Simulator, client: openai.AsyncOpenAI) -> None:
-    short = await client.chat.completions.create(
+async def test_max_tokens_gives_length(sim: Simulator, openai_client: openai.AsyncOpenAI) -> None:
+    short = await openai_client.chat.completions.create(
         model="gpt-4o-mini", messages=MESSAGES, max_tokens=5
     )
     assert short.choices[0].finish_reason == "length"
     assert short.usage is not None and short.usage.completion_tokens == 5
-    full = await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    full = await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert (full.choices[0].message.content or "").startswith(short.choices[0].message.content)
 
-    text, chunks = await _stream_text(client, max_completion_tokens=3)
+    text, chunks = await _stream_text(openai_client, max_completion_tokens=3)
     assert len(text.split()) == 3
     assert [c.choices[0].finish_reason for c in chunks][-1] == "length"
 
-    roomy = await client.chat.completions.create(
+    roomy = await openai_client.chat.completions.create(
         model="gpt-4o-mini", messages=MESSAGES, max_tokens=1000
     )
     assert roomy.choices[0].finish_reason == "stop"
@@ -136,24 +138,26 @@ async def test_max_tokens_gives_length(sim: Simulator, client: openai.AsyncOpenA
 
 
 @pytest.mark.asyncio
-async def test_rate_limit_headers(sim: Simulator, client: openai.AsyncOpenAI) -> None:
+async def test_rate_limit_headers(sim: Simulator, openai_client: openai.AsyncOpenAI) -> None:
     sim.script(
         Fault.rate_limit(retry_after=2), Fault.rate_limit(retry_after=0.5, retry_after_ms=500)
     )
     with pytest.raises(openai.RateLimitError) as first:
-        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert first.value.response.headers["retry-after"] == "2"
     assert "retry-after-ms" not in first.value.response.headers
     assert first.value.code == "rate_limit_exceeded"
     assert first.value.body["type"] == "requests"  # type: ignore[index]
 
     with pytest.raises(openai.RateLimitError) as second:
-        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+        await openai_client.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True
+        )
     assert second.value.response.headers["retry-after"] == "0.5"
     assert second.value.response.headers["retry-after-ms"] == "500"
     assert second.value.response.headers["x-request-id"] == "req_sim_1"
 
-    ok = await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    ok = await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert ok.choices[0].finish_reason == "stop"
     assert [(r.fault, r.status) for r in sim.requests] == [
         ("rate_limit", 429),
@@ -163,10 +167,10 @@ async def test_rate_limit_headers(sim: Simulator, client: openai.AsyncOpenAI) ->
 
 
 @pytest.mark.asyncio
-async def test_quota_exhausted(sim: Simulator, client: openai.AsyncOpenAI) -> None:
+async def test_quota_exhausted(sim: Simulator, openai_client: openai.AsyncOpenAI) -> None:
     sim.script(Fault.rate_limit(quota_exhausted=True))
     with pytest.raises(openai.RateLimitError) as info:
-        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert info.value.code == "insufficient_quota"
     assert info.value.type == "insufficient_quota"
     assert "exceeded your current quota" in info.value.message
@@ -175,25 +179,27 @@ async def test_quota_exhausted(sim: Simulator, client: openai.AsyncOpenAI) -> No
 
 
 @pytest.mark.asyncio
-async def test_status_errors(sim: Simulator, client: openai.AsyncOpenAI) -> None:
+async def test_status_errors(sim: Simulator, openai_client: openai.AsyncOpenAI) -> None:
     sim.script(Fault.status(500), Fault.status(400, "bad things"), Fault.status(503))
     with pytest.raises(openai.InternalServerError) as e500:
-        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert e500.value.status_code == 500 and e500.value.type == "server_error"
     with pytest.raises(openai.BadRequestError) as e400:
-        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+        await openai_client.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True
+        )
     assert "bad things" in e400.value.message
     with pytest.raises(openai.InternalServerError) as e503:
-        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert e503.value.status_code == 503
     assert [r.status for r in sim.requests] == [500, 400, 503]
 
 
 @pytest.mark.asyncio
-async def test_401_masks_the_key(sim: Simulator, client: openai.AsyncOpenAI) -> None:
+async def test_401_masks_the_key(sim: Simulator, openai_client: openai.AsyncOpenAI) -> None:
     sim.script(Fault.status(401))
     with pytest.raises(openai.AuthenticationError) as info:
-        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     message = info.value.message
     assert "Incorrect API key provided: sk-" in message
     assert API_KEY not in message
@@ -213,30 +219,30 @@ def test_mask_api_key_never_reveals_short_keys() -> None:
 
 
 @pytest.mark.asyncio
-async def test_times_and_ok(sim: Simulator, client: openai.AsyncOpenAI) -> None:
+async def test_times_and_ok(sim: Simulator, openai_client: openai.AsyncOpenAI) -> None:
     sim.script(Fault.status(502, times=2), Fault.ok(), Fault.status(500))
     assert [f.times for f in sim.pending_faults] == [2, 1, 1]
     for _ in range(2):
         with pytest.raises(openai.InternalServerError):
-            await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-    assert await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+            await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     with pytest.raises(openai.InternalServerError):
-        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-    assert await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert [r.status for r in sim.requests] == [502, 502, 200, 500, 200]
     assert [r.fault for r in sim.requests] == ["status", "status", None, "status", None]
 
     sim.script(Fault.status(500))
     sim.reset()
     assert sim.requests == [] and sim.pending_faults == []
-    await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert sim.requests[0].index == 0 and sim.requests[0].status == 200
 
 
 @pytest.mark.asyncio
-async def test_invalid_requests_are_400(sim: Simulator, client: openai.AsyncOpenAI) -> None:
+async def test_invalid_requests_are_400(sim: Simulator, openai_client: openai.AsyncOpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as info:
-        await client.chat.completions.create(model="gpt-4o-mini", messages=[])
+        await openai_client.chat.completions.create(model="gpt-4o-mini", messages=[])
     assert info.value.param == "messages"
     async with aiohttp.ClientSession() as http:
         async with http.post(
@@ -252,8 +258,8 @@ async def test_invalid_requests_are_400(sim: Simulator, client: openai.AsyncOpen
 
 
 @pytest.mark.asyncio
-async def test_no_auth_needed_and_models(sim: Simulator, client: openai.AsyncOpenAI) -> None:
-    models = [m.id async for m in client.models.list()]
+async def test_no_auth_needed_and_models(sim: Simulator, openai_client: openai.AsyncOpenAI) -> None:
+    models = [m.id async for m in openai_client.models.list()]
     assert {"gpt-4o-mini", "gpt-4o", "simulator"} <= set(models)
     async with aiohttp.ClientSession() as http:
         body = {"model": "simulator", "messages": MESSAGES}
@@ -281,7 +287,7 @@ async def test_every_response_is_marked(sim: Simulator) -> None:
 
 
 @pytest.mark.asyncio
-async def test_admin_api_round_trip(sim: Simulator, client: openai.AsyncOpenAI) -> None:
+async def test_admin_api_round_trip(sim: Simulator, openai_client: openai.AsyncOpenAI) -> None:
     async with aiohttp.ClientSession(base_url=sim.url) as http:
         script = [Fault.rate_limit(retry_after=3).to_dict(), Fault.ok().to_dict()]
         async with http.post("/_simulator/script", json=script) as resp:
@@ -291,9 +297,9 @@ async def test_admin_api_round_trip(sim: Simulator, client: openai.AsyncOpenAI) 
             assert [f["name"] for f in (await resp.json())["script"]] == ["rate_limit", "ok"]
 
         with pytest.raises(openai.RateLimitError) as info:
-            await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+            await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
         assert info.value.response.headers["retry-after"] == "3"
-        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
 
         async with http.get("/_simulator/requests") as resp:
             records = await resp.json()

@@ -397,7 +397,7 @@ async def test_stall(sim: Simulator, claude: anthropic.AsyncAnthropic) -> None:
 
 @pytest.mark.asyncio
 async def test_count_tokens_and_models(
-    sim: Simulator, claude: anthropic.AsyncAnthropic, client: openai.AsyncOpenAI
+    sim: Simulator, claude: anthropic.AsyncAnthropic, openai_client: openai.AsyncOpenAI
 ) -> None:
     count = await claude.messages.count_tokens(model=MODEL, system=SYSTEM, messages=MESSAGES)
     assert count.input_tokens == PROMPT_WORDS
@@ -408,8 +408,8 @@ async def test_count_tokens_and_models(
     assert (await claude.models.retrieve("claude-haiku-4-5")).id == "claude-haiku-4-5"
     with pytest.raises(anthropic.NotFoundError):
         await claude.models.retrieve("gpt-4o")
-    # Same path, OpenAI client: still OpenAI's listing.
-    openai_ids = [m.id async for m in client.models.list()]
+    # Same path, OpenAI openai_client: still OpenAI's listing.
+    openai_ids = [m.id async for m in openai_client.models.list()]
     assert "gpt-4o-mini" in openai_ids and "claude-sonnet-4-5" not in openai_ids
     assert sim.requests == []  # counting and listing are not generations
 

@@ -42,9 +42,11 @@ def _client(sim: Simulator) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=sim.base_url, api_key=API_KEY, max_retries=0)
 
 
-async def _stream_text(client: openai.AsyncOpenAI, **kwargs: object) -> tuple[str, str | None]:
+async def _stream_text(
+    openai_client: openai.AsyncOpenAI, **kwargs: object
+) -> tuple[str, str | None]:
     """The streamed text and finish reason; raises whatever the SDK raises."""
-    stream = await client.chat.completions.create(
+    stream = await openai_client.chat.completions.create(
         model="gpt-4o-mini",
         messages=MESSAGES,
         stream=True,
@@ -65,10 +67,10 @@ async def _stream_text(client: openai.AsyncOpenAI, **kwargs: object) -> tuple[st
 
 @pytest.mark.asyncio
 async def test_stream_error_raises_the_sdks_api_error_with_the_event_body(
-    sim: Simulator, client: openai.AsyncOpenAI
+    sim: Simulator, openai_client: openai.AsyncOpenAI
 ) -> None:
     sim.script(Fault.stream_error(after_tokens=3, code="overloaded", message="try later"))
-    stream = await client.chat.completions.create(
+    stream = await openai_client.chat.completions.create(
         model="gpt-4o-mini", messages=MESSAGES, stream=True
     )
     contents: list[str] = []
@@ -96,13 +98,15 @@ async def test_stream_error_raises_the_sdks_api_error_with_the_event_body(
 
 
 @pytest.mark.asyncio
-async def test_stream_error_defaults_and_types(sim: Simulator, client: openai.AsyncOpenAI) -> None:
+async def test_stream_error_defaults_and_types(
+    sim: Simulator, openai_client: openai.AsyncOpenAI
+) -> None:
     sim.script(
         Fault.stream_error(after_tokens=0),
         Fault.stream_error(error_type="invalid_request_error", code="context_length_exceeded"),
     )
     with pytest.raises(openai.APIError) as info:
-        await _stream_text(client)
+        await _stream_text(openai_client)
     assert info.value.body == {
         "message": "The server had an error while processing your request. Sorry about that!",
         "type": "server_error",
@@ -110,23 +114,23 @@ async def test_stream_error_defaults_and_types(sim: Simulator, client: openai.As
         "param": None,
     }
     with pytest.raises(openai.APIError) as info:
-        await _stream_text(client)
+        await _stream_text(openai_client)
     assert info.value.code == "context_length_exceeded"
     assert not classify(info.value).retryable
 
 
 @pytest.mark.asyncio
 async def test_stream_error_without_stream_is_the_matching_status(
-    sim: Simulator, client: openai.AsyncOpenAI
+    sim: Simulator, openai_client: openai.AsyncOpenAI
 ) -> None:
     sim.script(
         Fault.stream_error(error_type="requests", code="rate_limit_exceeded"),
         Fault.stream_error(),
     )
     with pytest.raises(openai.RateLimitError):
-        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     with pytest.raises(openai.InternalServerError):
-        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert [(r.status, r.prompt_tokens) for r in sim.requests] == [(429, 0), (500, 0)]
 
 
@@ -135,11 +139,11 @@ async def test_stream_error_without_stream_is_the_matching_status(
 
 @pytest.mark.asyncio
 async def test_content_filter_cuts_the_answer_with_its_finish_reason(
-    sim: Simulator, client: openai.AsyncOpenAI
+    sim: Simulator, openai_client: openai.AsyncOpenAI
 ) -> None:
-    full, _ = await _stream_text(client)
+    full, _ = await _stream_text(openai_client)
     sim.script(Fault.content_filter(after_tokens=3), Fault.content_filter(after_tokens=5))
-    stream = await client.chat.completions.create(
+    stream = await openai_client.chat.completions.create(
         model="gpt-4o-mini",
         messages=MESSAGES,
         stream=True,
@@ -152,7 +156,7 @@ async def test_content_filter_cuts_the_answer_with_its_finish_reason(
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3
     assert sim.requests[1].fault == "content_filter" and sim.requests[1].tokens_sent == 3
 
-    plain = await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    plain = await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert plain.choices[0].finish_reason == "content_filter"
     assert plain.usage is not None and plain.usage.completion_tokens == 5
     assert full.startswith(plain.choices[0].message.content or "")
@@ -162,10 +166,10 @@ async def test_content_filter_cuts_the_answer_with_its_finish_reason(
 
 
 async def _run_chaos(sim: Simulator, n: int) -> list[str | None]:
-    async with _client(sim) as client:
+    async with _client(sim) as openai_client:
         for _ in range(n):
             try:
-                await _stream_text(client)
+                await _stream_text(openai_client)
             except (openai.APIError, json.JSONDecodeError):
                 pass
     await sim.wait_until(lambda: all(r.ended_at is not None for r in sim.requests))
@@ -223,11 +227,11 @@ def test_chaos_config_is_checked() -> None:
 @pytest.mark.asyncio
 async def test_rpm_limit_answers_429_with_retry_after(sim: Simulator) -> None:
     sim.rpm_limit = 3
-    async with _client(sim) as client:
+    async with _client(sim) as openai_client:
         for _ in range(3):
-            await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+            await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
         with pytest.raises(openai.RateLimitError) as info:
-            await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+            await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
         retry_after = info.value.response.headers["retry-after"]
         assert retry_after in ("59", "60")  # the first request frees its slot in ~60 s
         assert "Limit 3" in info.value.message
@@ -235,14 +239,14 @@ async def test_rpm_limit_answers_429_with_retry_after(sim: Simulator) -> None:
         assert verdict.error_type == RATE_LIMITED and verdict.retry_after == int(retry_after)
         # A scripted fault still goes through (and the limiter refuses the next one).
         sim.script(Fault.ok())
-        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
         with pytest.raises(openai.RateLimitError):
-            await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+            await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     faults = [(r.fault, r.status) for r in sim.requests]
     assert faults == [(None, 200)] * 3 + [("rate_limit", 429), (None, 200), ("rate_limit", 429)]
     sim.reset()  # empties the window
-    async with _client(sim) as client:
-        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    async with _client(sim) as openai_client:
+        await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
 
 
 @pytest.fixture
@@ -275,10 +279,10 @@ def test_rpm_window_rolls_and_retry_after_rounds_up(clock: list[float]) -> None:
 async def test_escapes_text_is_json_heavy_and_prefix_stable(sim: Simulator) -> None:
     sim.text_style = "escapes"
     sim.default_tokens = 64
-    async with _client(sim) as client:
-        streamed, finish = await _stream_text(client)
-        plain = await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-        short, short_finish = await _stream_text(client, max_tokens=10)
+    async with _client(sim) as openai_client:
+        streamed, finish = await _stream_text(openai_client)
+        plain = await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        short, short_finish = await _stream_text(openai_client, max_tokens=10)
     text = plain.choices[0].message.content or ""
     assert streamed == text and finish == "stop" and short_finish == "length"
     assert text.startswith("[simulated]") and streamed.startswith(short) and short != text
@@ -292,11 +296,11 @@ async def test_escapes_text_is_json_heavy_and_prefix_stable(sim: Simulator) -> N
 @pytest.mark.asyncio
 async def test_escapes_text_is_deterministic(sim: Simulator) -> None:
     sim.text_style = "escapes"
-    async with _client(sim) as client:
-        first, _ = await _stream_text(client)
-        second, _ = await _stream_text(client)
+    async with _client(sim) as openai_client:
+        first, _ = await _stream_text(openai_client)
+        second, _ = await _stream_text(openai_client)
         sim.text_style = "words"
-        words, _ = await _stream_text(client)
+        words, _ = await _stream_text(openai_client)
     assert first == second and first != words and words.isprintable()
 
 
@@ -305,14 +309,14 @@ async def test_escapes_text_is_deterministic(sim: Simulator) -> None:
 
 @pytest.mark.asyncio
 async def test_prompt_tokens_are_recorded_as_usage_reports_them(
-    sim: Simulator, client: openai.AsyncOpenAI
+    sim: Simulator, openai_client: openai.AsyncOpenAI
 ) -> None:
     sim.script(Fault.ok(), Fault.status(503), Fault.disconnect(after_tokens=2))
-    plain = await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    plain = await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     with pytest.raises(openai.InternalServerError):
-        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     with pytest.raises(openai.APIConnectionError):
-        await _stream_text(client)
+        await _stream_text(openai_client)
     assert plain.usage is not None
     billed = [(r.prompt_tokens, r.tokens_sent) for r in sim.requests]
     assert billed == [(plain.usage.prompt_tokens, 16), (0, 0), (plain.usage.prompt_tokens, 2)]
@@ -374,7 +378,7 @@ async def test_admin_config_sets_and_validates_every_key(sim: Simulator) -> None
 
 @pytest.mark.asyncio
 async def test_new_faults_round_trip_as_json_and_over_the_admin_api(
-    sim: Simulator, client: openai.AsyncOpenAI
+    sim: Simulator, openai_client: openai.AsyncOpenAI
 ) -> None:
     faults = [
         Fault.stream_error(),
@@ -395,4 +399,4 @@ async def test_new_faults_round_trip_as_json_and_over_the_admin_api(
         async with http.post("/_simulator/script", json=body) as resp:
             assert resp.status == 200
     with pytest.raises(openai.APIError, match="boom"):
-        await _stream_text(client)
+        await _stream_text(openai_client)

@@ -22,17 +22,17 @@ MESSAGES: list[dict[str, Any]] = [
 VLLM = {"continue_final_message": True, "add_generation_prompt": False}
 
 
-async def _full(client: openai.AsyncOpenAI) -> str:
-    answer = await client.chat.completions.create(model=MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+async def _full(openai_client: openai.AsyncOpenAI) -> str:
+    answer = await openai_client.chat.completions.create(model=MODEL, messages=MESSAGES)  # type: ignore[arg-type]
     content = answer.choices[0].message.content
     assert content is not None
     return content
 
 
 async def _stream(
-    client: openai.AsyncOpenAI, messages: list[dict[str, Any]], **extra: Any
+    openai_client: openai.AsyncOpenAI, messages: list[dict[str, Any]], **extra: Any
 ) -> tuple[str, str | None]:
-    stream = await client.chat.completions.create(
+    stream = await openai_client.chat.completions.create(
         model=MODEL,
         messages=messages,  # type: ignore[arg-type]
         stream=True,
@@ -49,13 +49,13 @@ async def _stream(
 
 @pytest.mark.asyncio
 async def test_vllm_continue_after_a_dropped_stream(
-    sim: Simulator, client: openai.AsyncOpenAI
+    sim: Simulator, openai_client: openai.AsyncOpenAI
 ) -> None:
-    full = await _full(client)
+    full = await _full(openai_client)
     sim.script(Fault.disconnect(after_tokens=5))
     received: list[str] = []
     with pytest.raises(openai.APIConnectionError):
-        stream = await client.chat.completions.create(
+        stream = await openai_client.chat.completions.create(
             model=MODEL,
             messages=MESSAGES,  # type: ignore[arg-type]
             stream=True,
@@ -67,7 +67,7 @@ async def test_vllm_continue_after_a_dropped_stream(
     assert full.startswith(partial) and len(sim.requests[-1].token_sent_at) == 5
 
     given = [*MESSAGES, {"role": "assistant", "content": partial}]
-    rest, finish = await _stream(client, given, **VLLM)
+    rest, finish = await _stream(openai_client, given, **VLLM)
     assert partial + rest == full and finish == "stop"
     rec = sim.requests[-1]
     assert rec.continuation and rec.prefix_tokens == 5 and rec.tokens_sent == 11
@@ -77,12 +77,14 @@ async def test_vllm_continue_after_a_dropped_stream(
 
 
 @pytest.mark.asyncio
-async def test_deepseek_prefix_non_streamed(sim: Simulator, client: openai.AsyncOpenAI) -> None:
-    full = await _full(client)
+async def test_deepseek_prefix_non_streamed(
+    sim: Simulator, openai_client: openai.AsyncOpenAI
+) -> None:
+    full = await _full(openai_client)
     words = full.split(" ")
     partial = " ".join(words[:3])
     given = [*MESSAGES, {"role": "assistant", "content": partial, "prefix": True}]
-    answer = await client.chat.completions.create(model=MODEL, messages=given)  # type: ignore[arg-type]
+    answer = await openai_client.chat.completions.create(model=MODEL, messages=given)  # type: ignore[arg-type]
     assert partial + (answer.choices[0].message.content or "") == full
     assert answer.usage is not None and answer.usage.completion_tokens == 13
     assert sim.requests[-1].continuation and sim.requests[-1].prefix_tokens == 3
@@ -90,16 +92,16 @@ async def test_deepseek_prefix_non_streamed(sim: Simulator, client: openai.Async
 
 @pytest.mark.asyncio
 async def test_continue_mid_token_and_max_tokens(
-    sim: Simulator, client: openai.AsyncOpenAI
+    sim: Simulator, openai_client: openai.AsyncOpenAI
 ) -> None:
-    full = await _full(client)
+    full = await _full(openai_client)
     partial = full[: len("[simulated]") + 3]  # ends inside the second token
     given = [*MESSAGES, {"role": "assistant", "content": partial}]
-    rest, finish = await _stream(client, given, **VLLM)
+    rest, finish = await _stream(openai_client, given, **VLLM)
     assert partial + rest == full and finish == "stop"
     assert sim.requests[-1].prefix_tokens == 1 and sim.requests[-1].tokens_sent == 15
 
-    capped = await client.chat.completions.create(
+    capped = await openai_client.chat.completions.create(
         model=MODEL,
         messages=given,  # type: ignore[arg-type]
         max_tokens=4,
@@ -111,30 +113,34 @@ async def test_continue_mid_token_and_max_tokens(
 
     # The whole answer given back: nothing left to say.
     done, finish = await _stream(
-        client, [*MESSAGES, {"role": "assistant", "content": full}], **VLLM
+        openai_client, [*MESSAGES, {"role": "assistant", "content": full}], **VLLM
     )
     assert done == "" and finish == "stop" and sim.requests[-1].tokens_sent == 0
 
 
 @pytest.mark.asyncio
-async def test_not_a_prefix_gets_fresh_text(sim: Simulator, client: openai.AsyncOpenAI) -> None:
-    full = await _full(client)
+async def test_not_a_prefix_gets_fresh_text(
+    sim: Simulator, openai_client: openai.AsyncOpenAI
+) -> None:
+    full = await _full(openai_client)
     given = [*MESSAGES, {"role": "assistant", "content": "Rivers are"}]
-    rest, finish = await _stream(client, given, **VLLM)
+    rest, finish = await _stream(openai_client, given, **VLLM)
     assert rest.startswith("[simulated]") and rest != full and finish == "stop"
     assert sim.requests[-1].continuation and sim.requests[-1].prefix_tokens == 0
     assert sim.requests[-1].tokens_sent == 16
 
 
 @pytest.mark.asyncio
-async def test_ordinary_and_invalid_requests(sim: Simulator, client: openai.AsyncOpenAI) -> None:
-    full = await _full(client)
+async def test_ordinary_and_invalid_requests(
+    sim: Simulator, openai_client: openai.AsyncOpenAI
+) -> None:
+    full = await _full(openai_client)
     # A final assistant message without either flag is an ordinary request.
     given = [*MESSAGES, {"role": "assistant", "content": full[:20]}]
-    text, _ = await _stream(client, given)
+    text, _ = await _stream(openai_client, given)
     assert not sim.requests[-1].continuation and not full.startswith(full[:20] + text)
 
     with pytest.raises(openai.BadRequestError, match="add_generation_prompt"):
-        await _stream(client, given, continue_final_message=True, add_generation_prompt=True)
+        await _stream(openai_client, given, continue_final_message=True, add_generation_prompt=True)
     with pytest.raises(openai.BadRequestError, match="assistant"):
-        await _stream(client, MESSAGES, **VLLM)
+        await _stream(openai_client, MESSAGES, **VLLM)

@@ -142,7 +142,7 @@ async def test_both_api_versions_and_the_environment(
 
 @pytest.mark.asyncio
 async def test_count_tokens_and_models_for_all_three_apis(
-    sim: Simulator, gemini: genai.client.AsyncClient, client: openai.AsyncOpenAI
+    sim: Simulator, gemini: genai.client.AsyncClient, openai_client: openai.AsyncOpenAI
 ) -> None:
     count = await gemini.models.count_tokens(model=MODEL, contents=PROMPT)
     assert count.total_tokens == 5
@@ -155,7 +155,7 @@ async def test_count_tokens_and_models_for_all_three_apis(
         await gemini.models.get(model="gpt-4o")
     assert info.value.code == 404 and info.value.status == "NOT_FOUND"
     # GET /v1/models is shared: each SDK still gets its own provider's listing.
-    assert "gpt-4o-mini" in [m.id async for m in client.models.list()]
+    assert "gpt-4o-mini" in [m.id async for m in openai_client.models.list()]
     async with anthropic.AsyncAnthropic(base_url=sim.url, api_key="k", max_retries=0) as claude:
         assert "claude-haiku-4-5" in [m.id async for m in claude.models.list()]
     assert sim.requests == []
@@ -351,7 +351,7 @@ async def test_stall(sim: Simulator, gemini: genai.client.AsyncClient) -> None:
 
 @pytest.mark.asyncio
 async def test_one_script_and_limiter_serve_all_apis(
-    sim: Simulator, gemini: genai.client.AsyncClient, client: openai.AsyncOpenAI
+    sim: Simulator, gemini: genai.client.AsyncClient, openai_client: openai.AsyncOpenAI
 ) -> None:
     sim.script(Fault.status(500), Fault.ok(), Fault.overloaded())
     async with anthropic.AsyncAnthropic(base_url=sim.url, api_key="k", max_retries=0) as claude:
@@ -361,7 +361,7 @@ async def test_one_script_and_limiter_serve_all_apis(
             )
         await _generate(gemini)
         with pytest.raises(openai.InternalServerError) as info:
-            await client.chat.completions.create(
+            await openai_client.chat.completions.create(
                 model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
             )
         assert info.value.status_code == 503

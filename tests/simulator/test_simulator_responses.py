@@ -39,8 +39,8 @@ def _text(events: list[ResponseStreamEvent]) -> str:
     return "".join(e.delta for e in events if e.type == DELTA)
 
 
-async def _create(client: openai.AsyncOpenAI, **kwargs: Any) -> Any:
-    return await client.responses.create(
+async def _create(openai_client: openai.AsyncOpenAI, **kwargs: Any) -> Any:
+    return await openai_client.responses.create(
         model=MODEL, instructions=INSTRUCTIONS, input=INPUT, **kwargs
     )
 
@@ -60,8 +60,8 @@ async def _read_until(stream: Any, n_deltas: int) -> tuple[str, list[ResponseStr
 
 
 @pytest.mark.asyncio
-async def test_plain_create_matches_chat(sim: Simulator, client: openai.AsyncOpenAI) -> None:
-    raw = await client.responses.with_raw_response.create(
+async def test_plain_create_matches_chat(sim: Simulator, openai_client: openai.AsyncOpenAI) -> None:
+    raw = await openai_client.responses.with_raw_response.create(
         model=MODEL, instructions=INSTRUCTIONS, input=INPUT
     )
     response = raw.parse()
@@ -74,7 +74,7 @@ async def test_plain_create_matches_chat(sim: Simulator, client: openai.AsyncOpe
     assert response.background is False and response.incomplete_details is None
 
     # The chat endpoint answers the same prompt with the same text.
-    chat = await client.chat.completions.create(model=MODEL, messages=CHAT_MESSAGES)  # type: ignore[arg-type]
+    chat = await openai_client.chat.completions.create(model=MODEL, messages=CHAT_MESSAGES)  # type: ignore[arg-type]
     assert chat.choices[0].message.content == FULL_TEXT
 
     rec = sim.requests[0]
@@ -85,32 +85,32 @@ async def test_plain_create_matches_chat(sim: Simulator, client: openai.AsyncOpe
     assert billing.status == "completed" and not billing.background
 
     # Input as a list of messages (content parts too) is the same prompt.
-    listed = await client.responses.create(
+    listed = await openai_client.responses.create(
         model=MODEL,
         instructions=INSTRUCTIONS,
         input=[{"role": "user", "content": [{"type": "input_text", "text": INPUT}]}],
     )
     assert listed.output_text.startswith("[simulated]")
-    assert (await client.responses.retrieve(response.id)).output_text == FULL_TEXT
+    assert (await openai_client.responses.retrieve(response.id)).output_text == FULL_TEXT
 
 
 @pytest.mark.asyncio
-async def test_max_output_tokens_makes_it_incomplete(client: openai.AsyncOpenAI) -> None:
-    response = await _create(client, max_output_tokens=5)
+async def test_max_output_tokens_makes_it_incomplete(openai_client: openai.AsyncOpenAI) -> None:
+    response = await _create(openai_client, max_output_tokens=5)
     assert response.status == "incomplete"
     assert response.incomplete_details is not None
     assert response.incomplete_details.reason == "max_output_tokens"
     assert FULL_TEXT.startswith(response.output_text) and len(response.output_text.split()) == 5
-    events = await _events(await _create(client, stream=True, max_output_tokens=5))
+    events = await _events(await _create(openai_client, stream=True, max_output_tokens=5))
     assert events[-1].type == "response.incomplete"
     assert _text(events) == response.output_text
 
 
 @pytest.mark.asyncio
 async def test_stream_events_and_sequence_numbers(
-    sim: Simulator, client: openai.AsyncOpenAI
+    sim: Simulator, openai_client: openai.AsyncOpenAI
 ) -> None:
-    events = await _events(await _create(client, stream=True))
+    events = await _events(await _create(openai_client, stream=True))
     assert [e.sequence_number for e in events] == list(range(len(events)))
     expected = [f"response.{t}" for t in OPENING] + [DELTA] * 16
     assert [e.type for e in events] == expected + [f"response.{t}" for t in CLOSING]
@@ -123,26 +123,26 @@ async def test_stream_events_and_sequence_numbers(
 
 
 @pytest.mark.asyncio
-async def test_bad_requests(sim: Simulator, client: openai.AsyncOpenAI) -> None:
+async def test_bad_requests(sim: Simulator, openai_client: openai.AsyncOpenAI) -> None:
     sim.script(Fault.status(500))
     with pytest.raises(openai.BadRequestError, match="store"):
-        await _create(client, background=True, store=False)
+        await _create(openai_client, background=True, store=False)
     with pytest.raises(openai.BadRequestError, match="input"):
-        await client.responses.create(model=MODEL)  # type: ignore[call-overload]
+        await openai_client.responses.create(model=MODEL)  # type: ignore[call-overload]
     assert len(sim.pending_faults) == 1  # 400s consume no fault
     with pytest.raises(openai.NotFoundError):
-        await client.responses.retrieve("resp_unknown")
+        await openai_client.responses.retrieve("resp_unknown")
     with pytest.raises(openai.InternalServerError):
-        await _create(client)  # takes the 500
+        await _create(openai_client)  # takes the 500
     assert sim.requests[-1].status == 500 and sim.responses == {}
 
     # Only background responses can be re-attached; unstored ones cannot be read.
-    foreground = await _create(client)
+    foreground = await _create(openai_client)
     with pytest.raises(openai.BadRequestError, match="background"):
-        await _events(await client.responses.retrieve(foreground.id, stream=True))
-    unstored = await _create(client, store=False)
+        await _events(await openai_client.responses.retrieve(foreground.id, stream=True))
+    unstored = await _create(openai_client, store=False)
     with pytest.raises(openai.NotFoundError):
-        await client.responses.retrieve(unstored.id)
+        await openai_client.responses.retrieve(unstored.id)
     assert sim.responses[unstored.id].generated_tokens == 16  # billed all the same
 
 
@@ -151,10 +151,12 @@ async def test_bad_requests(sim: Simulator, client: openai.AsyncOpenAI) -> None:
 
 @pytest.mark.asyncio
 async def test_background_survives_disconnect_and_reattach_yields_the_rest(
-    sim: Simulator, client: openai.AsyncOpenAI
+    sim: Simulator, openai_client: openai.AsyncOpenAI
 ) -> None:
     sim.tokens_per_second = 200
-    response_id, seen = await _read_until(await _create(client, stream=True, background=True), 3)
+    response_id, seen = await _read_until(
+        await _create(openai_client, stream=True, background=True), 3
+    )
     assert seen[0].type == "response.created"
     assert seen[0].response.status == "queued" and seen[0].response.background is True
     last = seen[-1].sequence_number
@@ -165,7 +167,7 @@ async def test_background_survives_disconnect_and_reattach_yields_the_rest(
     assert sim.requests[0].tokens_sent == 3
 
     rest = await _events(
-        await client.responses.retrieve(response_id, stream=True, starting_after=last)
+        await openai_client.responses.retrieve(response_id, stream=True, starting_after=last)
     )
     assert [e.sequence_number for e in rest] == list(range(last + 1, last + 1 + len(rest)))
     assert _text(seen) + _text(rest) == FULL_TEXT
@@ -175,28 +177,28 @@ async def test_background_survives_disconnect_and_reattach_yields_the_rest(
     assert sim.responses[response_id].reattaches == 1
 
     # A re-attach from the start replays everything, and GET gives the Response.
-    replay = await _events(await client.responses.retrieve(response_id, stream=True))
+    replay = await _events(await openai_client.responses.retrieve(response_id, stream=True))
     assert [e.sequence_number for e in replay] == list(range(len(replay)))
     assert _text(replay) == FULL_TEXT
-    final = await client.responses.retrieve(response_id)
+    final = await openai_client.responses.retrieve(response_id)
     assert final.status == "completed" and final.output_text == FULL_TEXT
     assert sim.requests[-1].kind == "retrieve"
 
 
 @pytest.mark.asyncio
 async def test_cancel_stops_generation_and_ends_tailing_streams(
-    sim: Simulator, client: openai.AsyncOpenAI
+    sim: Simulator, openai_client: openai.AsyncOpenAI
 ) -> None:
     sim.tokens_per_second = 50
-    created = await _create(client, background=True)
+    created = await _create(openai_client, background=True)
     assert created.status == "queued"
     # Re-attached while it generates: stored events after #1, then live ones.
-    stream = await client.responses.retrieve(created.id, stream=True, starting_after=1)
+    stream = await openai_client.responses.retrieve(created.id, stream=True, starting_after=1)
     first = await stream.__anext__()
     assert first.sequence_number == 2
     async for event in stream:
         if event.type == DELTA:
-            assert (await client.responses.cancel(created.id)).status == "cancelled"
+            assert (await openai_client.responses.cancel(created.id)).status == "cancelled"
             break_after = event.sequence_number
             break
     rest = await _events(stream)
@@ -210,16 +212,16 @@ async def test_cancel_stops_generation_and_ends_tailing_streams(
     assert [r.kind for r in sim.requests] == ["create", "retrieve_stream", "cancel"]
 
     # Cancelling again returns it; a finished or foreground response cannot be cancelled.
-    assert (await client.responses.cancel(created.id)).status == "cancelled"
-    done = await _create(client, background=True)
+    assert (await openai_client.responses.cancel(created.id)).status == "cancelled"
+    done = await _create(openai_client, background=True)
     await sim.wait_until(lambda: sim.responses[done.id].status == "completed")
     with pytest.raises(openai.BadRequestError, match="completed"):
-        await client.responses.cancel(done.id)
-    foreground = await _create(client)
+        await openai_client.responses.cancel(done.id)
+    foreground = await _create(openai_client)
     with pytest.raises(openai.BadRequestError, match="synchronous"):
-        await client.responses.cancel(foreground.id)
+        await openai_client.responses.cancel(foreground.id)
     with pytest.raises(openai.NotFoundError):
-        await client.responses.cancel("resp_unknown")
+        await openai_client.responses.cancel("resp_unknown")
 
 
 # --- expiry -----------------------------------------------------------------------
@@ -227,39 +229,41 @@ async def test_cancel_stops_generation_and_ends_tailing_streams(
 
 @pytest.mark.asyncio
 async def test_finished_responses_expire_after_the_ttl(
-    sim: Simulator, client: openai.AsyncOpenAI
+    sim: Simulator, openai_client: openai.AsyncOpenAI
 ) -> None:
     sim.response_ttl = 0.2
-    done = await _create(client, background=True)
+    done = await _create(openai_client, background=True)
     await sim.wait_until(lambda: sim.responses[done.id].status == "completed")
-    assert (await client.responses.retrieve(done.id)).status == "completed"
+    assert (await openai_client.responses.retrieve(done.id)).status == "completed"
     sim.tokens_per_second = 10
-    running = await _create(client, background=True)
+    running = await _create(openai_client, background=True)
     await asyncio.sleep(0.25)
     with pytest.raises(openai.NotFoundError, match="not found"):
-        await client.responses.retrieve(done.id)
+        await openai_client.responses.retrieve(done.id)
     with pytest.raises(openai.NotFoundError):
-        await _events(await client.responses.retrieve(done.id, stream=True))
+        await _events(await openai_client.responses.retrieve(done.id, stream=True))
     assert sim.responses[done.id].expired
     # An unfinished response does not expire, however long it runs.
-    assert (await client.responses.retrieve(running.id)).status == "in_progress"
+    assert (await openai_client.responses.retrieve(running.id)).status == "in_progress"
 
 
 @pytest.mark.asyncio
-async def test_expire_now_and_expire_fault(sim: Simulator, client: openai.AsyncOpenAI) -> None:
-    first = await _create(client, background=True)
+async def test_expire_now_and_expire_fault(
+    sim: Simulator, openai_client: openai.AsyncOpenAI
+) -> None:
+    first = await _create(openai_client, background=True)
     sim.expire_response(first.id)
     with pytest.raises(openai.NotFoundError):
-        await client.responses.retrieve(first.id)
+        await openai_client.responses.retrieve(first.id)
 
-    second = await _create(client, background=True)
+    second = await _create(openai_client, background=True)
     sim.script(Fault.expire())
-    assert (await client.responses.retrieve(second.id)).id == second.id  # GET leaves it
+    assert (await openai_client.responses.retrieve(second.id)).id == second.id  # GET leaves it
     with pytest.raises(openai.NotFoundError):
-        await _events(await client.responses.retrieve(second.id, stream=True))
+        await _events(await openai_client.responses.retrieve(second.id, stream=True))
     assert sim.pending_faults == [] and sim.requests[-1].fault == "expire"
     with pytest.raises(openai.NotFoundError):
-        await client.responses.retrieve(second.id)  # expired for good
+        await openai_client.responses.retrieve(second.id)  # expired for good
 
 
 # --- scripted faults and chaos ------------------------------------------------------
@@ -267,13 +271,13 @@ async def test_expire_now_and_expire_fault(sim: Simulator, client: openai.AsyncO
 
 @pytest.mark.asyncio
 async def test_drop_stream_breaks_the_create_but_not_the_generation(
-    sim: Simulator, client: openai.AsyncOpenAI
+    sim: Simulator, openai_client: openai.AsyncOpenAI
 ) -> None:
     sim.tokens_per_second = 200
     sim.script(Fault.drop_stream(after_events=6), Fault.reattach_drop(after_events=3))
     seen: list[ResponseStreamEvent] = []
     with pytest.raises(openai.APIConnectionError):
-        async for event in await _create(client, stream=True, background=True):
+        async for event in await _create(openai_client, stream=True, background=True):
             seen.append(event)
     assert len(seen) == 6 and seen[-1].type == "response.output_text.delta"
     assert not any(e.type == "response.completed" for e in seen)
@@ -282,12 +286,12 @@ async def test_drop_stream_breaks_the_create_but_not_the_generation(
     # The next re-attach drops too (after 3 events); the one after reads to the end.
     again: list[ResponseStreamEvent] = []
     with pytest.raises(openai.APIConnectionError):
-        stream = await client.responses.retrieve(response_id, stream=True, starting_after=5)
+        stream = await openai_client.responses.retrieve(response_id, stream=True, starting_after=5)
         async for event in stream:
             again.append(event)
     assert [e.sequence_number for e in again] == [6, 7, 8]
     rest = await _events(
-        await client.responses.retrieve(response_id, stream=True, starting_after=8)
+        await openai_client.responses.retrieve(response_id, stream=True, starting_after=8)
     )
     assert _text(seen) + _text(again) + _text(rest) == FULL_TEXT
     assert rest[-1].type == "response.completed"
@@ -301,26 +305,26 @@ async def test_drop_stream_breaks_the_create_but_not_the_generation(
 
 @pytest.mark.asyncio
 async def test_foreground_stream_stops_generating_when_dropped(
-    sim: Simulator, client: openai.AsyncOpenAI
+    sim: Simulator, openai_client: openai.AsyncOpenAI
 ) -> None:
     sim.tokens_per_second = 200
     sim.script(Fault.disconnect(after_tokens=3))
     with pytest.raises(openai.APIConnectionError):
-        await _events(await _create(client, stream=True))
+        await _events(await _create(openai_client, stream=True))
     [billing] = sim.responses.values()
     await asyncio.sleep(0.05)
     assert billing.status == "cancelled" and billing.generated_tokens < 8
 
 
 @pytest.mark.asyncio
-async def test_create_refused_like_chat(sim: Simulator, client: openai.AsyncOpenAI) -> None:
+async def test_create_refused_like_chat(sim: Simulator, openai_client: openai.AsyncOpenAI) -> None:
     sim.script(Fault.rate_limit(retry_after=2), Fault.status(500), Fault.overloaded())
     with pytest.raises(openai.RateLimitError) as info:
-        await _create(client, background=True)
+        await _create(openai_client, background=True)
     assert info.value.response.headers["retry-after"] == "2"
     for status in (500, 503):
         with pytest.raises(openai.InternalServerError) as failed:
-            await _create(client, stream=True, background=True)
+            await _create(openai_client, stream=True, background=True)
         assert failed.value.status_code == status
     assert sim.responses == {}
     assert [r.fault for r in sim.requests] == ["rate_limit", "status", "overloaded"]
@@ -328,34 +332,34 @@ async def test_create_refused_like_chat(sim: Simulator, client: openai.AsyncOpen
 
 @pytest.mark.asyncio
 async def test_responses_faults_wait_for_a_responses_request(
-    sim: Simulator, client: openai.AsyncOpenAI
+    sim: Simulator, openai_client: openai.AsyncOpenAI
 ) -> None:
     sim.script(Fault.reattach_drop(after_events=2), Fault.status(503))
-    chat = await client.chat.completions.create(model=MODEL, messages=CHAT_MESSAGES)  # type: ignore[arg-type]
+    chat = await openai_client.chat.completions.create(model=MODEL, messages=CHAT_MESSAGES)  # type: ignore[arg-type]
     assert chat.choices[0].message.content == FULL_TEXT  # chat left the head alone
-    created = await _create(client, background=True)  # so did the create
+    created = await _create(openai_client, background=True)  # so did the create
     assert [f.name for f in sim.pending_faults] == ["reattach_drop", "status"]
     with pytest.raises(openai.APIConnectionError):
-        await _events(await client.responses.retrieve(created.id, stream=True))
+        await _events(await openai_client.responses.retrieve(created.id, stream=True))
     assert sim.requests[-1].fault == "reattach_drop" and sim.requests[-1].tokens_sent == 0
     with pytest.raises(openai.InternalServerError):
-        await _create(client)
+        await _create(openai_client)
 
     for fault in (Fault.drop_stream(7), Fault.reattach_drop(2), Fault.expire(times=2)):
         assert Fault.from_dict(fault.to_dict()) == fault  # the admin API's JSON form
     sim.script(Fault.drop_stream(after_events=2))
-    await client.chat.completions.create(model=MODEL, messages=CHAT_MESSAGES)  # type: ignore[arg-type]
+    await openai_client.chat.completions.create(model=MODEL, messages=CHAT_MESSAGES)  # type: ignore[arg-type]
     with pytest.raises(openai.APIConnectionError):
-        await _create(client)  # a plain create is dropped before its reply
+        await _create(openai_client)  # a plain create is dropped before its reply
     assert sim.requests[-1].fault == "drop_stream" and sim.requests[-1].status == 0
 
 
-async def _resume_to_the_end(client: openai.AsyncOpenAI) -> tuple[str, str]:
+async def _resume_to_the_end(openai_client: openai.AsyncOpenAI) -> tuple[str, str]:
     """What a resilient client does: create in the background, re-attach until it ends."""
     stream = None
     while stream is None:  # chaos may refuse the create
         with contextlib.suppress(openai.APIStatusError):
-            stream = await _create(client, stream=True, background=True)
+            stream = await _create(openai_client, stream=True, background=True)
     events: list[ResponseStreamEvent] = []
     while True:
         try:
@@ -366,7 +370,7 @@ async def _resume_to_the_end(client: openai.AsyncOpenAI) -> tuple[str, str]:
         if events and events[-1].type == "response.completed":
             break
         assert events, "chaos dropped the stream before it named the response"
-        stream = await client.responses.retrieve(
+        stream = await openai_client.responses.retrieve(
             events[0].response.id,  # type: ignore[union-attr]
             stream=True,
             starting_after=events[-1].sequence_number,
@@ -378,11 +382,11 @@ async def _resume_to_the_end(client: openai.AsyncOpenAI) -> tuple[str, str]:
 
 @pytest.mark.asyncio
 async def test_chaos_drops_streams_but_not_background_generation(
-    sim: Simulator, client: openai.AsyncOpenAI
+    sim: Simulator, openai_client: openai.AsyncOpenAI
 ) -> None:
     sim.fault_rate, sim.chaos_seed = 0.5, 7
     for _ in range(8):
-        response_id, text = await _resume_to_the_end(client)
+        response_id, text = await _resume_to_the_end(openai_client)
         assert text == FULL_TEXT and sim.responses[response_id].generated_tokens == 16
     faults = {r.fault for r in sim.requests if r.fault}
     kinds = {r.kind for r in sim.requests if r.fault}
@@ -396,21 +400,25 @@ async def test_chaos_drops_streams_but_not_background_generation(
 
 @pytest.mark.asyncio
 async def test_billing_counts_each_generated_token_once_across_apis(
-    sim: Simulator, client: openai.AsyncOpenAI
+    sim: Simulator, openai_client: openai.AsyncOpenAI
 ) -> None:
     sim.tokens_per_second = 200
     sim.script(Fault.disconnect(after_tokens=4))  # chat stops generating with its stream
     with pytest.raises(openai.APIConnectionError):
-        chat = await client.chat.completions.create(
+        chat = await openai_client.chat.completions.create(
             model=MODEL, messages=CHAT_MESSAGES, stream=True
         )  # type: ignore[arg-type]
         await _events(chat)
     assert sim.generated_tokens == 4
 
-    response_id, _ = await _read_until(await _create(client, stream=True, background=True), 2)
+    response_id, _ = await _read_until(
+        await _create(openai_client, stream=True, background=True), 2
+    )
     await sim.wait_until(lambda: sim.generated_tokens == 4 + 16)  # generated unread
     for _ in range(2):
-        await _events(await client.responses.retrieve(response_id, stream=True, starting_after=3))
+        await _events(
+            await openai_client.responses.retrieve(response_id, stream=True, starting_after=3)
+        )
     b = sim.responses[response_id]
     assert (b.request_index, b.background, b.status, b.reattaches) == (1, True, "completed", 2)
     assert (b.input_tokens, b.generated_tokens) == (8, 16)

@@ -18,9 +18,9 @@ MESSAGES = [{"role": "user", "content": "Tell me about the sea"}]
 
 
 async def _open_stream(
-    client: openai.AsyncOpenAI, **kwargs: object
+    openai_client: openai.AsyncOpenAI, **kwargs: object
 ) -> openai.AsyncStream[ChatCompletionChunk]:
-    return await client.chat.completions.create(
+    return await openai_client.chat.completions.create(
         model="gpt-4o-mini",
         messages=MESSAGES,
         stream=True,
@@ -30,9 +30,9 @@ async def _open_stream(
 
 
 @pytest.mark.asyncio
-async def test_disconnect_mid_stream(sim: Simulator, client: openai.AsyncOpenAI) -> None:
+async def test_disconnect_mid_stream(sim: Simulator, openai_client: openai.AsyncOpenAI) -> None:
     sim.script(Fault.disconnect(after_tokens=3))
-    stream = await _open_stream(client)
+    stream = await _open_stream(openai_client)
     contents: list[str] = []
     with pytest.raises(openai.APIConnectionError):
         async for chunk in stream:
@@ -47,52 +47,56 @@ async def test_disconnect_mid_stream(sim: Simulator, client: openai.AsyncOpenAI)
 
     # The server is unharmed: the next request works.
     text = "".join(
-        [c.choices[0].delta.content or "" async for c in await _open_stream(client) if c.choices]
+        [
+            c.choices[0].delta.content or ""
+            async for c in await _open_stream(openai_client)
+            if c.choices
+        ]
     )
     assert text.startswith("[simulated]")
 
 
 @pytest.mark.asyncio
-async def test_disconnect_non_stream(sim: Simulator, client: openai.AsyncOpenAI) -> None:
+async def test_disconnect_non_stream(sim: Simulator, openai_client: openai.AsyncOpenAI) -> None:
     sim.script(Fault.disconnect())
     with pytest.raises(openai.APIConnectionError):
-        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert sim.requests[0].fault == "disconnect" and not sim.requests[0].finished
 
 
 @pytest.mark.asyncio
-async def test_no_finish(sim: Simulator, client: openai.AsyncOpenAI) -> None:
+async def test_no_finish(sim: Simulator, openai_client: openai.AsyncOpenAI) -> None:
     sim.script(Fault.no_finish(after_tokens=4), Fault.no_finish())
-    chunks = [c async for c in await _open_stream(client)]
+    chunks = [c async for c in await _open_stream(openai_client)]
     assert len(chunks) == 5  # role chunk + 4 tokens, then [DONE]
     assert all(c.choices and c.choices[0].finish_reason is None for c in chunks)
     assert all(c.usage is None for c in chunks)
     assert sim.requests[0].tokens_sent == 4 and sim.requests[0].finished
 
-    plain = await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    plain = await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert plain.choices[0].finish_reason is None
 
 
 @pytest.mark.asyncio
-async def test_malformed(sim: Simulator, client: openai.AsyncOpenAI) -> None:
+async def test_malformed(sim: Simulator, openai_client: openai.AsyncOpenAI) -> None:
     sim.script(Fault.malformed(after_tokens=2), Fault.malformed())
-    stream = await _open_stream(client)
+    stream = await _open_stream(openai_client)
     seen = 0
     with pytest.raises(json.JSONDecodeError):
         async for _ in stream:
             seen += 1
     assert seen == 3  # role chunk + 2 tokens
     with pytest.raises(json.JSONDecodeError):
-        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert [r.fault for r in sim.requests] == ["malformed", "malformed"]
 
 
 @pytest.mark.asyncio
-async def test_stall(sim: Simulator, client: openai.AsyncOpenAI) -> None:
+async def test_stall(sim: Simulator, openai_client: openai.AsyncOpenAI) -> None:
     sim.script(Fault.stall(after_tokens=2, seconds=0.3))
     arrivals: list[float] = []
     finish = None
-    async for chunk in await _open_stream(client):
+    async for chunk in await _open_stream(openai_client):
         if chunk.choices and chunk.choices[0].delta.content:
             arrivals.append(time.monotonic())
         if chunk.choices and chunk.choices[0].finish_reason:
@@ -105,10 +109,10 @@ async def test_stall(sim: Simulator, client: openai.AsyncOpenAI) -> None:
 
 
 @pytest.mark.asyncio
-async def test_client_close_is_recorded(sim: Simulator, client: openai.AsyncOpenAI) -> None:
+async def test_client_close_is_recorded(sim: Simulator, openai_client: openai.AsyncOpenAI) -> None:
     sim.tokens_per_second = 50
     sim.default_tokens = 500
-    stream = await _open_stream(client)
+    stream = await _open_stream(openai_client)
     for _ in range(2):
         await stream.__anext__()
     await stream.close()
@@ -119,10 +123,12 @@ async def test_client_close_is_recorded(sim: Simulator, client: openai.AsyncOpen
 
 
 @pytest.mark.asyncio
-async def test_pacing_and_runtime_speed_change(sim: Simulator, client: openai.AsyncOpenAI) -> None:
+async def test_pacing_and_runtime_speed_change(
+    sim: Simulator, openai_client: openai.AsyncOpenAI
+) -> None:
     sim.tokens_per_second = 20  # 50 ms per token
     sim.default_tokens = 10
-    stream = await _open_stream(client)
+    stream = await _open_stream(openai_client)
     await sim.wait_for_tokens_sent(0, 3, timeout=2)
     sim.tokens_per_second = 1000
     async for _ in stream:
@@ -133,12 +139,12 @@ async def test_pacing_and_runtime_speed_change(sim: Simulator, client: openai.As
 
 
 @pytest.mark.asyncio
-async def test_waiters(sim: Simulator, client: openai.AsyncOpenAI) -> None:
+async def test_waiters(sim: Simulator, openai_client: openai.AsyncOpenAI) -> None:
     with pytest.raises(TimeoutError):
         await sim.wait_for_requests(1, timeout=0.05)
     sim.script(Fault.no_finish(after_tokens=2))
     task = asyncio.create_task(
-        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+        openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
     )
     await sim.wait_for_requests(1, timeout=2)
     stream = await task
@@ -153,8 +159,8 @@ async def test_200_concurrent_streams(sim: Simulator) -> None:
     sim.tokens_per_second = 200
     sim.default_tokens = 20
 
-    async def one(i: int, client: openai.AsyncOpenAI) -> tuple[str, str | None]:
-        stream = await client.chat.completions.create(
+    async def one(i: int, openai_client: openai.AsyncOpenAI) -> tuple[str, str | None]:
+        stream = await openai_client.chat.completions.create(
             model="gpt-4o-mini",
             messages=[{"role": "user", "content": f"question {i}"}],
             stream=True,
@@ -183,10 +189,10 @@ async def test_200_concurrent_streams(sim: Simulator) -> None:
 async def test_stop_with_streams_in_flight() -> None:
     simulator = Simulator(tokens_per_second=0, default_tokens=8)
     await simulator.start()
-    client = openai.AsyncOpenAI(base_url=simulator.base_url, api_key=API_KEY, max_retries=0)
+    openai_client = openai.AsyncOpenAI(base_url=simulator.base_url, api_key=API_KEY, max_retries=0)
     try:
         simulator.script(Fault.stall(after_tokens=1, seconds=30, times=5))
-        streams = [await _open_stream(client) for _ in range(5)]
+        streams = [await _open_stream(openai_client) for _ in range(5)]
         for i in range(5):
             await simulator.wait_for_tokens_sent(i, 1, timeout=2)
         started = time.monotonic()
@@ -200,7 +206,7 @@ async def test_stop_with_streams_in_flight() -> None:
         await simulator.stop()  # idempotent
     finally:
         await simulator.stop()
-        await client.close()
+        await openai_client.close()
 
 
 @pytest.mark.asyncio
@@ -216,11 +222,13 @@ async def test_fixed_port_and_restart() -> None:
 
 
 @pytest.mark.asyncio
-async def test_non_stream_takes_generation_time(sim: Simulator, client: openai.AsyncOpenAI) -> None:
+async def test_non_stream_takes_generation_time(
+    sim: Simulator, openai_client: openai.AsyncOpenAI
+) -> None:
     sim.tokens_per_second = 100
     sim.default_tokens = 10
     started = time.monotonic()
-    await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    await openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert time.monotonic() - started >= 0.09
 
 
