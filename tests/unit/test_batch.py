@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-import ai_orchestrator.batch as batch_module
+import ai_orchestrator.batch._results as batch_results
 from ai_orchestrator.batch import (
     BatchInputError,
     BatchProgress,
@@ -225,14 +225,14 @@ def test_write_results_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     class Boom(Exception):
         pass
 
-    real = batch_module.result_record
+    real = batch_results.result_record
 
     def fail_on_second(index: int, res: Result) -> dict[str, Any]:
         if index == 1:
             raise Boom  # a crash mid-write
         return real(index, res)
 
-    monkeypatch.setattr(batch_module, "result_record", fail_on_second)
+    monkeypatch.setattr(batch_results, "result_record", fail_on_second)
     with pytest.raises(Boom):
         write_results(out, [result("a", TaskStatus.COMPLETED), result("b", TaskStatus.COMPLETED)])
     assert out.read_text() == "previous\n"  # the old file, whole
