@@ -7,11 +7,13 @@ import functools
 import signal
 import uuid
 
+import pytest
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from ai_orchestrator import Task, TaskClient, TaskStatus, apply_event
+from ai_orchestrator.errors import CONNECTION_FAILED
 from ai_orchestrator.local.devserver import DevServer
 from ai_orchestrator.messages import CHUNKS_SIGNAL, ChunkBatch
 from ai_orchestrator.simulator import Fault, Simulator
@@ -131,4 +133,22 @@ async def test_cancel_after_a_restart_keeps_the_new_attempts_text(
     partial = result.partial_output or ""
     assert len(partial.split()) >= 10 and _answer(sim, 1, 200).startswith(partial)
     assert functools.reduce(apply_event, events, "") == partial  # type: ignore[arg-type]
-    assert result.tokens_used > 0  # both attempts were billed, and say so
+    # Both attempts were billed, and say so: the cut one for the 15 tokens it got
+    # before the fault, the cancelled one for the partial output's tokens.
+    first, second = result.metadata["billing"]
+    assert (first["attempt"], first["outcome"], first["error_type"]) == (
+        1,
+        "failed",
+        CONNECTION_FAILED,
+    )
+    assert first["completion_tokens"] == sim.requests[0].tokens_sent == 15
+    assert (second["attempt"], second["outcome"], second["error_type"]) == (2, "cancelled", None)
+    assert second["completion_tokens"] == len(partial.split())
+    for bill in (first, second):
+        assert bill["prompt_tokens"] > 0 and bill["cost"] > 0 and bill["estimated"], bill
+    # The totals are the sum of the attempts' bills.
+    billing = (first, second)
+    assert result.metadata["input_tokens"] == sum(b["prompt_tokens"] for b in billing)
+    assert result.metadata["output_tokens"] == sum(b["completion_tokens"] for b in billing)
+    assert result.tokens_used == sum(b["prompt_tokens"] + b["completion_tokens"] for b in billing)
+    assert result.cost == pytest.approx(first["cost"] + second["cost"], rel=1e-9)
