@@ -8,9 +8,7 @@ the task's history, however many consumers there are.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any
 
@@ -24,70 +22,29 @@ from temporalio.client import (
 )
 from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.converter import DataConverter
-from temporalio.exceptions import (
-    ApplicationError,
-    CancelledError,
-    TerminatedError,
-    WorkflowAlreadyStartedError,
-)
-from temporalio.exceptions import (
-    TimeoutError as TemporalTimeoutError,
-)
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from ..adapters import AsyncBasePlatformAdapter
 from ..config import DEFAULT_MODEL, DEFAULT_NAMESPACE, DEFAULT_TASK_QUEUE, DEFAULT_TEMPORAL_ADDRESS
 from ..core import Result, Task, TaskStatus
-from ..exceptions import (
-    TaskIdConflictError,
-    TaskNotFoundError,
-    TaskValidationError,
-    TemporalUnavailableError,
-)
+from ..exceptions import TaskIdConflictError, TaskNotFoundError, TaskValidationError
 from ..live import LiveSubscriber
-from ..messages import (
-    MAX_INPUT_BYTES,
-    WORKFLOW_TYPE,
-    RetrySettings,
-    TaskInput,
-)
+from ..messages import WORKFLOW_TYPE, RetrySettings, TaskInput
 from ..payloads.converter import data_converter_from_env
-from ..pricing import PricingTable, UnknownModelError
-from ..providers import RUNNABLE, route
+from ..pricing import PricingTable
+from ..providers import route
 from ..search import initial as initial_search_attributes
 from ..search import missing as missing_search_attributes
 from ._closing import OpenStreams, settle_bridge
 from ._events import TaskSummary
 from ._following import Following
-from ._history import HistoryView, replay_history
 from ._identity import FINGERPRINT_MEMO, fingerprint, run_fingerprint, run_input
-from ._stuck import jam_error, stuck_attempt, watch_stuck
+from ._outcome import failure, unfinished, wait
+from ._stuck import jam_error, stuck_attempt
+from ._unavailable import UNAVAILABLE, unavailable
+from ._validation import checked_input, validate
 from ._visibility import CLOSED_TO_STATUS, summary_row, web_ui_details, web_ui_summary
-
-_UNAVAILABLE = frozenset(
-    {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
-)
-
-
-def _unavailable(
-    client: Client, exc: RPCError, task_id: str | None = None
-) -> TemporalUnavailableError:
-    where = (
-        f"Temporal at {client.service_client.config.target_host} is unavailable "
-        f"({exc.status.name if exc.status else 'error'}: {exc.message})"
-    )
-    if task_id is None:
-        return TemporalUnavailableError(
-            f"{where}; the task is safe in Temporal, try again when the server is back"
-        )
-    # A plain "try again" would make the caller build a new Task with a new id,
-    # and a second paid run if the first start did reach the server.
-    return TemporalUnavailableError(
-        f"{where}; task {task_id!r} may or may not have started. When the server is "
-        f"back, resubmit the same Task (or one with task_id={task_id!r}): it attaches "
-        "to the run if there is one and starts it otherwise, never twice",
-        task_id=task_id,
-    )
 
 
 class TaskClient(Following, AsyncBasePlatformAdapter):
@@ -168,7 +125,7 @@ class TaskClient(Following, AsyncBasePlatformAdapter):
             try:
                 self._searchable = not await missing_search_attributes(self.client)
             except RPCError as exc:
-                if exc.status in _UNAVAILABLE:
+                if exc.status in UNAVAILABLE:
                     return False  # an outage says nothing: ask again next time
                 self._searchable = False  # no operator access: run without them
         return self._searchable
@@ -205,29 +162,6 @@ class TaskClient(Following, AsyncBasePlatformAdapter):
         platform = route(task, self.default_model)[0]
         return super()._generate_task_id(task.model_copy(update={"platform_hint": platform}))
 
-    def _validate(self, task: Task) -> str:
-        """The model that will answer first; every model of the route must be runnable."""
-        constraints = task.effective_constraints
-        fallbacks = [
-            task.model_copy(update={"constraints": constraints.model_copy(update={"model": m})})
-            for m in constraints.fallback_models
-        ]
-        first = ""
-        for candidate in (task, *fallbacks):
-            platform, model = route(candidate, self.default_model)
-            first = first or model
-            if platform not in RUNNABLE:
-                raise TaskValidationError(
-                    f"platform {platform.value!r} is not supported yet: tasks run on "
-                    f"{', '.join(sorted(p.value for p in RUNNABLE))}"
-                )
-            if self.pricing is not None:
-                try:
-                    self.pricing.check(model)
-                except UnknownModelError as exc:
-                    raise TaskValidationError(str(exc)) from None
-        return first
-
     async def submit_task(self, task: Task) -> str:
         """Start the task's workflow and return its id.
 
@@ -243,21 +177,12 @@ class TaskClient(Following, AsyncBasePlatformAdapter):
             TemporalUnavailableError: Temporal did not answer; ``.task_id`` says
                 which id to resubmit.
         """
-        model = self._validate(task)
+        model = validate(task, self.default_model, self.pricing)
         if task.task_id is None:
             task.task_id = self._generate_task_id(task)
         task_id = task.task_id
         searchable = await self._search_attributes_ready()
-        task_input = TaskInput(
-            task=task.model_copy(deep=True), retry=self.retry, search_attributes=searchable
-        )
-        # The JSON is what the converter stores (encryption adds a few dozen bytes).
-        size = len(task_input.model_dump_json().encode())
-        if size > MAX_INPUT_BYTES:
-            raise TaskValidationError(
-                f"task is {size:,} bytes once encoded; the limit is {MAX_INPUT_BYTES:,} bytes "
-                "(Temporal's payload limit is 2 MB per payload). Shorten the prompt or context."
-            )
+        task_input = checked_input(task, self.retry, searchable)
         mine = fingerprint(task)
         try:
             await self._start(task_input, model, mine, WorkflowIDReusePolicy.REJECT_DUPLICATE)
@@ -354,7 +279,7 @@ class TaskClient(Following, AsyncBasePlatformAdapter):
             task_input = await run_input(handle, self.client.data_converter)
             if task_input is None:
                 raise TaskValidationError(f"task {task_id!r}: its input cannot be read")
-            model = self._validate(task_input.task)
+            model = validate(task_input.task, self.default_model, self.pricing)
             searchable = await self._search_attributes_ready()
             task_input = task_input.model_copy(update={"search_attributes": searchable})
             await self._start(
@@ -378,7 +303,7 @@ class TaskClient(Following, AsyncBasePlatformAdapter):
     # -- observation --------------------------------------------------------------
 
     def _translate(self, exc: RPCError, task_id: str | None = None) -> Exception:
-        return _unavailable(self.client, exc, task_id) if exc.status in _UNAVAILABLE else exc
+        return unavailable(self.client, exc, task_id) if exc.status in UNAVAILABLE else exc
 
     def _handle(self, task_id: str) -> WorkflowHandle[Any, Any]:
         return self.client.get_workflow_handle(task_id, result_type=Result)
@@ -422,12 +347,12 @@ class TaskClient(Following, AsyncBasePlatformAdapter):
         Raises:
             TaskNotFoundError: no such task.
         """
-        handle = self._handle(task_id)
+        handle, converter = self._handle(task_id), self.client.data_converter
         try:
-            outcome = await self._wait(handle, timeout)
+            outcome = await wait(handle, converter, timeout)
         except WorkflowFailureError as exc:
-            status, error = self._failure(exc)
-            return await self._unfinished(handle, status, error)
+            status, error = failure(exc)
+            return await unfinished(handle, converter, status, error)
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 raise TaskNotFoundError(f"no task with id {task_id!r}") from None
@@ -435,96 +360,13 @@ class TaskClient(Following, AsyncBasePlatformAdapter):
         if isinstance(outcome, Result):
             return outcome
         if outcome is None:
-            return await self._unfinished(
+            return await unfinished(
                 handle,
+                converter,
                 TaskStatus.RUNNING,
                 f"not finished after {timeout}s; the task is still running",
             )
-        return await self._unfinished(handle, TaskStatus.FAILED, outcome)
-
-    async def _wait(
-        self, handle: WorkflowHandle[Any, Any], timeout: float | None
-    ) -> Result | str | None:
-        """The result; or why the run is jammed; or None after ``timeout``.
-
-        The result's long poll and :func:`watch_stuck` run side by side: a
-        jammed run never answers the first.
-        """
-        result = asyncio.ensure_future(handle.result())
-        watch = asyncio.ensure_future(watch_stuck(handle, self.client.data_converter))
-        try:
-            done, _ = await asyncio.wait(
-                {result, watch}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            for pending in (result, watch):
-                pending.cancel()
-            await asyncio.gather(result, watch, return_exceptions=True)
-        if result in done:
-            return result.result()
-        if watch in done:
-            return watch.result()
-        return None
-
-    @staticmethod
-    def _failure(exc: WorkflowFailureError) -> tuple[TaskStatus, str]:
-        cause = exc.cause
-        if isinstance(cause, CancelledError):
-            return TaskStatus.CANCELLED, "cancelled"
-        if isinstance(cause, TerminatedError):
-            return TaskStatus.FAILED, f"terminated: {cause.message}"
-        if isinstance(cause, TemporalTimeoutError):
-            return TaskStatus.FAILED, f"timed out: {cause.message}"
-        if isinstance(cause, ApplicationError):
-            return TaskStatus.FAILED, cause.message
-        return TaskStatus.FAILED, str(cause or exc)
-
-    async def _unfinished(
-        self, handle: WorkflowHandle[Any, Any], status: TaskStatus, error: str
-    ) -> Result:
-        try:
-            view: HistoryView | None = await replay_history(handle, self.client.data_converter)
-        except RPCError:
-            raise
-        except Exception:  # an input this client cannot decode (a jammed run): no details
-            view = None
-        if view is None:
-            return Result(
-                task=Task(prompt=f"<task {handle.id}: input unreadable>", task_id=handle.id),
-                success=False,
-                status=status,
-                error=error,
-                partial_output="",
-            )
-        metadata: dict[str, Any] = {
-            "attempts": view.output.attempt,
-            "restarts": view.output.restarts,
-            "input_tokens": 0,
-            "output_tokens": 0,
-        }
-        cost, tokens = 0.0, 0
-        if view.ledger is not None:
-            cost, tokens = view.ledger.cost, view.ledger.tokens
-            metadata["input_tokens"] = view.ledger.prompt_tokens
-            metadata["output_tokens"] = view.ledger.completion_tokens
-            metadata["billing"] = [bill.model_dump() for bill in view.ledger.attempts]
-        return Result(
-            task=view.task or Task(prompt=f"<task {handle.id}>", task_id=handle.id),
-            success=False,
-            status=status,
-            error=error,
-            partial_output=view.output.text,
-            cost=cost,
-            tokens_used=tokens,
-            duration_seconds=await self._run_seconds(handle),
-            metadata=metadata,
-        )
-
-    async def _run_seconds(self, handle: WorkflowHandle[Any, Any]) -> float:
-        """How long the run took (so far, if it is still open), as a completed result says."""
-        desc = await handle.describe()
-        end = desc.close_time or datetime.now(timezone.utc)
-        return max(0.0, (end - desc.start_time).total_seconds())
+        return await unfinished(handle, converter, TaskStatus.FAILED, outcome)
 
     async def list_tasks(self, query: str | None = None, *, limit: int = 50) -> list[TaskSummary]:
         """Tasks matching a visibility query (newest first), e.g.
