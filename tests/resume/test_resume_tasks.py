@@ -6,13 +6,16 @@ Responses API, through a real Temporal dev server and worker.
 
 from __future__ import annotations
 
-import asyncio
 import functools
+import time
 
+import pytest
 from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 
 from ai_orchestrator import Task, TaskClient, TaskConstraints, TaskStatus, apply_event
 from ai_orchestrator.client import Restart, StreamEvent
+from ai_orchestrator.errors import OUTPUT_TOO_LARGE
 from ai_orchestrator.simulator import Fault, Simulator
 
 from ..conftest import running_worker, unique
@@ -74,12 +77,24 @@ async def test_an_expired_response_is_regenerated_with_a_restart(
     assert len(restarts) == 1 and restarts[0].discarded  # the first answer's text taken back
     assert functools.reduce(apply_event, events, "") == result.output  # type: ignore[arg-type]
     assert len(result.output.split()) == 60 and result.metadata["restarts"] == 1
-    # Both answers were generated, and both are billed.
-    generated = sum(r.generated_tokens for r in sim.responses.values())
-    assert (
-        generated == sum(b["completion_tokens"] for b in result.metadata["billing"])
-        or (result.metadata["usage_estimated"])
-    )
+    # Both answers were generated, and both are billed: the expired one estimated from
+    # what its stream carried (the provider cannot be asked any more), the new one at
+    # the provider's own usage.
+    expired, fresh = sim.responses.values()
+    lost, answered = result.metadata["billing"]
+    assert (lost["attempt"], lost["outcome"], lost["estimated"]) == (1, "failed", True), lost
+    assert lost["completion_tokens"] == sim.requests[0].tokens_sent > 0
+    assert lost["completion_tokens"] <= expired.generated_tokens  # never more than was made
+    assert (answered["outcome"], answered["estimated"]) == ("completed", False), answered
+    assert answered["completion_tokens"] == fresh.generated_tokens == 60
+    assert answered["prompt_tokens"] == fresh.input_tokens
+    assert result.metadata["usage_estimated"]  # one part of the bill is an estimate
+    # The totals are the sum of the two bills.
+    billed = (lost, answered)
+    assert result.metadata["input_tokens"] == sum(b["prompt_tokens"] for b in billed)
+    assert result.metadata["output_tokens"] == sum(b["completion_tokens"] for b in billed)
+    assert result.tokens_used == sum(b["prompt_tokens"] + b["completion_tokens"] for b in billed)
+    assert result.cost == pytest.approx(lost["cost"] + answered["cost"], rel=1e-9)
 
 
 async def test_cancel_reaches_the_providers_cancel(
@@ -90,16 +105,19 @@ async def test_cancel_reaches_the_providers_cancel(
     async with running_worker(client, queue, sim):
         task_id = await tasks.submit_task(task)
         await sim.wait_for_tokens_sent(0, 10, timeout=30)
-        await tasks.cancel_task(task_id)
+        assert await tasks.cancel_task(task_id) is True
         result = await tasks.get_result(task_id)
-        generated_at_cancel = sum(r.generated_tokens for r in sim.responses.values())
-        await asyncio.sleep(1.0)  # a background answer would keep generating meanwhile
+        reported_at = time.monotonic()
+        (response,) = sim.responses.values()
+        await sim.wait_until(lambda: response.finished_at is not None, timeout=30)
     assert result.status == TaskStatus.CANCELLED
     assert result.partial_output and len(result.partial_output.split()) >= 10
-    (response,) = sim.responses.values()
+    # A background answer goes on generating unless told to stop: it was stopped
+    # (not completed) before the task reported its end, 400 tokens short of done.
     assert response.status == "cancelled"
+    assert response.finished_at is not None and response.finished_at <= reported_at
     assert "cancel" in _kinds(sim)
-    assert response.generated_tokens == generated_at_cancel < 400
+    assert len(result.partial_output.split()) <= response.generated_tokens < 400
     assert _kinds(sim).count("create") == 1
 
 
@@ -110,13 +128,19 @@ async def test_a_non_retryable_failure_stops_the_background_answer(
     task = Task(prompt="too long", task_id=unique("toolarge"), constraints=RESPONSES)
     async with running_worker(client, queue, sim, max_output_bytes=200):
         task_id = await tasks.submit_task(task)
-        try:
+        with pytest.raises(WorkflowFailureError) as failed:
             await client.get_workflow_handle(task_id).result()
-        except WorkflowFailureError:
-            pass
-        await asyncio.sleep(0.5)
-    (response,) = sim.responses.values()
+        failed_at = time.monotonic()
+        (response,) = sim.responses.values()
+        await sim.wait_until(lambda: response.finished_at is not None, timeout=30)
+    cause = failed.value.cause
+    assert isinstance(cause, ApplicationError), cause
+    assert cause.type == OUTPUT_TOO_LARGE and cause.non_retryable
+    assert "exceeded 200 bytes" in cause.message and "max_tokens" in cause.message
+    # Stopped, not completed, and before the task failed: nothing generates on.
     assert response.status == "cancelled" and response.generated_tokens < 300
+    assert response.finished_at is not None and response.finished_at <= failed_at
+    assert _kinds(sim).count("create") == 1  # not retried
 
 
 async def test_chat_opt_in_continues_the_partial_message_without_a_restart(
