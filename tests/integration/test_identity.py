@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RetryConfig
 
 from ai_orchestrator import (
+    Platform,
     Task,
     TaskClient,
+    TaskConstraints,
     TaskIdConflictError,
     TaskNotFoundError,
     TaskStatus,
+    TaskType,
     TaskValidationError,
     TemporalUnavailableError,
 )
@@ -29,6 +33,98 @@ from ..conftest import FAST_RETRY, running_worker, unique
 
 async def runs_of(client: Client, task_id: str) -> int:
     return len([w async for w in client.list_workflows(f"WorkflowId = '{task_id}'")])
+
+
+#: A task with every field set, so that each can be changed on its own.
+BASE_TASK: dict[str, Any] = {
+    "prompt": "the same question",
+    "context": {"repo": "orchestrator", "branch": "main"},
+    "files": ["src/app.py"],
+}
+BASE_CONSTRAINTS: dict[str, Any] = {"model": "gpt-4o-mini", "max_tokens": 100, "temperature": 0.2}
+#: One change per field the fingerprint covers (every field of Task but its id and
+#: creation time, every field of TaskConstraints): each makes another task.
+TASK_CHANGES: dict[str, Any] = {
+    "prompt": "another question",
+    "context": {"repo": "orchestrator", "branch": "release"},
+    "files": ["src/app.py", "src/other.py"],
+    "type": TaskType.CODE_REVIEW,
+    "platform_hint": Platform.GEMINI,
+    "priority": 1,
+    "requires_gsd": True,
+    "metadata": {"team": "search"},
+}
+CONSTRAINT_CHANGES: dict[str, Any] = {
+    "model": "gpt-4o",
+    "max_tokens": 200,
+    "temperature": 0.7,
+    "timeout_seconds": 60.0,
+    "fallback_models": ["gpt-4o"],
+    "openai_api": "responses",
+    "chat_resume": "prefix",
+}
+
+
+def variant(task_id: str, **changes: Any) -> Task:
+    """The base task (built anew: its own created_at), with ``changes`` applied; a
+    change named ``constraints.<field>`` changes that constraint."""
+    constraints = dict(BASE_CONSTRAINTS)
+    fields = dict(BASE_TASK)
+    for name, value in changes.items():
+        if name.startswith("constraints."):
+            constraints[name.removeprefix("constraints.")] = value
+        else:
+            fields[name] = value
+    return Task(**fields, constraints=TaskConstraints(**constraints), task_id=task_id)
+
+
+def test_every_field_the_fingerprint_covers_has_a_conflict_case() -> None:
+    """A field added to Task or TaskConstraints gets its case below, or this fails."""
+    assert {*TASK_CHANGES, "constraints", "task_id", "created_at"} == set(Task.model_fields)
+    assert set(CONSTRAINT_CHANGES) == set(TaskConstraints.model_fields)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        *TASK_CHANGES.items(),
+        *((f"constraints.{name}", value) for name, value in CONSTRAINT_CHANGES.items()),
+    ],
+    ids=[*TASK_CHANGES, *(f"constraints.{name}" for name in CONSTRAINT_CHANGES)],
+)
+async def test_reused_id_with_any_other_field_is_refused(
+    field: str, value: Any, client: Client, tasks: TaskClient
+) -> None:
+    """Promise: one result per task id: whatever differs (context, files, model,
+    max_tokens, ...) makes another task, refused under the id; nothing is started."""
+    task_id = unique("differs")
+    await tasks.submit_task(variant(task_id))
+    other = variant(task_id, **{field: value})
+    assert fingerprint(other) != fingerprint(variant(task_id))
+    with pytest.raises(TaskIdConflictError, match="already names another task") as info:
+        await tasks.submit_task(other)
+    assert info.value.task_id == task_id
+    assert await tasks.submit_task(variant(task_id)) == task_id  # the same task attaches
+    handle = client.get_workflow_handle(task_id)
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+    await handle.terminate("test done")
+
+
+async def test_the_same_task_written_differently_attaches(
+    client: Client, tasks: TaskClient
+) -> None:
+    """Promise: only meaning counts: the order of context keys, defaults spelled out and
+    ``constraints=None`` versus default constraints are the same task."""
+    task_id = unique("same")
+    await tasks.submit_task(Task(prompt="q", context={"a": 1, "b": 2}, task_id=task_id))
+    same = [
+        Task(prompt="q", context={"b": 2, "a": 1}, task_id=task_id),
+        Task(prompt="q", context={"a": 1, "b": 2}, priority=3, files=[], task_id=task_id),
+        Task(prompt="q", context={"a": 1, "b": 2}, constraints=TaskConstraints(), task_id=task_id),
+    ]
+    for task in same:
+        assert await tasks.submit_task(task) == task_id, task
+    await client.get_workflow_handle(task_id).terminate("test done")
 
 
 async def test_reused_id_with_another_prompt_is_refused_running_or_closed(
