@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from itertools import accumulate
 
+import httpx2
 import openai
 import pytest
 
 from ai_orchestrator.core import Task, TaskConstraints
-from ai_orchestrator.errors import ContinuationLost, classify
+from ai_orchestrator.errors import CONNECTION_FAILED, ContinuationLost, classify
 from ai_orchestrator.providers import FINISH_LENGTH, FINISH_STOP, ProviderStream
 from ai_orchestrator.providers.openai import OpenAIProvider
 from ai_orchestrator.providers.openai_responses import ResponsesStream
@@ -51,6 +52,20 @@ async def read(stream: ProviderStream, deltas: list[str]) -> None:
     async with stream:
         async for text in stream:
             deltas.append(text)
+
+
+async def read_until_cut(stream: ProviderStream, deltas: list[str]) -> None:
+    """Like :func:`read`, for a stream the simulator cuts mid-body: it must fail as a
+    dropped connection (the SDK's connection error over httpx's incomplete read),
+    which the worker classifies as a retryable connection failure."""
+    with pytest.raises(openai.APIConnectionError, match=r"^Connection error\.$") as cut:
+        await read(stream, deltas)
+    assert type(cut.value) is openai.APIConnectionError, repr(cut.value)  # not a timeout
+    cause = cut.value.__cause__
+    assert isinstance(cause, httpx2.RemoteProtocolError), repr(cause)
+    assert "incomplete chunked read" in str(cause), cause
+    verdict = classify(cut.value)
+    assert verdict.retryable and verdict.error_type == CONNECTION_FAILED, verdict
 
 
 async def stored_text(client: openai.AsyncOpenAI, response_id: str) -> str:
@@ -113,9 +128,7 @@ async def test_broken_stream_continues_with_exactly_the_rest(
     sim.script(Fault.drop_stream(after_events=12))
     first = provider.stream(task(), MODEL)
     before: list[str] = []
-    with pytest.raises(Exception) as broken:
-        await read(first, before)
-    assert classify(broken.value).retryable
+    await read_until_cut(first, before)
     assert 0 < len(before) < TOKENS and first.finish_reason is None
 
     boundaries = list(accumulate(len(d) for d in before))
@@ -146,13 +159,15 @@ async def test_continuation_of_a_continuation(
 ) -> None:
     sim.script(Fault.drop_stream(after_events=8), Fault.reattach_drop(after_events=5))
     texts: list[str] = []
+    cuts = 2  # the create's stream and the first re-attach
     stream = provider.stream(task(), MODEL)
     for _ in range(3):
         deltas: list[str] = []
-        try:
+        if cuts:
+            await read_until_cut(stream, deltas)
+            cuts -= 1
+        else:
             await read(stream, deltas)
-        except Exception as exc:
-            assert classify(exc).retryable
         texts.extend(deltas)
         if stream.finish_reason is not None:
             break
@@ -170,8 +185,7 @@ async def test_reattach_to_a_queued_response_before_any_text(
 ) -> None:
     sim.script(Fault.drop_stream(after_events=1))  # only response.created (queued) arrives
     first = provider.stream(task(), MODEL)
-    with pytest.raises(Exception):  # noqa: B017 - whichever error the cut surfaces as
-        await read(first, [])
+    await read_until_cut(first, [])
     assert first.chars == 0 and first.status == "queued"
     token = first.continuation(0)
     assert token is not None
@@ -187,8 +201,7 @@ async def test_expired_response_is_a_lost_continuation(
 ) -> None:
     sim.script(Fault.drop_stream(after_events=10), Fault.expire())
     first = provider.stream(task(), MODEL)
-    with pytest.raises(Exception):  # noqa: B017
-        await read(first, [])
+    await read_until_cut(first, [])
     token = first.continuation(first.chars)
     assert token is not None
 
@@ -270,8 +283,7 @@ async def test_chat_continuation_sends_the_partial_answer(
     sim.script(Fault.disconnect(after_tokens=5))
     first = provider.stream(chat_task, MODEL)
     before: list[str] = []
-    with pytest.raises(Exception):  # noqa: B017
-        await read(first, before)
+    await read_until_cut(first, before)
     token = first.continuation(first.chars)
     assert token == f"chat:{first.chars}" and first.chars > 0
     prefix = "".join(before)
