@@ -25,6 +25,8 @@ from ..core import LENIENT_CONTEXT
 from ..errors import CONNECTION_FAILED, INCOMPLETE_STREAM, PROVIDER_UNAVAILABLE
 from ..messages import AttemptBill, AttemptState, Ledger, RetrySettings, Usage
 from ..pricing import ModelPrice, PricingTable
+from ..providers import ProviderStream
+from ._publisher import ChunkPublisher
 
 #: Failures that count against ``RetrySettings.max_attempts``. Rate limits are
 #: waits the provider asked for, not faults; worker deaths and shutdowns never
@@ -68,6 +70,31 @@ def inherited(details: Sequence[Any]) -> AttemptState | None:
         return AttemptState.model_validate(details[0], context=LENIENT_CONTEXT)
     except ValueError:
         return None  # an older worker's heartbeat ({"attempt", "chars"}): nothing to inherit
+
+
+def heartbeat_details(
+    state: AttemptState, stream: ProviderStream, publisher: ChunkPublisher
+) -> AttemptState:
+    """What this attempt leaves to the next as it streams: progress only, never text
+    (heartbeat details are stored by the server)."""
+    # A continuation is taken where the workflow's checkpoint ends, so the
+    # next attempt's text joins the durable text exactly.
+    acked = publisher.delivered
+    own = stream.continuation(acked - publisher.start)
+    # (A stream names its answer before it is opened: the create reads that far.)
+    continuation = own if stream.opened or own is not None else state.continuation
+    return state.model_copy(
+        update={
+            "chars": stream.chars,
+            "chunks": stream.chunks,
+            "resume_token": stream.resume_token or state.resume_token,
+            "signals": state.signals + publisher.signals,
+            "signalled_chars": state.signalled_chars + acked - publisher.start,
+            "continuation": continuation,
+            "continued_at": acked if continuation else 0,
+            "response_id": stream.response_id or state.response_id,
+        }
+    )
 
 
 def begin(

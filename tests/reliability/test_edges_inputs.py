@@ -6,7 +6,7 @@ import pytest
 from temporalio.client import Client
 
 from ai_orchestrator import Task, TaskClient, TaskConstraints, TaskStatus
-from ai_orchestrator.activities._llm import json_size
+from ai_orchestrator.activities._relay import json_size
 from ai_orchestrator.messages import WORKFLOW_TYPE, TaskInput
 from ai_orchestrator.providers._base import build_messages
 from ai_orchestrator.simulator import Fault, Simulator

@@ -8,7 +8,7 @@ import pytest
 
 from ai_orchestrator.activities import _attempts
 from ai_orchestrator.core import TaskConstraints
-from ai_orchestrator.messages import AttemptState, RetrySettings, Usage
+from ai_orchestrator.messages import AttemptBill, AttemptState, Ledger, RetrySettings, Usage
 from ai_orchestrator.pricing import PricingTable
 
 
@@ -64,7 +64,7 @@ def test_a_lost_attempt_is_billed_what_it_likely_streamed_after_its_last_heartbe
 
 
 def test_the_expected_unseen_text_follows_the_stream_pace() -> None:
-    from ai_orchestrator.activities._llm import _unseen
+    from ai_orchestrator.activities._pacing import unseen
     from ai_orchestrator.providers._base import ProviderStream
 
     class _Stream(ProviderStream):
@@ -72,13 +72,13 @@ def test_the_expected_unseen_text_follows_the_stream_pace() -> None:
             raise NotImplementedError
 
     stream = _Stream("m")
-    assert stream.pace() == 0.0 and _unseen(stream, 1.0) == 0  # nothing streamed yet
+    assert stream.pace() == 0.0 and unseen(stream, 1.0) == 0  # nothing streamed yet
     stream.first_chunk_at, stream.chunks = 100.0, 21
     assert stream.pace(now=102.0) == pytest.approx(10.0)
     stream.first_chunk_at = time.monotonic() - 2.0
-    assert _unseen(stream, 1.0) == 5  # ten a second, half of a one-second interval
+    assert unseen(stream, 1.0) == 5  # ten a second, half of a one-second interval
     stream.finish_reason = "stop"
-    assert _unseen(stream, 1.0) == 0  # an answer that ended streams nothing more
+    assert unseen(stream, 1.0) == 0  # an answer that ended streams nothing more
 
 
 def test_an_answer_created_before_any_text_is_billed_its_prompt() -> None:
@@ -219,3 +219,145 @@ def test_an_attempts_own_late_bill_replaces_the_estimate_of_it() -> None:
     assert final.with_late_bills(final) is None and final.with_late_bills(None) is None
     part = own.model_copy(update={"response_id": "resp_1"})
     assert final.with_late_bills(Ledger(attempts=[part])) is None  # settled by the provider
+
+
+def test_the_next_attempt_inherits_the_run_budgets_and_the_continuation() -> None:
+    """What spans attempts travels in the last heartbeat: the fault count, the run's
+    signal budget, what lets a retry continue the same text, and where it continues."""
+    beat = AttemptState(
+        attempt=1,
+        generation=1,
+        chunks=5,
+        chars=20,
+        provider_faults=1,
+        signals=3,
+        signalled_chars=40,
+        resume_token="session-1",
+        continuation="resp_1",
+        continued_at=40,
+    )
+    prior = _attempts.inherited([beat.model_dump(mode="json")])
+    assert prior == beat
+    state, _ = _attempts.begin(2, prior, prompt_chars=40, model="gpt-4o")
+    carried = (state.provider_faults, state.signals, state.signalled_chars, state.resume_token)
+    assert carried == (1, 3, 40, "session-1")
+    assert (state.continuation, state.continued_at, state.generation) == ("resp_1", 40, 1)
+    assert state.model == "gpt-4o"
+    # Without a continuation the retry starts a new stream, at its start.
+    fresh, _ = _attempts.begin(2, beat.model_copy(update={"continuation": None}), prompt_chars=40)
+    assert (fresh.continuation, fresh.continued_at, fresh.generation, fresh.model) == (
+        None,
+        0,
+        2,
+        "",
+    )
+    # Attempts that left no heartbeat are named after the streams they would have started.
+    _, silent = _attempts.begin(3, None, prompt_chars=40, generation_base=10, model="m")
+    assert [(b.generation, b.model, b.estimated) for b in silent] == [
+        (11, "m", True),
+        (12, "m", True),
+    ]
+
+
+def test_backoff_grows_exponentially() -> None:
+    settings = RetrySettings(
+        initial_interval_seconds=1, backoff_coefficient=2, max_interval_seconds=60
+    )
+    assert _attempts.backoff(4, settings, rng=lambda: 0.0) == 8.0
+    assert [_attempts.estimate_tokens(n) for n in (0, 1, 4, 5)] == [0, 1, 1, 2]
+
+
+def test_parts_of_one_answer_are_billed_once() -> None:
+    """Attempts re-attached to one provider answer each bill what they streamed; the
+    prompt is billed once, and the provider's own usage replaces every estimate."""
+    pricing = PricingTable()
+    other = AttemptBill(attempt=1, generation=1, completion_tokens=8, cost=0.5, outcome="failed")
+    ledger = Ledger(attempts=[other])
+
+    def part(
+        attempt: int, chunks: int, usage: Usage | None = None, model: str = "gpt-4o"
+    ) -> AttemptBill:
+        state = AttemptState(
+            attempt=attempt, generation=2, chunks=chunks, model=model, ledger=ledger
+        )
+        bill = _attempts.close(
+            state,
+            outcome="failed",
+            pricing=pricing,
+            usage=usage,
+            opened=True,
+            prompt_chars=400,
+            response_id="resp_1",
+        )
+        assert bill is not None and state.ledger.attempts[-1] == bill
+        ledger.attempts = state.ledger.attempts
+        return bill
+
+    first = part(2, 10)
+    assert (first.prompt_tokens, first.completion_tokens) == (100, 10)
+    second = part(3, 20)
+    assert (second.prompt_tokens, second.completion_tokens) == (0, 20)  # prompt billed once
+    assert second.cost == pytest.approx(pricing.cost("gpt-4o", 0, 20))
+    real = part(4, 5, Usage(prompt_tokens=90, completion_tokens=40))
+    assert ledger.attempts == [other, real]  # the estimates of its parts are replaced
+    late = part(5, 7)  # a part closing after the real bill: it adds nothing
+    assert (late.prompt_tokens, late.completion_tokens, late.cost) == (0, 0, 0.0)
+    assert ledger.attempts == [other, real, late]
+    # The parts of an unpriced model's answer cost nothing known, not some default.
+    ledger.attempts = []
+    assert part(6, 3, model="local-llama").cost == part(7, 4, model="local-llama").cost == 0.0
+
+
+def test_a_bill_says_what_the_attempt_was_and_what_the_vendor_charged() -> None:
+    pricing = PricingTable()
+    state = AttemptState(attempt=2, generation=3, chunks=4, model="gpt-4o")
+    bill = _attempts.close(
+        state,
+        outcome="failed",
+        pricing=pricing,
+        usage=None,
+        opened=True,
+        prompt_chars=40,
+        error_type="ProviderUnavailable",
+        vendor_cost=0.25,
+        platform="chatgpt",
+    )
+    assert bill == AttemptBill(
+        attempt=2,
+        generation=3,
+        model="gpt-4o",
+        prompt_tokens=10,
+        completion_tokens=4,
+        estimated=True,
+        cost=0.25,  # the vendor's own figure wins over the price table
+        outcome="failed",
+        error_type="ProviderUnavailable",
+        platform="chatgpt",
+    )
+    # A model with no price costs nothing known, not some default.
+    unpriced = AttemptState(attempt=1, generation=1, chunks=4, model="local-llama")
+    assert _attempts.close(
+        unpriced, outcome="completed", pricing=pricing, usage=None, opened=True, prompt_chars=4
+    ) == AttemptBill(
+        attempt=1,
+        generation=1,
+        model="local-llama",
+        prompt_tokens=1,
+        completion_tokens=4,
+        estimated=True,
+        outcome="completed",
+    )
+    # A request the provider may have taken, with no stream: counted, flagged, unpriced.
+    taken = AttemptState(attempt=3, generation=3, chunks=4, model="gpt-4o")
+    flagged = _attempts.close(
+        taken,
+        outcome="failed",
+        pricing=pricing,
+        usage=None,
+        opened=False,
+        prompt_chars=40,
+        unaccounted=True,
+    )
+    assert flagged is not None and flagged.cost_unknown and flagged.estimated
+    assert (flagged.prompt_tokens, flagged.completion_tokens, flagged.cost) == (0, 0, 0.0)
+    assert not bill.cost_unknown
