@@ -31,6 +31,21 @@ async def _sticky_timeouts(client: Client, task_id: str) -> int:
     return count
 
 
+async def _recorded_response_id(client: Client, task_id: str, timeout: float = 60) -> str:
+    """The answer's id once the running attempt's heartbeat has reached the server."""
+    deadline = time.monotonic() + timeout
+    handle = client.get_workflow_handle(task_id)
+    while time.monotonic() < deadline:
+        for pending in (await handle.describe()).raw_description.pending_activities:
+            payloads = pending.heartbeat_details.payloads
+            if payloads:
+                [details] = await client.data_converter.decode(payloads[:1])
+                if isinstance(details, dict) and details.get("response_id"):
+                    return str(details["response_id"])
+        await asyncio.sleep(0.05)
+    raise AssertionError("the answer's id never reached Temporal")
+
+
 async def test_a_worker_killed_after_the_answer_was_created_but_before_its_text(
     temporal: DevServer, client: Client, queue: str, sim: Simulator, tasks: TaskClient
 ) -> None:
@@ -45,8 +60,9 @@ async def test_a_worker_killed_after_the_answer_was_created_but_before_its_text(
         task.constraints = TaskConstraints(timeout_seconds=120)
         task_id = await tasks.submit_task(task)
         await sim.wait_until(lambda: len(sim.responses) == 1, timeout=60)
-        await asyncio.sleep(0.5)
-        assert not any(r.tokens_sent for r in sim.requests)  # no text has left yet
+        # Recorded at once: the id is in Temporal before the first text has left.
+        assert await _recorded_response_id(client, task_id) in sim.responses
+        assert not any(r.tokens_sent for r in sim.requests)
         await sigkill_holder(client, task_id, workers)
         result = await tasks.get_result(task_id, timeout=90)
     finally:
