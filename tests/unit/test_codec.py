@@ -25,6 +25,7 @@ from temporalio.exceptions import ApplicationError
 from ai_orchestrator.payloads.codec import (
     ENV_ACCEPT_PLAINTEXT,
     ENV_ENCRYPTION_KEYS,
+    METADATA_KEY_ID,
     EncryptionCodec,
     PayloadDecryptionError,
     generate_key,
@@ -174,6 +175,8 @@ def test_constructor_validates_keys() -> None:
         EncryptionCodec({"ok": KEY_OLD}, "missing")
     with pytest.raises(ValueError):
         EncryptionCodec({}, "x")
+    with pytest.raises(ValueError, match="non-empty"):
+        EncryptionCodec({"": KEY_OLD}, "")
 
 
 def test_repr_shows_ids_not_keys() -> None:
@@ -194,6 +197,23 @@ async def test_from_env_parses_entries_first_is_active() -> None:
     [encoded] = await codec.encode([plain_payload()])
     reference = EncryptionCodec({"new": KEY_NEW}, "new")
     assert await reference.decode([encoded]) == [plain_payload()]
+
+
+async def test_from_env_keeps_every_key_and_reads_urlsafe_ones() -> None:
+    """A doubled comma drops no later key: a dropped old key is unreadable history."""
+    key = bytes([0xFB, 0xFF] * 16)  # base64 with "+" and "/", so "-" and "_" when urlsafe
+    urlsafe = base64.urlsafe_b64encode(key).decode()
+    codec = EncryptionCodec.from_env({ENV_ENCRYPTION_KEYS: f"new:{b64(KEY_NEW)},,old:{urlsafe}"})
+    assert codec is not None and codec.key_ids == ("new", "old")
+    [encoded] = await EncryptionCodec({"old": key}, "old").encode([plain_payload()])
+    assert await codec.decode([encoded]) == [plain_payload()]
+
+
+async def test_a_payload_without_its_key_id_is_a_clear_error(codec: EncryptionCodec) -> None:
+    [encoded] = await codec.encode([plain_payload()])
+    del encoded.metadata[METADATA_KEY_ID]
+    with pytest.raises(PayloadDecryptionError, match="unknown key id ''"):
+        await codec.decode([encoded])
 
 
 @pytest.mark.parametrize("env", [{}, {ENV_ENCRYPTION_KEYS: ""}, {ENV_ENCRYPTION_KEYS: "  \n"}])

@@ -100,3 +100,59 @@ def test_an_attempts_own_bill_is_kept_even_from_a_stale_or_superseded_batch() ->
     buffer.apply(ChunkBatch(attempt=2, offset=3, text="er", run_id="r", generation=2, ledger=newer))
     assert buffer.ledger == newer and buffer.text == "newer"
     assert buffer.own_bills.attempts == [own]  # ... its bill is not
+
+
+def test_a_fresh_buffer_holds_nothing() -> None:
+    buf = OutputBuffer(run_id="r")
+    assert (buf.text, buf.length, buf.attempt, buf.chunks, buf.restarts) == ("", 0, 0, 0, 0)
+    assert buf.ledger is None and buf.own_bills.attempts == []
+
+
+def test_batches_of_another_run_are_ignored() -> None:
+    """An operator reset re-applies the old run's signals to the new run: its text and its
+    bills must not splice in. Batches of older workers carry no run id and still count."""
+    buf = OutputBuffer(run_id="new")
+    assert buf.apply(ChunkBatch(attempt=1, offset=0, text="fresh", run_id="new", chunks=1))
+    old = Ledger(attempts=[AttemptBill(attempt=2, generation=2, completion_tokens=50)])
+    other_run = ChunkBatch(attempt=2, offset=0, text="old", run_id="old", ledger=old, chunks=1)
+    assert not buf.apply(other_run)
+    assert (buf.text, buf.attempt, buf.restarts, buf.chunks) == ("fresh", 1, 0, 1)
+    assert buf.ledger is None and buf.own_bills.attempts == []
+    assert buf.apply(ChunkBatch(attempt=1, offset=5, text=" text", chunks=1))  # no run id
+    assert buf.text == "fresh text"
+    assert OutputBuffer().apply(other_run)  # no run of its own: every batch counts
+
+
+def test_chunks_and_restarts_count_streams() -> None:
+    buf = OutputBuffer()
+    assert buf.apply(ChunkBatch(attempt=2, offset=0, text="ab", chunks=2))
+    assert buf.apply(ChunkBatch(attempt=2, offset=2, text="cd", chunks=3))
+    assert (buf.chunks, buf.restarts) == (5, 0)  # a first stream is no restart
+    buf.apply(ChunkBatch(attempt=3, offset=0, text="x", chunks=1))
+    assert (buf.text, buf.chunks, buf.restarts) == ("x", 1, 1)  # counted anew
+    buf.apply(ChunkBatch(attempt=4, offset=0, text=""))
+    buf.apply(ChunkBatch(attempt=5, offset=0, text=""))  # after a stream that sent no text
+    assert (buf.text, buf.chunks, buf.restarts) == ("", 0, 3)
+
+
+def test_a_bill_of_the_current_stream_is_the_account_a_stale_one_only_its_own() -> None:
+    buf = OutputBuffer(run_id="r")
+    buf.apply(ChunkBatch(attempt=2, offset=0, text="text", run_id="r", generation=2))
+    lost = AttemptBill(attempt=1, generation=1, completion_tokens=3, outcome="lost")
+    mine = AttemptBill(attempt=2, generation=2, completion_tokens=4, outcome="cancelled")
+    part = AttemptBill(attempt=3, generation=2, completion_tokens=5, response_id="resp_1")
+    now = Ledger(attempts=[lost, mine, part])
+    current = ChunkBatch(
+        attempt=2, offset=4, text="", run_id="r", generation=2, ledger=now, bill_only=True
+    )
+    assert buf.apply(current)
+    assert buf.ledger == now and buf.text == "text"
+    own = AttemptBill(attempt=1, generation=1, completion_tokens=9, outcome="failed")
+    stale = ChunkBatch(
+        attempt=1, offset=0, text="", run_id="r", ledger=Ledger(attempts=[own]), bill_only=True
+    )
+    assert not buf.apply(stale)
+    assert buf.ledger == now  # a late attempt's word is not the account ...
+    # ... but each attempt's own closing bill is kept; estimates of lost attempts and
+    # parts of a provider's answer are not own bills.
+    assert buf.own_bills.attempts == [mine, own]
