@@ -361,3 +361,46 @@ def test_a_bill_says_what_the_attempt_was_and_what_the_vendor_charged() -> None:
     assert flagged is not None and flagged.cost_unknown and flagged.estimated
     assert (flagged.prompt_tokens, flagged.completion_tokens, flagged.cost) == (0, 0, 0.0)
     assert not bill.cost_unknown
+
+
+def test_heartbeat_details_carry_progress_where_the_checkpoint_ends() -> None:
+    """What a dead attempt leaves: its counts, the answer's id, and a continuation taken
+    where the workflow's durable text ends, so the next attempt joins it exactly."""
+    from types import SimpleNamespace
+
+    asked: list[int] = []
+
+    def continuation(chars: int) -> str:
+        asked.append(chars)
+        return f"resp_1@{chars}"
+
+    stream = SimpleNamespace(
+        continuation=continuation,
+        opened=True,
+        chars=120,
+        chunks=30,
+        resume_token=None,
+        response_id="resp_1",
+    )
+    publisher = SimpleNamespace(delivered=100, start=40, signals=3)
+    state = AttemptState(
+        attempt=2, generation=2, signals=5, signalled_chars=40, resume_token="session-a"
+    )
+    details = _attempts.heartbeat_details(state, stream, publisher)  # type: ignore[arg-type]
+    assert asked == [60]  # this attempt's part of the checkpointed text
+    assert (details.chars, details.chunks) == (120, 30)
+    assert (details.signals, details.signalled_chars) == (8, 100)
+    assert (details.continuation, details.continued_at) == ("resp_1@60", 100)
+    assert (details.response_id, details.resume_token) == ("resp_1", "session-a")
+    assert state.chars == 0  # the attempt's own state is left as it was
+    # Not opened yet and nothing of its own: the inherited continuation stays, at 0
+    # characters of this attempt's text.
+    stream.opened, stream.continuation = False, lambda _chars: None
+    kept = _attempts.heartbeat_details(
+        state.model_copy(update={"continuation": "resp_0@10"}),
+        stream,
+        publisher,  # type: ignore[arg-type]
+    )
+    assert (kept.continuation, kept.continued_at) == ("resp_0@10", 100)
+    stream.response_id = None
+    assert _attempts.heartbeat_details(state, stream, publisher).response_id is None  # type: ignore[arg-type]
