@@ -2,23 +2,28 @@
 
 In the same run, against the same simulator and the same dev server, each system with its
 own worker process (:mod:`bench.peers_workers`; ours is ``ai-orchestrator worker``) and its
-own task queue:
+own task queue (:mod:`bench.peers_systems`):
 
 - ``ours``: :class:`~ai_orchestrator.TaskClient` and our worker;
 - ``pydantic_ai``: pydantic-ai's durable execution (``TemporalDurability``, ``PydanticAIPlugin``);
 - ``openai_agents``: Temporal's OpenAI Agents SDK integration (``OpenAIAgentsPlugin``);
-- ``bare``: a bare one-activity workflow (:mod:`bench.baselines`), the floor.
+- ``bare``: a bare one-activity workflow (:mod:`bench.baselines`), polled like ours: the floor.
 
-Per system: p50/p95 latency of short answers one at a time (systems interleaved); throughput
-of short tasks with a bounded number in flight, with the worker's and the dev server's CPU per
-task (``/proc``); history events and bytes of one short task (and events by kind, in the
-JSON); for one streamed answer, the chunk lag (reader's receive time minus the simulator's
-send time, per token) and time to first chunk, where the system streams live (the bare
-workflow does not: n/a); and from a SIGKILL of the worker mid-answer (a replacement worker
-started at once) to the task's result. Ours reads the stream on its live channel; both peers
-publish to a ``temporalio.contrib.workflow_streams`` topic from the model activity, read with
-their own subscriber (pydantic-ai's ``stream_agent_events``, a ``WorkflowStreamClient`` for the
-OpenAI Agents SDK's raw model events).
+Per system:
+
+- p50/p95 latency of short answers one at a time (the systems interleaved);
+- throughput of short tasks with a bounded number in flight; per task, the CPU of the worker,
+  of the dev server and of this process (``/proc``), and the dev server's frontend requests
+  (from its metrics, when it has a metrics port, as in ``bench/run.py``);
+- history events and bytes of one short task (by event kind in the footer and the JSON);
+- for one streamed answer, where the system streams live (the bare workflow does not: n/a),
+  the chunk lag (the reader's receive time minus the simulator's send time, per token), the
+  time to first chunk (from the provider request) and the task's history; ours is read on
+  its live channel, pydantic-ai with ``stream_agent_events``, the OpenAI Agents SDK's raw
+  model events with a ``WorkflowStreamClient`` (both peers publish to a
+  ``temporalio.contrib.workflow_streams`` topic from the model activity);
+- from a SIGKILL of the worker mid-answer (a replacement worker started at once) to the
+  task's result (not for the bare workflow: it has no heartbeat timeout).
 
 Every peer runs with its defaults except its model activity's heartbeat timeout, set to ours
 (without it, a killed worker is noticed after 30 s, pydantic-ai, or 60 s, the OpenAI Agents
@@ -28,6 +33,7 @@ integration's start-to-close timeout), and the OpenAI Agents SDK's tracing expor
 Needs the ``peers`` extra (``pip install -e '.[peers]'``); without it the scenario says so and
 is skipped. Sizes: :data:`FULL`, :data:`SMOKE` (``--smoke``), each field replaceable with
 ``BENCH_PEERS=field=value,...`` (e.g. ``BENCH_PEERS=load_tasks=150,load_open=50``).
+Where a short task's time goes: :mod:`bench.peers_profile`.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ import importlib.metadata
 import importlib.util
 import os
 import sys
+import textwrap
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -50,6 +57,7 @@ from ai_orchestrator import RetrySettings
 from .context import Bench
 from .live import cpu_seconds
 from .peers_systems import PEERS, READERS, System, spawn, systems
+from .server_profile import frontend_requests
 from .stats import Row, lags, pct
 
 #: What the extra brings: module -> distribution (for the versions and the skip message).
@@ -120,6 +128,7 @@ def rows(s: PeerSizes) -> dict[str, Row]:
         "peers_worker_cpu": Row(load, "worker CPU per task", "ms"),
         "peers_server_cpu": Row(load, "server CPU per task", "ms"),
         "peers_bench_cpu": Row(load, "bench CPU per task", "ms"),
+        "peers_requests": Row(load, "server requests per task", "count"),
         "peers_events": Row("peers: one short task", "history events", "count"),
         "peers_bytes": Row("peers: one short task", "history bytes", "bytes"),
         "peers_lag_p50": Row(stream, "chunk lag p50", "ms"),
@@ -150,10 +159,11 @@ async def latency(b: Bench, all_: dict[str, System], n: int) -> dict[str, dict[s
 
 async def throughput(
     b: Bench, system: System, total: int, open_max: int, timings: list[Timing] | None = None
-) -> dict[str, float]:
-    """Tasks per second with at most ``open_max`` in flight, and CPU per task: the worker's,
-    the dev server's and this process's (clients, and the simulator); ``timings`` gets each
-    task's (workflow id, submit, result) wall-clock times."""
+) -> dict[str, Any]:
+    """Tasks per second with at most ``open_max`` in flight; per task, CPU (the worker's, the
+    dev server's, this process's: clients and the simulator) and the dev server's frontend
+    requests (with ``b.metrics_url``); ``timings`` gets each task's (workflow id, submit,
+    result) wall-clock times."""
     b.sim.tokens_per_second, b.sim.default_tokens = 0, 16
     gate = asyncio.Semaphore(open_max)
     server_pid = b.server.process.pid if b.server.process else None
@@ -166,16 +176,25 @@ async def throughput(
                 timings.append((workflow_id, submitted, time.time()))
 
     pids = (system.proc.pid, server_pid)
+    if b.metrics_url:
+        await asyncio.sleep(1.1)  # the server's metrics are flushed every second
+    requests = await frontend_requests(b.metrics_url)
     before, here = [cpu_seconds(p) for p in pids], time.process_time()
     start = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(total)))
     elapsed = time.perf_counter() - start
     worker, server = (cpu_seconds(p) - was for p, was in zip(pids, before, strict=True))
+    bench_cpu = time.process_time() - here
+    if b.metrics_url:
+        await asyncio.sleep(1.1)
+    asked = await frontend_requests(b.metrics_url) - requests
     return {
         "tasks_per_s": total / elapsed,
         "worker_cpu_ms_per_task": worker * 1000 / total,
         "server_cpu_ms_per_task": server * 1000 / total,
-        "bench_cpu_ms_per_task": (time.process_time() - here) * 1000 / total,
+        "bench_cpu_ms_per_task": bench_cpu * 1000 / total,
+        "server_requests_per_task": sum(asked.values()) / total,
+        "server_requests_by_operation": {op: n / total for op, n in asked.most_common()},
     }
 
 
@@ -301,6 +320,8 @@ def _fill(table: dict[str, Row], r: dict[str, Any]) -> None:
     add("peers_worker_cpu", r["throughput"], "worker_cpu_ms_per_task")
     add("peers_server_cpu", r["throughput"], "server_cpu_ms_per_task")
     add("peers_bench_cpu", r["throughput"], "bench_cpu_ms_per_task")
+    if r["throughput"]["ours"]["server_requests_per_task"]:  # the server has a metrics port
+        add("peers_requests", r["throughput"], "server_requests_per_task")
     add("peers_events", r["history"], "events")
     add("peers_bytes", r["history"], "bytes")
     for key, metric in (
@@ -328,8 +349,23 @@ def footer(runs: list[dict[str, Any]]) -> str:
     lines.append(
         f"  peers' model activities: heartbeat timeout {hb:g} s, as ours (not their default)"
     )
-    lines.append("  one short task's history, events by kind (first run):")
+    lines.append("  one short task's history, events by kind: count/bytes (first run):")
     for name, h in first["history"].items():
-        kinds = ", ".join(f"{k} {n}" for k, n in sorted(h["kinds"].items(), key=lambda kv: -kv[1]))
-        lines.append(f"    {name}: {kinds}")
+        kinds = ", ".join(
+            f"{k.replace('workflow_', 'wf_').replace('activity_', 'act_')} {n}/{h['kind_bytes'][k]}"
+            for k, n in sorted(h["kinds"].items())
+        )
+        lines.append(
+            textwrap.fill(kinds, 140, initial_indent=f"    {name}: ", subsequent_indent=" " * 6)
+        )
+    ops = first["throughput"]["ours"]["server_requests_by_operation"]
+    if ops:
+        lines.append("  server requests per short task, by operation (first run):")
+        for name, t in first["throughput"].items():
+            by_op = ", ".join(
+                f"{op} {n:.2f}" for op, n in t["server_requests_by_operation"].items()
+            )
+            lines.append(
+                textwrap.fill(by_op, 140, initial_indent=f"    {name}: ", subsequent_indent=" " * 6)
+            )
     return "\n".join(lines)

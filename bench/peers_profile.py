@@ -40,12 +40,13 @@ from bench.context import Bench
 from bench.peers_systems import System, systems
 
 try:  # the package's modules are being moved (ai_orchestrator.local, .payloads)
-    from ai_orchestrator.local.devserver import DevServer
+    from ai_orchestrator.local.devserver import DevServer, free_port
     from ai_orchestrator.payloads.converter import data_converter
 except ImportError:  # pragma: no cover - the layout before the move
     from ai_orchestrator.converter import data_converter  # type: ignore[no-redef]
-    from ai_orchestrator.devserver import DevServer  # type: ignore[no-redef]
+    from ai_orchestrator.devserver import DevServer, free_port  # type: ignore[no-redef]
 
+SPY_RATE = 250
 PHASES = (
     "submit -> started",
     "1st workflow task: wait",
@@ -115,7 +116,7 @@ async def _py_spy(pid: int | None, out: Path) -> asyncio.subprocess.Process:
         "--pid",
         str(pid),
         "--rate",
-        "250",
+        str(SPY_RATE),
         "--nonblocking",
         "--format",
         "raw",
@@ -126,12 +127,28 @@ async def _py_spy(pid: int | None, out: Path) -> asyncio.subprocess.Process:
     )
 
 
-def hot(raw: Path, top: int = 14) -> list[str]:
-    """The hottest functions of py-spy's raw (collapsed) stacks: by package (self time), by
-    function (self and total), and our own functions by total."""
+#: Frames whose inclusive samples say where a worker's CPU goes (py-spy's function names).
+KEY_FRAMES = (
+    ("workflow activations", "_WorkflowWorker._handle_activation"),
+    (
+        "  new run: sandbox instance (module import, exec)",
+        "_WorkflowWorker._create_workflow_instance",
+    ),
+    ("    of which compiling source (no .pyc)", "SourceLoader.source_to_code"),
+    ("activities", "_ActivityWorker._handle_start_activity_task"),
+    ("  provider call", "AsyncCompletions.create"),
+    ("activity heartbeats", "_ActivityWorker._heartbeat_async"),
+    ("payload visitor (codec pass)", "PayloadVisitor.visit"),
+    ("SDK executor threads", "Thread._bootstrap"),
+    ("event loop select", "EpollSelector.select"),
+)
+
+
+def hot(raw: Path, tasks: int, rate: int, top: int = 12) -> list[str]:
+    """Where a worker's sampled CPU went, in ms per task: by key frame (inclusive), by the
+    hottest functions (self), and by our own functions (inclusive)."""
     self_time: Counter[str] = Counter()
     total: Counter[str] = Counter()
-    package: Counter[str] = Counter()
     samples = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -139,39 +156,28 @@ def hot(raw: Path, top: int = 14) -> list[str]:
             continue
         n = int(count)
         samples += n
-        frames = [f.rsplit(":", 1)[0] + ")" if ":" in f else f for f in stack.split(";")]
-        self_time[frames[-1]] += n
-        package[_package(frames[-1])] += n
-        for frame in set(frames):
+        frames = [f.split(" (")[0] for f in stack.split(";")]
+        where = [f.rsplit(" (", 1)[-1].split(":")[0] for f in stack.split(";")]
+        self_time[f"{frames[-1]} ({where[-1]})"] += n
+        named = zip(frames, where, strict=True)
+        for frame in {f"{f} ({w})" if "ai_orchestrator" in w else f for f, w in named}:
             total[frame] += n
-    if not samples:
-        return ["  (no samples)"]
 
-    def share(n: int) -> str:
-        return f"{100 * n / samples:5.1f}%"
+    def ms(n: int) -> str:
+        return f"{n * 1000 / rate / tasks:6.2f} ms/task {100 * n / max(samples, 1):5.1f}%"
 
-    lines = [f"  {samples} samples; self time by package: "]
-    lines[0] += ", ".join(f"{name} {share(n).strip()}" for name, n in package.most_common(8))
+    lines = [f"  {samples} samples at {rate} Hz over {tasks} tasks: {ms(samples)}"]
+    lines += [f"    {ms(total[frame])}  {label}" for label, frame in KEY_FRAMES]
     lines.append("  hottest (self):")
-    lines += [f"    {share(n)} {frame}" for frame, n in self_time.most_common(top)]
-    lines.append("  ai_orchestrator functions (total, incl. callees):")
-    ours = [(f, n) for f, n in total.most_common() if "ai_orchestrator" in f]
-    lines += [f"    {share(n)} {frame}" for frame, n in ours[:top]]
+    lines += [f"    {ms(n)}  {frame}" for frame, n in self_time.most_common(top)]
+    lines.append("  ai_orchestrator functions (inclusive):")
+    ours = [(f, n) for f, n in total.most_common() if "ai_orchestrator/" in f and "cli/" not in f]
+    lines += [f"    {ms(n)}  {frame}" for frame, n in ours[:top] if "__main__" not in frame]
     return lines
 
 
-def _package(frame: str) -> str:
-    path = frame[frame.find("(") + 1 :]
-    for name in ("ai_orchestrator", "temporalio", "pydantic_core", "pydantic", "openai", "httpx"):
-        if f"/{name}/" in path:
-            return name
-    if "/asyncio/" in path:
-        return "asyncio"
-    return "other"
-
-
 async def profile(b: Bench, names: tuple[str, ...], args: argparse.Namespace) -> None:
-    results: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    results: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     phase_rows: dict[str, list[dict[str, float]]] = {n: [] for n in names}
     spy_dir = Path(args.py_spy) if args.py_spy else None
     async with systems(b, names) as all_:
@@ -203,12 +209,12 @@ async def profile(b: Bench, names: tuple[str, ...], args: argparse.Namespace) ->
         for name in names:
             for raw in sorted(spy_dir.glob(f"{name}-*.txt")):
                 print(f"\npy-spy, {name} worker ({raw.name}):")
-                print("\n".join(hot(raw)))
+                print("\n".join(hot(raw, args.tasks, SPY_RATE)))
 
 
 def report(
     names: tuple[str, ...],
-    results: dict[str, list[dict[str, float]]],
+    results: dict[str, list[dict[str, Any]]],
     phase_rows: dict[str, list[dict[str, float]]],
     kinds: dict[str, dict[str, Any]],
 ) -> str:
@@ -227,6 +233,16 @@ def report(
         lines.append(
             f"{key:42}" + "".join(f"{cell([r[key] for r in results[n]]):>26}" for n in names)
         )
+    lines += ["", f"{'server requests per task (median)':42}" + "".join(f"{n:>26}" for n in names)]
+    operations: dict[str, None] = {}
+    for name in names:
+        for r in results[name]:
+            operations.update(dict.fromkeys(r["server_requests_by_operation"]))
+    for op in operations:
+        by_op = [
+            [r["server_requests_by_operation"].get(op, 0.0) for r in results[n]] for n in names
+        ]
+        lines.append(f"{op:42}" + "".join(f"{statistics.median(v):26.2f}" for v in by_op))
     lines += [
         "",
         f"{'phase, ms (median [p10-p90] over tasks)':42}" + "".join(f"{n:>26}" for n in names),
@@ -249,11 +265,17 @@ def report(
 async def main(args: argparse.Namespace) -> None:
     names = tuple(args.systems.split(","))
     with tempfile.TemporaryDirectory() as tmp:
-        server = DevServer(db_file=Path(tmp) / "profile.db", log_file=Path(tmp) / "server.log")
+        port = free_port()
+        server = DevServer(
+            db_file=Path(tmp) / "profile.db",
+            log_file=Path(tmp) / "server.log",
+            extra_args=("--metrics-port", str(port)),
+        )
         async with server, Simulator(tokens_per_second=0, default_tokens=16) as sim:
             client = await Client.connect(server.target, data_converter=data_converter())
             openai_client = AsyncOpenAI(api_key="sk-bench", base_url=sim.base_url, max_retries=0)
             b = Bench(server, client, sim, openai_client, TaskClient(client), "-", "-", False)
+            b.metrics_url = f"http://127.0.0.1:{port}/metrics"
             await profile(b, names, args)
 
 

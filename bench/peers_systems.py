@@ -20,6 +20,11 @@ from .context import ROOT, Bench
 
 SYSTEMS = ("ours", "pydantic_ai", "openai_agents", "bare")
 PEERS = ("pydantic_ai", "openai_agents", "bare")
+#: Ours, and its variants for the profile (:mod:`bench.peers_profile`): ``..._handle`` waits
+#: for the result with a plain workflow handle instead of ``TaskClient.get_result`` (which
+#: also follows the history, to tell a jammed run); ``ours_passthrough...`` has a worker that
+#: does not re-import the workflow module per run (:mod:`bench.peers_workers`).
+OURS = ("ours", "ours_handle", "ours_passthrough", "ours_passthrough_handle")
 
 
 @dataclass
@@ -32,6 +37,7 @@ class System:
     proc: asyncio.subprocess.Process
     log: deque[str] = field(default_factory=lambda: deque(maxlen=40))
     tasks: TaskClient | None = None
+    plain_result: bool = False
 
     async def start(self, prompt: str, *, stream: bool = False) -> str:
         """Starts a task; its workflow id."""
@@ -45,7 +51,7 @@ class System:
         return workflow_id
 
     async def result(self, workflow_id: str) -> str:
-        if self.tasks is not None:
+        if self.tasks is not None and not self.plain_result:
             result = await self.tasks.get_result(workflow_id, timeout=None)
             if not result.success:
                 raise RuntimeError(f"ours: task {workflow_id} failed: {result.error}")
@@ -72,10 +78,11 @@ def _workflow_type(system: str, stream: bool) -> str:
 
 async def spawn(b: Bench, system: str, queue: str, log: deque[str]) -> asyncio.subprocess.Process:
     """The system's worker process, once it says it polls; its stderr goes on into ``log``."""
+    worker = system.removesuffix("_handle")
     command = (
         ["-m", "ai_orchestrator", "worker"]
-        if system == "ours"
-        else ["-m", "bench.peers_workers", system]
+        if worker == "ours"
+        else ["-m", "bench.peers_workers", worker]
     )
     hb = RetrySettings().heartbeat_timeout_seconds
     proc = await asyncio.create_subprocess_exec(
@@ -106,7 +113,7 @@ async def spawn(b: Bench, system: str, queue: str, log: deque[str]) -> asyncio.s
 
 
 async def _client(b: Bench, system: str) -> Client:
-    if system in ("ours", "bare"):
+    if system in (*OURS, "bare"):
         return b.client
     from . import peers_workers as w
 
@@ -128,8 +135,9 @@ async def systems(b: Bench, names: tuple[str, ...] = SYSTEMS) -> AsyncIterator[d
         queue, log = f"peers-{name}-{tag}", deque[str](maxlen=40)
         proc = await spawn(b, name, queue, log)
         system = System(name, queue, await _client(b, name), proc, log)
-        if name == "ours":
+        if name in OURS:
             system.tasks = TaskClient(b.client, task_queue=queue)
+            system.plain_result = name.endswith("_handle")
         started[name] = system
 
     try:

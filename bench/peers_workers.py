@@ -10,7 +10,12 @@ answering from the same simulator, each in a process of its own, as ours runs in
 - ``openai_agents``: Temporal's OpenAI Agents SDK integration (``temporalio.openai_agents``,
   the ``temporalio-openai-agents`` package; ``temporalio.contrib.openai_agents`` re-exports
   it), ``OpenAIAgentsPlugin`` with an ``OpenAIProvider`` (Chat Completions) on the simulator;
-- ``bare``: the one-activity workflow of :mod:`bench.baselines` (for the throughput profile).
+- ``bare``: the one-activity workflow of :mod:`bench.baselines`, on a worker polling like ours
+  (the floor under ours);
+- ``ours_passthrough``: ``ai-orchestrator worker`` with ``ai_orchestrator`` passed through the
+  workflow sandbox (:data:`ai_orchestrator.worker.WORKFLOW_RUNNER` replaced in this process
+  only), so that the workflow module is not re-imported for every run: the profile's test of a
+  proposed change (:mod:`bench.peers_profile`).
 
 The environment is the one :meth:`bench.context.Bench.env` gives ``ai-orchestrator worker``
 (``TEMPORAL_ADDRESS``, ``OPENAI_BASE_URL``, ``OPENAI_API_KEY``,
@@ -57,7 +62,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 MODEL = "gpt-4o-mini"
 TOPIC = "peers-events"
-SYSTEMS = ("pydantic_ai", "openai_agents", "bare")
+SYSTEMS = ("pydantic_ai", "openai_agents", "bare", "ours_passthrough")
 PYDANTIC_SHORT, PYDANTIC_STREAM = "PeersPydanticShort", "PeersPydanticStream"
 AGENTS_SHORT, AGENTS_STREAM = "PeersAgentsShort", "PeersAgentsStream"
 #: What the OpenAI Agents stream workflow waits after the answer, so that its subscribers
@@ -182,6 +187,16 @@ def _agents_worker(client: Client, queue: str) -> Worker:
     )
 
 
+def serve_ours_passthrough() -> int:
+    """``ai-orchestrator worker``, its workflow module imported once instead of once per run."""
+    import ai_orchestrator.worker as ours
+    from ai_orchestrator.cli import main
+
+    restrictions = SandboxRestrictions.default.with_passthrough_modules("ai_orchestrator")
+    ours.WORKFLOW_RUNNER = SandboxedWorkflowRunner(restrictions=restrictions)
+    return main(["worker"])
+
+
 # -- the process --------------------------------------------------------------------------
 
 
@@ -195,12 +210,15 @@ async def serve(system: str) -> None:
         client = await Client.connect(address, plugins=[agents_plugin(base_url, api_key)])
         worker = _agents_worker(client, queue)
     elif system == "bare":
+        from ai_orchestrator.config import WorkerTuning
         from bench.baselines import baseline_worker
 
         client = await Client.connect(address)
-        worker = baseline_worker(
-            client, queue, AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0)
-        )
+        openai_client = AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0)
+        # Our worker's workflow-task polls (20, not the SDK's 5), as in bench/start_floor.py:
+        # the floor differs from ours by what the task does, not by how the worker polls.
+        pollers = WorkerTuning().workflow_pollers
+        worker = baseline_worker(client, queue, openai_client, workflow_pollers=pollers)
     else:
         raise SystemExit(f"unknown system {system!r}; one of {', '.join(SYSTEMS)}")
     async with worker:
@@ -212,5 +230,9 @@ if __name__ == "__main__":
     os.environ.setdefault("OPENAI_AGENTS_DISABLE_TRACING", "1")
     # From the module's own name, not __main__: the sandbox passes ``bench`` through.
     from bench.peers_workers import serve as serve_imported
+    from bench.peers_workers import serve_ours_passthrough
 
-    asyncio.run(serve_imported(sys.argv[1] if len(sys.argv) > 1 else ""))
+    system = sys.argv[1] if len(sys.argv) > 1 else ""
+    if system == "ours_passthrough":
+        sys.exit(serve_ours_passthrough())
+    asyncio.run(serve_imported(system))
