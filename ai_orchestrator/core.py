@@ -161,6 +161,14 @@ class TaskConstraints(_Model):
     #: a word split there can come out differently), and ``max_tokens`` applies to
     #: the continuation alone. None (the default): a broken stream starts over.
     chat_resume: Literal["continue_final_message", "prefix"] | None = None
+    #: A hard cap on what the task may cost (USD), over every attempt and fallback
+    #: model, from the same bill as ``Result.cost``. Checked before each call and
+    #: after each streamed chunk: when the next chunk would cross it, the stream is
+    #: stopped at the provider and the task fails with ``BudgetExceeded``, keeping
+    #: its partial output and its true cost. Needs a price for the model (see
+    #: ``PricingTable``); the prompt counts at about four characters a token until
+    #: the provider reports it. Claude Code gets it as ``--max-budget-usd``.
+    max_cost_usd: float | None = Field(default=None, gt=0)
 
     @field_validator("timeout_seconds")
     @classmethod

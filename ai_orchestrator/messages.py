@@ -208,6 +208,9 @@ class CompletionRequest(_Msg):
     #: Added to attempt numbers to name this activity's streams: a fallback's
     #: streams must supersede every stream of the models before it.
     generation_base: int = 0
+    #: What the models before this one were billed (USD): a fallback model's
+    #: calls count against the task's ``max_cost_usd`` too.
+    spent_usd: float = 0.0
 
 
 class AttemptState(_Msg):

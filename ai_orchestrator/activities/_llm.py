@@ -48,6 +48,7 @@ from ..providers import Provider, ProviderStream, route
 from ..providers._base import build_messages
 from ..providers.openai import OpenAIProvider
 from . import _attempts, _continuation, _failures, _recovery, _stop
+from ._budget import Budget
 from ._pacing import LastBeat, Pacing
 from ._publisher import ChunkPublisher
 from ._relay import Relay
@@ -170,8 +171,11 @@ class LLMActivities:
             # cancelled meanwhile (its dead worker never heard the cancel): look
             # before paying the provider for an answer nobody wants.
             await _recovery.refuse_if_cancelled(handle, state, provider)
+        budget = Budget.of(request, state, self._pricing.lookup(model), prompt_chars, model)
+        if budget is not None and budget.refuses_start():
+            raise _failures.restated(budget.exceeded(0, before_call=True), state.ledger)
         beat = LastBeat(self._pacing.throttle_for(info.heartbeat_timeout))
-        stream = await self._open_stream(provider, request, model, state, handle, beat)
+        stream = await self._open_stream(provider, request, model, state, handle, beat, budget)
         publisher = self._publisher_for(request, state, handle)
         relay = Relay(
             request=request,
@@ -188,6 +192,7 @@ class LLMActivities:
             meter=self._meter,
             secrets=self._secrets,
             max_output_bytes=self._max_output_bytes,
+            budget=budget,
         )
         return await relay.run()
 
@@ -237,9 +242,11 @@ class LLMActivities:
         state: AttemptState,
         handle: WorkflowHandle[Any, Any],
         beat: LastBeat,
+        budget: Budget | None = None,
     ) -> ProviderStream:
         """A retry continues its predecessor's text where the provider kept it, or
-        its work (a Claude Code session), or starts over."""
+        its work (a Claude Code session), or starts over. An agent CLI that bills by
+        itself is told what is left of the task's budget."""
         if state.continuation:
             stream = await _continuation.reattach(
                 provider,
@@ -254,9 +261,15 @@ class LLMActivities:
             )
             if stream is not None:
                 return stream
+        task = request.task
+        if budget is not None:
+            constraints = task.effective_constraints.model_copy(
+                update={"max_cost_usd": budget.remaining}
+            )
+            task = task.model_copy(update={"constraints": constraints})
         if state.resume_token:
-            return provider.stream(request.task, model, resume=state.resume_token)  # type: ignore[call-arg]
-        return provider.stream(request.task, model)
+            return provider.stream(task, model, resume=state.resume_token)  # type: ignore[call-arg]
+        return provider.stream(task, model)
 
     def _publisher_for(
         self, request: CompletionRequest, state: AttemptState, handle: WorkflowHandle[Any, Any]

@@ -28,9 +28,12 @@ from ..metrics import TaskMetrics
 from ..pricing import PricingTable
 from ..providers import FINISH_FILTERED, FINISH_LENGTH, ProviderStream
 from . import _attempts, _failures, _stop
+from ._budget import Budget
 from ._pacing import LastBeat, Pacing
 from ._publisher import ChunkPublisher
 
+#: Claude Code's result subtype when its ``--max-budget-usd`` was reached.
+AGENT_BUDGET_REACHED = "error_max_budget_usd"
 #: How long a cancelled attempt may spend delivering its last text.
 _FINAL_FLUSH_TIMEOUT = 2.0
 
@@ -63,6 +66,8 @@ class Relay:
     meter: Callable[[], TaskMetrics]
     secrets: Sequence[str]
     max_output_bytes: int
+    #: The task's cost cap, if it set one (``max_cost_usd``).
+    budget: Budget | None = None
     #: Seconds from opening the stream to its first text.
     first_chunk: float | None = None
     #: A heartbeat naming the answer went out (readers and the next attempt find it).
@@ -98,6 +103,8 @@ class Relay:
             await self._read()
             if stream.finish_reason == FINISH_FILTERED:
                 raise _failures.content_filtered(stream)
+            if self.budget is not None and stream.vendor_finish_reason == AGENT_BUDGET_REACHED:
+                raise self.budget.exceeded(stream.chunks)  # the agent CLI held the cap itself
             offset, tail = await publisher.finish()
             if live is not None:
                 live.close(END_COMPLETED)
@@ -141,6 +148,8 @@ class Relay:
                 if live is not None:
                     live.add(delta)
                 self.publisher.add(delta)
+                if self.budget is not None and self.budget.stop_after(stream.chunks):
+                    raise self.budget.exceeded(stream.chunks)
 
     # -- how the stream ends ---------------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._redact import redact, redaction_echoes
 from ._types import (
+    BUDGET_EXCEEDED,
     CANCELLED_BEFORE_START,
     CONFIGURATION_ERROR,
     CONNECTION_FAILED,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from ._classify import classify
 
 __all__ = [
+    "BUDGET_EXCEEDED",
     "CANCELLED_BEFORE_START",
     "CONFIGURATION_ERROR",
     "CONNECTION_FAILED",

@@ -30,6 +30,8 @@ CANCELLED_BEFORE_START = "CancelledBeforeStart"
 #: The provider stopped the answer with ``finish_reason="content_filter"``;
 #: the same prompt will be filtered again, so it is never retried.
 CONTENT_FILTERED = "ContentFiltered"
+#: The task's ``max_cost_usd`` was reached (or would be by the next call).
+BUDGET_EXCEEDED = "BudgetExceeded"
 
 
 class IncompleteStreamError(Exception):

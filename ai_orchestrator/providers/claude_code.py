@@ -422,6 +422,9 @@ class ClaudeCodeProvider:
             args.append("--include-partial-messages")
         args += ["--permission-mode", self.permission_mode]
         args += ["--max-turns", str(self._max_turns(task))]
+        budget = task.effective_constraints.max_cost_usd
+        if budget is not None:  # what is left of the task's cap; the CLI bills itself
+            args += ["--max-budget-usd", f"{budget:.6f}"]
         if model:
             args += ["--model", model]
         args += ISOLATION_FLAGS

@@ -21,6 +21,8 @@ gave up on that may still be generating at the provider are stopped by a short
 activity (their real bill replaces the estimates), an attempt lost with its
 worker is priced and an answer it created is billed even before its first text,
 and the route names the model and platform each failed leg actually called.
+``BUDGET`` (2026-12, taken only by tasks with ``max_cost_usd`` that fall back):
+the next model's activity is told what the models before it cost.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ with workflow.unsafe.imports_passed_through():
 EDGES = "ai-orchestrator-2026-11-edges"
 FALLBACK = "ai-orchestrator-2026-11-fallback"
 PAID = "ai-orchestrator-2026-12-paid"
+BUDGET = "ai-orchestrator-2026-12-budget"
 #: Generations of the n-th model of a route start at n * this, so a fallback's
 #: text supersedes the text of every model before it.
 GENERATION_STRIDE = 1000
@@ -180,6 +183,14 @@ class TaskWorkflow:
         """The provider activity's options, decided in :mod:`..options`."""
         return stream_activity_options(input.retry, timeout, activity_counts_faults=edges)
 
+    @staticmethod
+    def _spent(cap: float | None, spent: Ledger) -> dict[str, float]:
+        """What earlier models cost, for a task held to ``max_cost_usd``: the next
+        model's calls count against the same cap."""
+        if cap is None or not spent.attempts or not workflow.patched(BUDGET):
+            return {}
+        return {"spent_usd": spent.cost}
+
     def _billed(self, err: BaseException | None, task: Task, *, whole: bool = False) -> Ledger:
         """What the provider billed, from the failure or the last checkpoint."""
         cause = err.cause if isinstance(err, ActivityError) else None
@@ -248,6 +259,7 @@ class TaskWorkflow:
                         deadline_epoch=deadline.timestamp(),
                         retry=input.retry if edges else None,
                         generation_base=index * GENERATION_STRIDE,
+                        **self._spent(constraints.max_cost_usd, spent),
                     ),
                     result_type=CompletionOutput,
                     summary=f"chat completion ({model})",

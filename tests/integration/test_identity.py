@@ -62,6 +62,7 @@ CONSTRAINT_CHANGES: dict[str, Any] = {
     "fallback_models": ["gpt-4o"],
     "openai_api": "responses",
     "chat_resume": "prefix",
+    "max_cost_usd": 0.5,
 }
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from ai_orchestrator import Platform, Task
+from ai_orchestrator import Platform, Task, TaskConstraints
 from ai_orchestrator.errors import (
     CONNECTION_FAILED,
     INCOMPLETE_STREAM,
@@ -404,6 +404,11 @@ def test_the_provider_builds_a_safe_headless_command(tmp_path: Path) -> None:
     assert stream._env == {"ANTHROPIC_API_KEY": "k", **QUIET_ENV}
     plain = provider.arguments(Task(prompt="x"), "")
     assert "--model" not in plain and plain[plain.index("--max-turns") + 1] == "50"
+    assert "--max-budget-usd" not in plain
+    capped = provider.arguments(
+        Task(prompt="x", constraints=TaskConstraints(max_cost_usd=0.25)), ""
+    )
+    assert capped[capped.index("--max-budget-usd") + 1] == "0.250000"  # the CLI holds the cap
 
 
 def test_workdir_names_are_safe_and_distinct() -> None:

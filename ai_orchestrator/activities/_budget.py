@@ -1,0 +1,94 @@
+"""A task's cost cap, held while it streams rather than checked after the answer.
+
+A provider bills every token it generates, so a cap checked after the response
+(as peers do) is crossed by a whole answer, and failed attempts are not counted
+at all. Here the spend of the models and attempts before this one comes from the
+same bill as ``Result.cost``, the prompt is counted before the call, and every
+chunk is counted as it arrives: the stream stops when the next chunk would cross
+the cap, so the bill stays within it (plus at most one chunk where the provider's
+count runs ahead of ours).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from temporalio.exceptions import ApplicationError
+
+from ..errors import BUDGET_EXCEEDED
+from ..messages import AttemptState, CompletionRequest
+from ..pricing import ModelPrice
+from ._attempts import estimate_tokens
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What is left of ``cap`` for one attempt, in the attempt's own units."""
+
+    cap: float
+    #: Billed before this attempt: earlier models and earlier attempts of this one.
+    spent: float
+    #: This attempt's prompt, estimated from its characters.
+    prompt: float
+    #: One chunk's price (a chunk is counted as one output token, as bills do).
+    per_chunk: float
+
+    @classmethod
+    def of(
+        cls,
+        request: CompletionRequest,
+        state: AttemptState,
+        price: ModelPrice | None,
+        prompt_chars: int,
+        model: str,
+    ) -> Budget | None:
+        """The budget of a task that set ``max_cost_usd``; None for one that did not.
+
+        A model without a price cannot be held to a cap: that fails for good,
+        before anything is billed, rather than running unbounded.
+        """
+        cap = request.task.effective_constraints.max_cost_usd
+        if cap is None:
+            return None
+        if price is None:
+            raise ApplicationError(
+                f"max_cost_usd is set but model {model!r} has no price, so its cost "
+                "cannot be held to the cap; add one with PricingTable.with_prices",
+                type=BUDGET_EXCEEDED,
+                non_retryable=True,
+            )
+        spent = request.spent_usd + state.ledger.cost
+        return cls(
+            cap=cap,
+            spent=spent,
+            prompt=price.cost(estimate_tokens(prompt_chars), 0),
+            per_chunk=price.cost(0, 1),
+        )
+
+    @property
+    def remaining(self) -> float:
+        """What this attempt may still spend (the provider's own cap for agent CLIs)."""
+        return max(0.0, self.cap - self.spent)
+
+    def refuses_start(self) -> bool:
+        """Not even the prompt and one chunk fit: do not call the provider at all."""
+        return self.spent + self.prompt + self.per_chunk > self.cap
+
+    def stop_after(self, chunks: int) -> bool:
+        """The next chunk would cross the cap."""
+        return self.spent + self.prompt + (chunks + 1) * self.per_chunk > self.cap
+
+    def exceeded(self, chunks: int, *, before_call: bool = False) -> ApplicationError:
+        cost = self.spent + (0.0 if before_call else self.prompt + chunks * self.per_chunk)
+        where = (
+            "before calling the provider again"
+            if before_call
+            else f"after {chunks} streamed chunks; the stream was stopped and the partial "
+            "output is kept"
+        )
+        return ApplicationError(
+            f"the task's budget of ${self.cap:.6f} (max_cost_usd) would be exceeded: "
+            f"${cost:.6f} spent {where}",
+            type=BUDGET_EXCEEDED,
+            non_retryable=True,
+        )
