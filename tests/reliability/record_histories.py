@@ -38,7 +38,7 @@ from ai_orchestrator.simulator import Fault, Simulator
 from ai_orchestrator.worker import running
 
 HERE = Path(__file__).parent / "histories"
-VERSION = "v5"
+VERSION = "v6"
 RETRY = RetrySettings(initial_interval_seconds=0.2, heartbeat_timeout_seconds=2.0)
 FEW_ATTEMPTS = RetrySettings(
     max_attempts=3, initial_interval_seconds=0.2, heartbeat_timeout_seconds=2.0
@@ -259,6 +259,26 @@ async def fallback_from_responses(ctx: Ctx, wid: str) -> None:
         )
 
 
+async def budget_stopped(ctx: Ctx, wid: str) -> None:
+    constraints = TaskConstraints(model="gpt-4o", max_cost_usd=0.0003)
+    with pace(ctx.sim, tokens_per_second=100, tokens=200):
+        await ctx.tasks().execute(
+            Task(prompt="stopped by its cost cap", task_id=wid, constraints=constraints)
+        )
+
+
+async def budget_fallback(ctx: Ctx, wid: str) -> None:
+    ctx.sim.script(Fault.disconnect(after_tokens=10))
+    constraints = TaskConstraints(
+        model="gpt-4o", fallback_models=["gpt-4o-mini"], max_cost_usd=0.0003
+    )
+    one_fault = RETRY.model_copy(update={"max_attempts": 1})
+    with pace(ctx.sim, tokens_per_second=100, tokens=600):
+        await ctx.tasks(one_fault).execute(
+            Task(prompt="capped, broke, moved on", task_id=wid, constraints=constraints)
+        )
+
+
 Recipe = Callable[[Ctx, str], Awaitable[None]]
 COMPLETED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
 FAILED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED
@@ -290,6 +310,9 @@ RECIPES: dict[str, tuple[Recipe, EventType.ValueType, int]] = {
     "chat-cancelled-in-backoff": (chat_cancelled_in_backoff, CANCELED, 1),
     "reattach-refused": (reattach_refused, FAILED, 1),
     "fallback-from-responses": (fallback_from_responses, COMPLETED, 1),
+    # From v6 on (ai-orchestrator-2026-12-budget: max_cost_usd over fallback models):
+    "budget-stopped": (budget_stopped, FAILED, 1),
+    "budget-fallback": (budget_fallback, FAILED, 1),
 }
 
 
