@@ -85,6 +85,9 @@ RECORDED = {
     "v5-live-long-stream",
     "v5-reattach-refused",
     "v5-restarted-twice",
+    # ai-orchestrator-2026-12-budget: max_cost_usd held over fallback models.
+    "v6-budget-fallback",
+    "v6-budget-stopped",
 }
 
 # A TEST key, public on purpose (the same bytes are in record_histories.py): the
