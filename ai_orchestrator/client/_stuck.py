@@ -97,7 +97,10 @@ async def stuck_error(handle: WorkflowHandle[Any, Any], converter: DataConverter
 
 
 async def watch_stuck(
-    handle: WorkflowHandle[Any, Any], converter: DataConverter, interval: float = CHECK_INTERVAL
+    handle: WorkflowHandle[Any, Any],
+    converter: DataConverter,
+    interval: float = CHECK_INTERVAL,
+    grace: float = CHECK_INTERVAL,
 ) -> str:
     """Returns (with the reason) once the run is jammed; runs until cancelled otherwise.
 
@@ -106,15 +109,19 @@ async def watch_stuck(
     happens) and the run is described every ``interval`` only while the last
     recorded outcome is a failure: a thousand callers waiting on healthy runs
     cost the server nothing, where a describe each every two seconds was a
-    busy dev server's largest load. A run already jammed is reported at once.
-    Errors (a server restart) are left to the caller's own wait, which sees
-    them too; the history is then followed again from its start.
+    busy dev server's largest load. Following starts after ``grace``: a jam
+    needs two failed workflow tasks, and a short task is over by then, so it
+    costs no history request at all (following from its start cost five or six
+    per task, more than the task itself). A jammed run is reported within
+    ``grace`` seconds. Errors (a server restart) are left to the caller's own
+    wait, which sees them too; the history is then followed again from its start.
     """
     failing = False  # the last outcome read so far is a failure
     news = asyncio.Event()
 
     async def follow() -> None:
         nonlocal failing
+        await asyncio.sleep(grace)
         while True:
             seen: WorkflowTaskFailedEventAttributes | None = None
             try:
