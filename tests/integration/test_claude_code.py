@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -181,11 +181,13 @@ async def test_close_mid_run_stops_the_process(
     await asyncio.sleep(0.5)  # the three tokens reach the CLI and come out as deltas
     assert stream._process is not None
     pid = stream._process.pid
-    started = time.monotonic()
     reader.cancel()  # what an activity cancel does: __aexit__ calls close()
     with pytest.raises(asyncio.CancelledError):
         await reader
-    assert time.monotonic() - started < 2.0  # SIGINT was enough: it stops gracefully
+    # SIGINT was enough, the ladder's first rung: the CLI aborted its request and
+    # exited by itself (0; 130 or -SIGINT would do too). Had it needed SIGTERM it
+    # would end 143, SIGKILL -9.
+    assert stream.returncode in (0, 128 + signal.SIGINT, -signal.SIGINT), stream.returncode
     assert not _alive(pid) and stream.returncode is not None
     await sim.wait_until(lambda: sim.requests[0].disconnected, timeout=5)  # billing stopped
     assert not sim.requests[0].finished

@@ -9,11 +9,12 @@ checks can tell.
 from __future__ import annotations
 
 import asyncio
-import time
+import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from ai_orchestrator import Finished, TaskClient, TaskFailedError, TaskStatus
 from ai_orchestrator.messages import WORKFLOW_TYPE
@@ -21,10 +22,20 @@ from ai_orchestrator.simulator import Simulator
 
 from ..conftest import running_worker, unique
 
-#: The promise: a jammed task is reported within seconds (here a 3 s workflow task
-#: timeout: attempts 1 and 2 fail, the third is pending after ~3 s; with the
-#: default 10 s it takes ~11 s).
-WITHIN = 15.0
+#: Only a hang guard: how soon a jam is reported (here a 3 s workflow task timeout:
+#: attempts 1 and 2 fail, the third is pending after ~3 s; with the default 10 s it
+#: takes ~11 s) is the benchmark's to measure. The test asserts the order instead:
+#: reported after two failures in a row, while the run is still open.
+HANG_GUARD = 90.0
+#: One failed workflow task can be a worker dying mid-task; two in a row are a jam.
+FAILURES_OF_A_JAM = 2
+REPORT = re.compile(r"the task cannot make progress: its workflow task failed (\d+) times in a row")
+
+
+async def pending_attempt(handle: WorkflowHandle[Any, Any]) -> int:
+    """The attempt of the run's pending workflow task, as the server counts it."""
+    raw = (await handle.describe()).raw_description
+    return raw.pending_workflow_task.attempt if raw.HasField("pending_workflow_task") else 0
 
 
 async def test_jammed_run_surfaces_as_failed_within_seconds(
@@ -40,12 +51,14 @@ async def test_jammed_run_surfaces_as_failed_within_seconds(
             task_queue=queue,
             task_timeout=timedelta(seconds=3),
         )
-        began = time.monotonic()
-        result = await asyncio.wait_for(tasks.get_result(task_id, timeout=None), WITHIN)
-        assert time.monotonic() - began < WITHIN
+        result = await asyncio.wait_for(tasks.get_result(task_id, timeout=None), HANG_GUARD)
         assert result.status == TaskStatus.FAILED and not result.success
         error = result.error or ""
-        assert error.startswith("the task cannot make progress: its workflow task failed")
+        # Reported once two attempts in a row had failed (one can be a dying worker),
+        # and never more failures than the server has seen.
+        failures = REPORT.match(error)
+        assert failures is not None, error
+        assert FAILURES_OF_A_JAM <= int(failures.group(1)) < await pending_attempt(handle)
         assert "(WORKFLOW_TASK_FAILED_CAUSE_WORKFLOW_WORKER_UNHANDLED_FAILURE: " in error
         assert "Failed decoding arguments" in error
         assert "still open" in error
@@ -56,7 +69,6 @@ async def test_jammed_run_surfaces_as_failed_within_seconds(
                 pass
         events = [e async for e in tasks.stream_events(task_id)]
         assert isinstance(events[-1], Finished) and events[-1].result.status == TaskStatus.FAILED
-        assert time.monotonic() - began < 3 * WITHIN
         # Reported, not ended: the run is still open for an operator to fix or stop.
         assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
         await handle.terminate("test done")

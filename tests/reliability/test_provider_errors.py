@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from typing import Any
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 
 from ai_orchestrator import RetrySettings, Task, TaskClient, TaskStatus
 from ai_orchestrator.simulator import Fault, Simulator
@@ -23,6 +25,25 @@ BACKOFF = RetrySettings(
 )
 
 
+async def scheduled_delays(
+    handle: WorkflowHandle[Any, Any], until: asyncio.Task[Any]
+) -> list[float]:
+    """The wait Temporal scheduled before each retry (by attempt), read from the pending
+    activity while ``until`` runs: the policy's own numbers, whatever the machine's load."""
+    delays: dict[int, float] = {}
+    while not until.done():
+        for pending in (await handle.describe()).raw_description.pending_activities:
+            if pending.HasField("next_attempt_schedule_time"):
+                wait = (
+                    pending.next_attempt_schedule_time.ToDatetime()
+                    - pending.last_attempt_complete_time.ToDatetime()
+                )
+                delays[pending.attempt] = wait.total_seconds()
+        await asyncio.sleep(0.05)
+    assert sorted(delays) == list(range(2, BACKOFF.max_attempts + 1)), delays
+    return [delays[attempt] for attempt in sorted(delays)]
+
+
 @pytest.mark.parametrize("status", [500, 503])
 async def test_server_errors_forever_are_bounded_with_backoff(
     status: int, client: Client, queue: str, sim: Simulator
@@ -30,18 +51,27 @@ async def test_server_errors_forever_are_bounded_with_backoff(
     sim.script(Fault.status(status, times=100))
     tasks = TaskClient(client, task_queue=queue, retry=BACKOFF)
     async with running_worker(client, queue, sim):
-        result = await tasks.execute(Task(prompt="down", task_id=unique(f"s{status}")))
+        task_id = await tasks.submit_task(Task(prompt="down", task_id=unique(f"s{status}")))
+        outcome = asyncio.create_task(tasks.get_result(task_id, timeout=120))
+        delays = await scheduled_delays(client.get_workflow_handle(task_id), outcome)
+        result = await outcome
     assert result.status == TaskStatus.FAILED
     assert len(sim.requests) == BACKOFF.max_attempts  # no retry storm
     assert f"HTTP {status}" in (result.error or "") and "req_sim_" in (result.error or "")
-    times = [r.received_at for r in sim.requests]
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    expected = [
-        BACKOFF.initial_interval_seconds * BACKOFF.backoff_coefficient**i for i in range(len(gaps))
-    ]  # 1, 2, 4 s, each spread over [b, 2b] by jitter
-    print(f"{status} forever: {len(sim.requests)} requests, gaps {[round(g, 2) for g in gaps]} s")
-    for gap, wanted in zip(gaps, expected, strict=True):
-        assert wanted * 0.9 <= gap <= 2 * wanted + 0.75, f"gaps {gaps} vs backoff {expected}"
+    gaps = [b.received_at - a.received_at for a, b in itertools.pairwise(sim.requests)]
+    print(f"{status}: delays {[round(d, 2) for d in delays]}, gaps {[round(g, 2) for g in gaps]}")
+    # The waits back off: each longer than the one before, within the jittered band
+    # of its step (1, 2, 4 s, each spread over [b, 2b]) ...
+    assert delays == sorted(delays) and len(set(delays)) == len(delays), delays
+    steps = [
+        BACKOFF.initial_interval_seconds * BACKOFF.backoff_coefficient**i
+        for i in range(len(delays))
+    ]
+    for delay, step in zip(delays, steps, strict=True):
+        assert step <= delay <= 2 * step, (delays, steps)
+    # ... and no request came before its wait was over (load only makes them later).
+    for gap, delay in zip(gaps, delays, strict=True):
+        assert gap >= delay, (gaps, delays)
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 422])

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from datetime import timedelta
 
+from temporalio.api.enums.v1 import TimeoutType
 from temporalio.client import Client
 
 from ai_orchestrator import Task, TaskClient, TaskConstraints, TaskStatus, apply_event
@@ -13,6 +15,7 @@ from ai_orchestrator.local.devserver import DevServer
 from ai_orchestrator.simulator import Simulator
 
 from ..conftest import FAST_RETRY, SECRET_KEY, unique
+from ..integration.helpers import history_events
 from ..integration.processes import sigkill_holder, spawn_ready_worker, stop, worker_env
 
 
@@ -48,7 +51,26 @@ async def test_sigkilled_workers_answer_continues_on_the_standby_from_its_checkp
     assert kinds.count("create") == 1, kinds  # the answer was paid for once
     reattached_at = next(at for kind, at in calls if kind == "retrieve_stream")
     print(f"re-attached {reattached_at - killed_at:.2f}s after SIGKILL")
-    assert reattached_at - killed_at <= FAST_RETRY.heartbeat_timeout_seconds + 2
+    # The standby re-attached after the kill, in the attempt Temporal started once the
+    # dead one's heartbeat timed out: the task's 2 s heartbeat timeout, not its whole
+    # time budget, bounds the wait (how long it takes is the benchmark's to measure).
+    assert killed_at < reattached_at
+    history = await history_events(client, task_id)
+    (scheduled,) = [
+        e.activity_task_scheduled_event_attributes
+        for e in history
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    heartbeat_timeout = scheduled.heartbeat_timeout.ToTimedelta()
+    assert heartbeat_timeout == timedelta(seconds=FAST_RETRY.heartbeat_timeout_seconds)
+    (started,) = [
+        e.activity_task_started_event_attributes
+        for e in history
+        if e.HasField("activity_task_started_event_attributes")
+    ]
+    why = started.last_failure
+    assert started.attempt == 2, started
+    assert why.timeout_failure_info.timeout_type == TimeoutType.TIMEOUT_TYPE_HEARTBEAT, why
     (response,) = sim.responses.values()
     assert response.generated_tokens == 80 and len(result.output.split()) == 80
     # One continuous text for the reader: no restart, nothing mixed.
