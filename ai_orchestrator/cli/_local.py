@@ -11,6 +11,7 @@ from ..local.session import LocalStack
 from ..metrics import ENV_METRICS
 from ._common import EXIT_OK, _run, _warn_simulator, emit_json
 from ._live import exit_code, follow, summary_line
+from ._sim_quotas import describe, quota_options, quotas_from, usage_line
 
 
 def task_options(fn):  # type: ignore[no-untyped-def]
@@ -67,17 +68,29 @@ def build_task(
 @click.command()
 @click.argument("prompt")
 @task_options
-def run(prompt: str, as_json: bool, **options: object) -> int:
+@quota_options(prefix="sim-")
+def run(
+    prompt: str,
+    as_json: bool,
+    quota_rpm: int | None,
+    quota_tpm: int | None,
+    quota_models: dict[str, object],
+    quota_refund: bool,
+    **options: object,
+) -> int:
     """Submit PROMPT and stream the answer.
 
     Starts an embedded Temporal and a worker when none is reachable, and the
-    simulator when no OPENAI_API_KEY / OPENAI_BASE_URL is set.
+    simulator when no OPENAI_API_KEY / OPENAI_BASE_URL is set; --sim-rpm and
+    --sim-tpm give that simulator a provider's quotas, to watch 429s offline.
 
     \b
     Examples:
       ai-orchestrator run "Explain backpressure in one paragraph"
       ai-orchestrator run "Summarise: ..." --model gpt-4o --max-tokens 200 --json
+      ai-orchestrator run "Hello" --max-tokens 100 --sim-tpm 300
     """
+    quotas = quotas_from(quota_rpm, quota_tpm, quota_models, quota_refund)
 
     async def main() -> int:
         task = build_task(prompt, **options)  # type: ignore[arg-type]
@@ -86,6 +99,11 @@ def run(prompt: str, as_json: bool, **options: object) -> int:
                 _warn_simulator()
             for line in stack.notes:
                 click.echo(line, err=True)
+            if quotas is not None and stack.simulator is None:
+                click.echo("--sim-* quotas ignored: no simulator was started here", err=True)
+            elif quotas is not None and stack.simulator is not None:
+                stack.simulator.quotas = quotas
+                click.echo(f"Simulator quotas: {describe(quotas)}", err=True)
             client = stack.task_client()
             task_id = await client.submit_task(task)
             click.echo(f"task {task_id}", err=True)
@@ -101,6 +119,8 @@ def run(prompt: str, as_json: bool, **options: object) -> int:
             else:
                 click.echo("")
                 click.echo(summary_line(result), err=True)
+            if quotas is not None and stack.simulator is not None:
+                click.echo(usage_line(stack.simulator), err=True)
             return exit_code(result, followed.wrong_text)
 
     return _run(main)
@@ -154,11 +174,36 @@ def dev(data_dir: str | None, port: int, ui_port: int, metrics_address: str | No
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True)
 @click.option("--tokens-per-second", default=50.0, show_default=True)
-def simulator(host: str, port: int, tokens_per_second: float) -> int:
-    """Run the OpenAI-compatible simulator (for tests and offline demos)."""
+@quota_options()
+def simulator(
+    host: str,
+    port: int,
+    tokens_per_second: float,
+    quota_rpm: int | None,
+    quota_tpm: int | None,
+    quota_models: dict[str, object],
+    quota_refund: bool,
+) -> int:
+    """Run the OpenAI-, Anthropic- and Gemini-compatible simulator (tests, offline demos).
+
+    --rpm/--tpm limit each API key and model as providers do, with their
+    rate-limit headers and 429s; GET /_simulator/quotas counts the 429s sent.
+
+    \b
+    Examples:
+      ai-orchestrator simulator --port 8000
+      ai-orchestrator simulator --rpm 60 --tpm 20000 --model-quota gpt-4o:tpm=5000
+    """
     from ..simulator import serve_forever
 
+    quotas = quotas_from(quota_rpm, quota_tpm, quota_models, quota_refund)
     _warn_simulator()
     click.echo(f"Simulator: http://{host}:{port}/v1  (OPENAI_BASE_URL for workers)", err=True)
-    _run(lambda: serve_forever(host=host, port=port, tokens_per_second=tokens_per_second))
+    if quotas is not None:
+        click.echo(f"Quotas:    {describe(quotas)}", err=True)
+    _run(
+        lambda: serve_forever(
+            host=host, port=port, tokens_per_second=tokens_per_second, quotas=quotas
+        )
+    )
     return EXIT_OK

@@ -10,19 +10,26 @@ error events inside a 200 stream, refusals and safety cuts), so retry and
 streaming code is exercised over real HTTP with the real SDKs. Chaos mode (a
 seeded ``fault_rate``) and an ``rpm_limit`` make it fail at random and
 throttle like a busy provider, reproducibly, for soak tests; both apply to
-every API.
+every API. :class:`Quotas` limit each API key and model the way providers do
+(requests and tokens per minute, with each vendor's rate-limit headers and
+429s), so clients that pace themselves can be measured offline.
 """
 
 from ._banner import SIMULATOR_BANNER
 from ._faults import Fault
+from ._quotas import QuotaLimits, Quotas, QuotaUsage, parse_model_limits
 from ._records import RecordedRequest, ResponseRecord
 from ._server import Simulator, serve_forever
 
 __all__ = [
     "SIMULATOR_BANNER",
     "Fault",
+    "QuotaLimits",
+    "QuotaUsage",
+    "Quotas",
     "RecordedRequest",
     "ResponseRecord",
     "Simulator",
+    "parse_model_limits",
     "serve_forever",
 ]

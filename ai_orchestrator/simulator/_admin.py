@@ -12,6 +12,7 @@ from aiohttp import web
 
 from ._errors import error_body
 from ._faults import Fault
+from ._quotas import Quotas
 from ._state import SimulatorState
 
 
@@ -63,9 +64,33 @@ def add_admin_routes(app: web.Application, state: SimulatorState) -> None:
             return _bad_request(str(exc))
         return web.json_response(state.config())
 
+    def quota_report() -> dict[str, Any]:
+        quotas = state.quota.quotas
+        usage = [u.to_dict() for u in state.quota.usage.values()]
+        return {
+            "quotas": quotas.to_dict() if quotas is not None else None,
+            "usage": usage,
+            "rate_limited": sum(u["rate_limited"] for u in usage),
+        }
+
+    async def get_quotas(request: web.Request) -> web.Response:
+        """The quota config and what each (key, model) did, e.g. for a benchmark's 429 count."""
+        return web.json_response(quota_report())
+
+    async def post_quotas(request: web.Request) -> web.Response:
+        """A whole :class:`Quotas` as JSON (``null`` removes them); buckets start full."""
+        body = await _json(request)
+        try:
+            state.quota.quotas = None if body is None else Quotas.from_dict(body)
+        except (TypeError, ValueError) as exc:
+            return _bad_request(f"quotas: {exc}")
+        return web.json_response(quota_report())
+
     app.router.add_post("/_simulator/script", post_script)
     app.router.add_get("/_simulator/script", get_script)
     app.router.add_get("/_simulator/requests", get_requests)
     app.router.add_post("/_simulator/reset", post_reset)
     app.router.add_get("/_simulator/config", get_config)
     app.router.add_post("/_simulator/config", post_config)
+    app.router.add_get("/_simulator/quotas", get_quotas)
+    app.router.add_post("/_simulator/quotas", post_quotas)

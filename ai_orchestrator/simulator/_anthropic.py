@@ -24,8 +24,16 @@ from aiohttp import web
 from . import _anthropic_shapes as shapes
 from ._errors import bearer_token, rate_limit_headers
 from ._faults import CUT_FAULTS, Fault
+from ._quota_replies import anthropic_error, anthropic_headers, anthropic_retry_headers
+from ._quotas import QuotaAsk
 from ._records import RecordedRequest
-from ._responder import REQUEST_ID_HEADER, BaseResponder, answer_size, run_generation
+from ._responder import (
+    REQUEST_ID_HEADER,
+    BaseResponder,
+    answer_size,
+    choose_for,
+    run_generation,
+)
 from ._state import SimulatorState
 from ._text import count_prompt_words, simulated_tokens
 
@@ -123,13 +131,17 @@ async def _dispatch(
     record.temperature = params.temperature
 
     n_tokens, _ = answer_size(params.max_tokens, state.default_tokens)
-    fault, by_limiter = state.choose_fault(n_tokens)
-    if fault is not None and fault.name == "ok":
-        fault = None
-    record.fault = fault.name if fault is not None else None
+    prompt = count_prompt_words(shapes.seed_messages(params.system, params.messages))
+    ask = QuotaAsk(record.api_key, params.model, prompt, params.max_tokens)
+    choice = choose_for(state, record, n_tokens, ask)
+    fault, admission = choice.fault, choice.admission
+    headers.update(anthropic_headers(admission))
     responder = _MessagesResponder(request, state, record, params, fault, headers)
+    if choice.limiter == "quota" and admission is not None:
+        body = anthropic_error(admission, params.model)
+        return responder.error(429, body, anthropic_retry_headers(admission))
     if fault is not None and fault.name == "rate_limit":
-        limit = state.rpm_limit if by_limiter and state.rpm_limit is not None else 3
+        limit = state.rpm_limit if choice.limiter == "rpm" and state.rpm_limit is not None else 3
         headers = rate_limit_headers(fault.retry_after, fault.retry_after_ms)
         if not fault.quota_exhausted:
             headers.update(shapes.rate_limit_headers(limit, fault.retry_after))

@@ -39,8 +39,10 @@ from ._payloads import (
     usage,
     usage_chunk,
 )
+from ._quota_replies import openai_error, openai_headers, openai_retry_headers
+from ._quotas import QuotaAsk
 from ._records import RecordedRequest
-from ._responder import BaseResponder, answer_size, run_generation
+from ._responder import BaseResponder, answer_size, choose_for, run_generation
 from ._state import SimulatorState
 from ._text import _content_text, count_prompt_words, simulated_tokens
 
@@ -86,13 +88,17 @@ async def _dispatch(
     record.continuation = prefix is not None
 
     n_tokens, _ = _answer_size(params, state.default_tokens)
-    fault, by_limiter = state.choose_fault(n_tokens)
-    if fault is not None and fault.name == "ok":
-        fault = None
-    record.fault = fault.name if fault is not None else None
+    prompt = count_prompt_words(params.messages)
+    ask = QuotaAsk(record.api_key, params.model, prompt, params.max_tokens)
+    choice = choose_for(state, record, n_tokens, ask)
+    fault, admission = choice.fault, choice.admission
+    headers.update(openai_headers(admission))
     responder = _ChatResponder(request, state, record, params, fault, headers, prefix)
+    if choice.limiter == "quota" and admission is not None:
+        body = openai_error(admission, params.model)
+        return responder.error(429, body, openai_retry_headers(admission))
     if fault is not None and fault.name == "rate_limit":
-        limit = state.rpm_limit if by_limiter and state.rpm_limit is not None else 3
+        limit = state.rpm_limit if choice.limiter == "rpm" and state.rpm_limit is not None else 3
         return responder.error(
             429,
             rate_limit_error(fault.quota_exhausted, params.model, limit),

@@ -15,8 +15,10 @@ from aiohttp import web
 
 from . import _gemini_shapes as shapes
 from ._faults import CUT_FAULTS, Fault
+from ._quota_replies import gemini_error
+from ._quotas import QuotaAsk
 from ._records import RecordedRequest
-from ._responder import BaseResponder, answer_size, run_generation
+from ._responder import BaseResponder, answer_size, choose_for, run_generation
 from ._state import SimulatorState
 from ._text import count_prompt_words, simulated_tokens
 
@@ -88,13 +90,16 @@ async def _dispatch(
     record.temperature = params.temperature
 
     n_tokens, _ = answer_size(params.max_tokens, state.default_tokens)
-    fault, by_limiter = state.choose_fault(n_tokens)
-    if fault is not None and fault.name == "ok":
-        fault = None
-    record.fault = fault.name if fault is not None else None
+    prompt = count_prompt_words(shapes.seed_messages(params.system, params.contents))
+    ask = QuotaAsk(record.api_key, model, prompt, params.max_tokens)
+    choice = choose_for(state, record, n_tokens, ask)
+    fault, admission = choice.fault, choice.admission
     responder = _GeminiResponder(request, state, record, params, fault, headers)
+    if choice.limiter == "quota" and admission is not None:
+        # Gemini sends no rate-limit headers: the quota and the delay ride in the body.
+        return responder.error(429, gemini_error(admission, model))
     if fault is not None and fault.name == "rate_limit":
-        limit = state.rpm_limit if by_limiter and state.rpm_limit is not None else 3
+        limit = state.rpm_limit if choice.limiter == "rpm" and state.rpm_limit is not None else 3
         body = shapes.rate_limit_error(fault.quota_exhausted, model, limit, fault.retry_after)
         return responder.error(429, body)
     if fault is not None and fault.name == "status":

@@ -53,6 +53,10 @@ class RecordedRequest:
     ``prefix_tokens`` is how many tokens of the deterministic answer that
     message already held (0 when it was not a prefix of it and fresh text
     followed), and ``tokens_sent`` counts only the continuation.
+
+    ``quota_tokens`` is what the request was charged against its key's
+    tokens-per-minute quota when it arrived (prompt plus the most its answer
+    may hold; 0 when it was refused or not counted), see ``Quotas``.
     """
 
     index: int
@@ -81,6 +85,7 @@ class RecordedRequest:
     response_id: str | None = None
     continuation: bool = False
     prefix_tokens: int = 0
+    quota_tokens: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -16,8 +16,9 @@ from typing import Any
 from aiohttp import web
 
 from ._faults import Fault
+from ._quotas import QuotaAsk
 from ._records import RecordedRequest
-from ._state import SimulatorState
+from ._state import Choice, SimulatorState
 
 REQUEST_ID_HEADER = "x-request-id"
 SIMULATOR_HEADER = "x-ai-orchestrator-simulator"
@@ -57,7 +58,28 @@ async def run_generation(
     finally:
         if record.ended_at is None:
             record.ended_at = time.monotonic()
+        state.finish(record)
         state.notify()
+
+
+def choose_for(
+    state: SimulatorState,
+    record: RecordedRequest,
+    n_tokens: int,
+    ask: QuotaAsk,
+    consumer: str = "generation",
+) -> Choice:
+    """The request's fault and quota decision, written on its record.
+
+    A scripted ``ok`` comes back as no fault: it only says "then succeed".
+    """
+    choice = state.choose(n_tokens, consumer, ask)
+    fault = choice.fault
+    if fault is not None and fault.name == "ok":
+        fault = None
+    record.fault = fault.name if fault is not None else None
+    record.quota_tokens = choice.admission.charged if choice.admission is not None else 0
+    return choice._replace(fault=fault)
 
 
 def answer_size(max_tokens: int | None, default_tokens: int) -> tuple[int, bool]:

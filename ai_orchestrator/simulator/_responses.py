@@ -19,14 +19,14 @@ from typing import Any
 from aiohttp import web
 
 from . import _responses_shapes as shapes
-from ._errors import (
-    bearer_token,
-)
+from ._errors import bearer_token
 from ._faults import CUT_FAULTS, Fault
 from ._params import InvalidRequest
 from ._payloads import MALFORMED_JSON
+from ._quota_replies import openai_error, openai_headers, openai_retry_headers
+from ._quotas import QuotaAsk
 from ._records import RecordedRequest, ResponseRecord
-from ._responder import run_generation
+from ._responder import choose_for, run_generation
 from ._responses_run import DELTA, TERMINAL_EVENTS, ResponseRun, lookup
 from ._state import SimulatorState
 from ._text import count_prompt_words, simulated_tokens
@@ -200,13 +200,19 @@ async def _create(
     reason = None
     if params.max_output_tokens is not None and params.max_output_tokens < n:
         n, reason = params.max_output_tokens, "max_output_tokens"
-    fault, by_limiter = state.choose_fault(n, "responses")
-    if fault is not None and fault.name == "ok":
-        fault = None
-    record.fault = fault.name if fault is not None else None
-    error = shapes.refusal(
-        fault, by_limiter, params.model, state.rpm_limit, record.authorization, params.stream
-    )
+    prompt = count_prompt_words(params.messages)
+    ask = QuotaAsk(record.api_key, params.model, prompt, params.max_output_tokens)
+    choice = choose_for(state, record, n, ask, "responses")
+    fault, admission = choice.fault, choice.admission
+    headers.update(openai_headers(admission))
+    error: tuple[int, dict[str, Any], dict[str, str]] | None
+    if choice.limiter == "quota" and admission is not None:
+        error = 429, openai_error(admission, params.model), openai_retry_headers(admission)
+    else:
+        by_limiter = choice.limiter == "rpm"
+        error = shapes.refusal(
+            fault, by_limiter, params.model, state.rpm_limit, record.authorization, params.stream
+        )
     if error is not None:
         status, err_body, extra = error
         record.status, record.finished = status, True
@@ -217,7 +223,7 @@ async def _create(
         tokens, reason = tokens[: fault.after_tokens], "content_filter"
     response_id = f"resp_sim_{next(state.response_ids)}"
     record.response_id = response_id
-    record.prompt_tokens = count_prompt_words(params.messages)
+    record.prompt_tokens = prompt
     billing = ResponseRecord(
         id=response_id,
         model=params.model,
@@ -231,7 +237,7 @@ async def _create(
         status="queued" if params.background else "in_progress",
     )
     state.responses[response_id] = billing
-    run = ResponseRun(state, billing, params, tokens, reason)
+    run = ResponseRun(state, billing, params, tokens, reason, record.api_key, record.quota_tokens)
     state.response_runs[response_id] = run
     run.start()
     try:

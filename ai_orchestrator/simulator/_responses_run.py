@@ -36,8 +36,14 @@ class ResponseRun:
         params: shapes.ResponsesParams,
         tokens: list[str],
         incomplete_reason: str | None,
+        api_key: str | None = None,
+        quota_tokens: int = 0,
     ) -> None:
+        """``quota_tokens``: what the create was charged against ``api_key``'s quota,
+        settled when generation ends (a background response outlives its connection)."""
         self.state = state
+        self.api_key = api_key
+        self.quota_tokens = quota_tokens
         self.billing = billing
         self.params = params
         self.tokens = tokens
@@ -91,7 +97,10 @@ class ResponseRun:
         self.events.append({"type": type_, "sequence_number": len(self.events), **fields})
         if type_ in TERMINAL_EVENTS:
             self.done = True
-            self.billing.finished_at = time.monotonic()
+            billing = self.billing
+            billing.finished_at = time.monotonic()
+            used = billing.input_tokens + billing.generated_tokens
+            self.state.quota.settle(self.api_key, billing.model, self.quota_tokens, used)
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
         self.state.notify()

@@ -20,6 +20,7 @@ from ._chat import handle_chat_completions
 from ._faults import Fault
 from ._gemini import handle_model_method
 from ._models import OPENAI_MODEL_IDS, detect_api, error_response, get_model, list_models
+from ._quotas import Quotas, QuotaUsage
 from ._records import RecordedRequest, ResponseRecord
 from ._responder import REQUEST_ID_HEADER, SIMULATOR_HEADER
 from ._responses import expire_response, handle_cancel, handle_create, handle_retrieve
@@ -53,8 +54,15 @@ class Simulator:
     request with no scripted fault gets a random one (disconnect, no_finish,
     malformed, HTTP 500 or 503), drawn from a ``random.Random(chaos_seed)`` so
     a run can be replayed; ``rpm_limit`` answers 429 with ``retry-after`` once
-    more requests than that arrive within 60 s. ``text_style="escapes"``
-    makes answers whose JSON form is several times their size.
+    more requests than that arrive within 60 s, whoever sends them.
+    ``text_style="escapes"`` makes answers whose JSON form is several times
+    their size.
+
+    Provider quotas: ``quotas=Quotas(rpm=..., tpm=..., models={...})`` limits
+    each (API key, model) as providers do, with token buckets charged on
+    arrival (prompt plus ``max_tokens``), the vendors' rate-limit headers on
+    every answer and 429s with a Retry-After of when the request would fit
+    (see ``_quotas``); :attr:`quota_usage` counts what each key did.
 
     OpenAI's Responses API (``client.responses``) is served too: plain and
     streamed creates, background mode (generation goes on when the stream
@@ -76,6 +84,7 @@ class Simulator:
         rpm_limit: int | None = None,
         text_style: str = "words",
         response_ttl: float = DEFAULT_RESPONSE_TTL,
+        quotas: Quotas | None = None,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -87,6 +96,7 @@ class Simulator:
             rpm_limit=rpm_limit,
             text_style=text_style,
             response_ttl=response_ttl,
+            quotas=quotas,
         )
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -213,7 +223,8 @@ class Simulator:
         self._state.response_ttl = check_response_ttl(value)
 
     def reset(self) -> None:
-        """Forget the script, the request log, the rpm window and all responses (config is kept).
+        """Forget the script, the request log, the rpm window, all responses and quota
+        usage; every quota bucket is full again (config is kept).
 
         Background generations still running are cancelled.
 
@@ -263,6 +274,30 @@ class Simulator:
     @rpm_limit.setter
     def rpm_limit(self, value: int | None) -> None:
         self._state.rpm_limit = value
+
+    @property
+    def quotas(self) -> Quotas | None:
+        """Per-(API key, model) limits; None means none. Setting it refills every bucket."""
+        return self._state.quota.quotas
+
+    @quotas.setter
+    def quotas(self, value: Quotas | None) -> None:
+        self._state.quota.quotas = value
+
+    @property
+    def quota_usage(self) -> list[QuotaUsage]:
+        """What each (API key, model) did, live: admitted, 429s by API, tokens reserved/used."""
+        return list(self._state.quota.usage.values())
+
+    def usage_for(self, api_key: str | None, model: str) -> QuotaUsage:
+        """One key's usage of one model (all zero if it never asked)."""
+        usage = self._state.quota.usage.get((api_key, model))
+        return usage if usage is not None else QuotaUsage(api_key, model)
+
+    @property
+    def rate_limited(self) -> int:
+        """429s answered to generation requests so far, whatever decided them."""
+        return sum(u.rate_limited for u in self._state.quota.usage.values())
 
     @property
     def text_style(self) -> str:
@@ -384,6 +419,7 @@ async def serve_forever(
     rpm_limit: int | None = None,
     text_style: str = "words",
     response_ttl: float = DEFAULT_RESPONSE_TTL,
+    quotas: Quotas | None = None,
 ) -> None:
     """Run until cancelled (e.g. Ctrl-C in the CLI), then shut down cleanly."""
     async with Simulator(
@@ -396,5 +432,6 @@ async def serve_forever(
         rpm_limit=rpm_limit,
         text_style=text_style,
         response_ttl=response_ttl,
+        quotas=quotas,
     ):
         await asyncio.Event().wait()

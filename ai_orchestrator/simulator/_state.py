@@ -16,9 +16,16 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
-from ._faults import CREATE_ONLY_FAULTS, REATTACH_FAULTS, RESPONSES_ONLY_FAULTS, Fault
+from ._faults import (
+    CREATE_ONLY_FAULTS,
+    ERROR_FAULTS,
+    REATTACH_FAULTS,
+    RESPONSES_ONLY_FAULTS,
+    Fault,
+)
+from ._quotas import Admission, QuotaAsk, QuotaKeeper, Quotas
 from ._records import RecordedRequest, ResponseRecord
 from ._text import check_text_style
 
@@ -42,6 +49,19 @@ assert CREATE_ONLY_FAULTS <= RESPONSES_ONLY_FAULTS
 class _Entry:
     fault: Fault
     remaining: int
+
+
+class Choice(NamedTuple):
+    """What one valid request gets: its fault, who refused it, and its quota decision.
+
+    ``limiter`` is ``"rpm"`` when the simulator-wide ``rpm_limit`` refused it,
+    ``"quota"`` when its key's :class:`Quotas` did, else None; ``admission``
+    is None when the handler asked for no quota check.
+    """
+
+    fault: Fault | None
+    limiter: str | None
+    admission: Admission | None
 
 
 def check_tps(value: object) -> float:
@@ -120,6 +140,7 @@ class SimulatorState:
         rpm_limit: int | None = None,
         text_style: str = "words",
         response_ttl: float = DEFAULT_RESPONSE_TTL,
+        quotas: Quotas | None = None,
     ) -> None:
         self._tokens_per_second = check_tps(tokens_per_second)
         self._default_tokens = check_default_tokens(default_tokens)
@@ -129,6 +150,8 @@ class SimulatorState:
         self._rng = random.Random(self._chaos_seed)
         self._rpm_limit = check_rpm_limit(rpm_limit)
         self._admitted: deque[float] = deque()  # monotonic times, last RPM window
+        self.quota = QuotaKeeper()
+        self.quota.quotas = quotas  # the setter checks it
         self.text_style = text_style
         self._script: deque[_Entry] = deque()
         self.requests: list[RecordedRequest] = []
@@ -249,12 +272,21 @@ class SimulatorState:
     def choose_fault(
         self, n_tokens: int, consumer: str = "generation"
     ) -> tuple[Fault | None, bool]:
-        """The fault for one valid request, and whether the rpm limiter chose it.
+        """:meth:`choose` without quotas: the fault, and whether the rpm limiter chose it."""
+        choice = self.choose(n_tokens, consumer)
+        return choice.fault, choice.limiter == "rpm"
 
-        A scripted fault wins (and still counts toward the rpm window, as the
-        provider saw the request); otherwise the rpm limiter may refuse the
-        request, and an admitted one may get a random fault at ``fault_rate``
-        with ``after_tokens`` within its ``n_tokens``-token answer.
+    def choose(
+        self, n_tokens: int, consumer: str = "generation", ask: QuotaAsk | None = None
+    ) -> Choice:
+        """The fault for one valid request, and who decided it.
+
+        A scripted fault wins: it still counts toward the rpm window and, unless
+        it is an error reply, is charged to the key's quotas (into debt if it
+        must), as the provider saw the request. Otherwise the rpm limiter, then
+        the key's quotas may refuse the request; an admitted one may get a
+        random fault at ``fault_rate`` with ``after_tokens`` within its
+        ``n_tokens``-token answer.
         """
         scripted = self.next_fault(consumer)
         now = time.monotonic()
@@ -264,13 +296,36 @@ class SimulatorState:
         if scripted is None and self._rpm_limit is not None and len(window) >= self._rpm_limit:
             # Like OpenAI's limiter: wait until the oldest request leaves the window.
             wait = window[-self._rpm_limit] + RPM_WINDOW_SECONDS - now
-            return Fault.rate_limit(retry_after=max(1, math.ceil(wait))), True
+            peek = self.quota.admit(ask, charge=False) if ask is not None else None
+            return Choice(Fault.rate_limit(retry_after=max(1, math.ceil(wait))), "rpm", peek)
+        admission = None
+        if ask is not None:
+            charge = scripted is None or scripted.name not in ERROR_FAULTS
+            admission = self.quota.admit(ask, enforce=scripted is None, charge=charge)
+            if not admission.admitted:
+                wait = admission.retry_after
+                refusal = Fault.rate_limit(
+                    retry_after=None if wait is None else max(1, math.ceil(wait)),
+                    retry_after_ms=None if wait is None else max(1, math.ceil(wait * 1000)),
+                )
+                return Choice(refusal, "quota", admission)
         window.append(now)
         if scripted is not None:
-            return scripted, False
+            return Choice(scripted, None, admission)
         if self._fault_rate > 0 and self._rng.random() < self._fault_rate:
-            return _chaos_fault(self._rng, n_tokens), False
-        return None, False
+            return Choice(_chaos_fault(self._rng, n_tokens), None, admission)
+        return Choice(None, None, admission)
+
+    def finish(self, record: RecordedRequest) -> None:
+        """A request's reply is over: count a 429, settle what its answer used.
+
+        A Responses-API create is settled by its run instead, when generation
+        ends: a background response goes on after its connection.
+        """
+        self.quota.count_reply(record.api_key, record.model, record.api, record.status)
+        if record.api != "responses":
+            used = record.prompt_tokens + record.tokens_sent
+            self.quota.settle(record.api_key, record.model, record.quota_tokens, used)
 
     def choose_reattach_fault(self, n_events: int) -> Fault | None:
         """A re-attach's fault: a scripted re-attach fault, else maybe a chaos drop.
@@ -303,7 +358,8 @@ class SimulatorState:
         return record
 
     def reset(self) -> None:
-        """Also restarts the chaos sequence from its seed and empties the rpm window.
+        """Also restarts the chaos sequence from its seed, empties the rpm window, refills
+        every quota bucket and zeroes the quota counters.
 
         Every Responses-API response is cancelled (ending the streams tailing
         it) and forgotten.
@@ -319,6 +375,7 @@ class SimulatorState:
         self.response_runs = {}
         self._rng = random.Random(self._chaos_seed)
         self._admitted.clear()
+        self.quota.reset()
         self.notify()
 
     def notify(self) -> None:
