@@ -42,7 +42,7 @@ TEST_GRACE_SECONDS = 0.5
 #: Fixtures that need the Temporal dev server.
 _TEMPORAL_FIXTURES = frozenset({"temporal", "client", "worker", "tasks"})
 #: Folders whose tests start a Temporal server or real processes (workers, CLIs, Redis).
-_INTEGRATION_FOLDERS = frozenset({"integration", "reliability", "resume", "live"})
+_INTEGRATION_FOLDERS = frozenset({"providers", "client", "cli", "reliability", "live"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -121,7 +121,7 @@ class Reader:
 
 async def spawn_reader(target: str, queue: str, env: dict[str, str]) -> Reader:
     """A reader process, returned once its client is connected."""
-    from ..integration.processes import ROOT
+    from ..support.processes import ROOT
 
     proc = await asyncio.create_subprocess_exec(
         sys.executable,

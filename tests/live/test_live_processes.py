@@ -18,7 +18,7 @@ from ai_orchestrator.local.devserver import DevServer
 from ai_orchestrator.simulator import Simulator
 
 from ..conftest import FAST_RETRY, SECRET_KEY, running_worker, unique
-from ..integration.processes import sigkill_holder, spawn, spawn_ready_worker, stop, worker_env
+from ..support.processes import sigkill_holder, spawn, spawn_ready_worker, stop, worker_env
 from .reader_process import Reader, spawn_reader
 
 

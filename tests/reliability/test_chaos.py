@@ -22,7 +22,7 @@ from ai_orchestrator.simulator._state import SimulatorState
 from ai_orchestrator.simulator._text import simulated_tokens
 
 from ..conftest import FAST_RETRY, SECRET_KEY, unique
-from ..integration.processes import spawn_ready_worker, stop, worker_env
+from ..support.processes import spawn_ready_worker, stop, worker_env
 
 N_TASKS = 10
 TOKENS = 60  # at 20 tokens/s: 3 s answers

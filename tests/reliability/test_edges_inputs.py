@@ -13,7 +13,7 @@ from ai_orchestrator.simulator import Fault, Simulator
 from ai_orchestrator.simulator._text import simulated_tokens
 
 from ..conftest import running_worker, unique
-from ..integration.helpers import history_events
+from ..support.helpers import history_events
 
 
 async def test_input_from_a_newer_client_with_unknown_fields_runs(

@@ -20,8 +20,8 @@ from ai_orchestrator.simulator import Fault, Simulator
 from ai_orchestrator.simulator._text import simulated_tokens
 
 from ..conftest import SECRET_KEY, running_worker, unique
-from ..integration.helpers import history_events
-from ..integration.processes import spawn_ready_worker, stop, worker_env
+from ..support.helpers import history_events
+from ..support.processes import spawn_ready_worker, stop, worker_env
 
 
 def _answer(sim: Simulator, index: int, n: int, style: str = "words") -> str:

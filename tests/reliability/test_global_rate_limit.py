@@ -12,8 +12,8 @@ from ai_orchestrator.local.devserver import DevServer
 from ai_orchestrator.simulator import Simulator
 
 from ..conftest import SECRET_KEY, unique
-from ..integration.helpers import history_events
-from ..integration.processes import spawn, stop, worker_env
+from ..support.helpers import history_events
+from ..support.processes import spawn, stop, worker_env
 
 RATE = 2.0
 TASKS = 14

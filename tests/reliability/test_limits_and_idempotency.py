@@ -20,7 +20,7 @@ from ai_orchestrator.messages import MAX_INPUT_BYTES
 from ai_orchestrator.simulator import Simulator
 
 from ..conftest import running_worker, unique
-from ..integration.helpers import count, history_events
+from ..support.helpers import count, history_events
 
 
 async def one_closed_run(client: Client, task_id: str) -> str:

@@ -19,7 +19,7 @@ from ai_orchestrator import RetrySettings, Task, TaskClient, TaskConstraints, Ta
 from ai_orchestrator.simulator import Fault, Simulator
 
 from ..conftest import FAST_RETRY, running_worker, unique
-from ..integration.test_platforms import vendor_worker
+from ..providers.test_platforms import vendor_worker
 
 #: Long enough a backoff (5-10 s) to cancel a task inside it.
 SLOW_RETRY = RetrySettings(

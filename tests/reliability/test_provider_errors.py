@@ -13,7 +13,7 @@ from ai_orchestrator import RetrySettings, Task, TaskClient, TaskStatus
 from ai_orchestrator.simulator import Fault, Simulator
 
 from ..conftest import SECRET_KEY, running_worker, unique
-from ..integration.helpers import history_events
+from ..support.helpers import history_events
 
 #: Temporal rounds retry delays under 1 s up to 1 s, so backoff is measured from 1 s.
 BACKOFF = RetrySettings(

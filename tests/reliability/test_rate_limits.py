@@ -11,7 +11,7 @@ from ai_orchestrator.errors import DEADLINE_EXCEEDED
 from ai_orchestrator.simulator import Fault, Simulator
 
 from ..conftest import running_worker, unique
-from ..integration.helpers import activity_attempts, history_events
+from ..support.helpers import activity_attempts, history_events
 
 
 def gaps(sim: Simulator) -> list[float]:

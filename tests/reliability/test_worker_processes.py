@@ -17,8 +17,8 @@ from ai_orchestrator.local.devserver import DevServer
 from ai_orchestrator.simulator import Simulator
 
 from ..conftest import FAST_RETRY, SECRET_KEY, unique
-from ..integration.helpers import history_events
-from ..integration.processes import sigkill_holder, spawn, spawn_ready_worker, stop, worker_env
+from ..support.helpers import history_events
+from ..support.processes import sigkill_holder, spawn, spawn_ready_worker, stop, worker_env
 
 
 async def retried_after(client: Client, task_id: str) -> tuple[Failure, timedelta]:

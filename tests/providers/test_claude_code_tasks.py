@@ -23,8 +23,8 @@ from ai_orchestrator.providers.claude_code import BINARY_ENV, ClaudeCodeProvider
 from ai_orchestrator.simulator import Simulator
 
 from ..conftest import FAST_RETRY, running_worker, unique
-from .helpers import raw_history
-from .processes import spawn_ready_worker, stop, worker_env
+from ..support.helpers import raw_history
+from ..support.processes import spawn_ready_worker, stop, worker_env
 
 BINARY = find_claude_binary()
 if BINARY is None:

@@ -23,7 +23,7 @@ from ai_orchestrator.payloads.converter import data_converter
 from ai_orchestrator.simulator import Fault, Simulator
 
 from ..conftest import running_worker, unique
-from .processes import run_cli, spawn, stop, worker_env
+from ..support.processes import run_cli, spawn, stop, worker_env
 
 TOTAL = 50
 

@@ -21,7 +21,7 @@ from ai_orchestrator.local.session import LocalStack
 from ai_orchestrator.simulator import Simulator
 
 from ..conftest import SECRET_KEY, unique
-from .processes import spawn, spawn_ready_worker, stop, worker_env
+from ..support.processes import spawn, spawn_ready_worker, stop, worker_env
 from .test_cli_tasks import wait_listening, wait_polled
 
 

@@ -11,7 +11,7 @@ from ai_orchestrator import Task, TaskClient, TaskConstraints, TaskStatus, TaskT
 from ai_orchestrator.simulator import Simulator
 
 from ..conftest import FAST_RETRY, running_worker, unique
-from .helpers import count, history_events
+from ..support.helpers import count, history_events
 
 
 async def test_task_completes_with_output_tokens_and_cost(

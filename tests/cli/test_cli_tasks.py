@@ -18,8 +18,8 @@ from ai_orchestrator.local.session import worker_polling
 from ai_orchestrator.simulator import Simulator
 
 from ..conftest import running_worker, unique
-from .cli_inprocess import invoke
-from .processes import run_cli, spawn, stop, worker_env
+from ..support.cli_inprocess import invoke
+from ..support.processes import run_cli, spawn, stop, worker_env
 from .test_cli import assert_one_line_error
 
 

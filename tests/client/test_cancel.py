@@ -22,7 +22,7 @@ from ai_orchestrator.simulator import Simulator
 from ai_orchestrator.simulator._text import simulated_tokens
 
 from ..conftest import FAST_RETRY, running_worker, unique
-from .helpers import history_events
+from ..support.helpers import history_events
 
 #: What a cancel leaves in the run's history, in the order it must happen.
 CANCEL_ORDER = (

@@ -23,7 +23,7 @@ from ai_orchestrator import (
 from ai_orchestrator.simulator import Fault, Simulator
 
 from ..conftest import SECRET_KEY, running_worker, unique
-from .helpers import activity_attempts, history_events, raw_history
+from ..support.helpers import activity_attempts, history_events, raw_history
 
 
 async def test_rate_limit_waits_for_retry_after(

@@ -15,8 +15,8 @@ from ai_orchestrator.local.devserver import DevServer
 from ai_orchestrator.simulator import Simulator
 
 from ..conftest import FAST_RETRY, SECRET_KEY, unique
-from ..integration.helpers import history_events
-from ..integration.processes import sigkill_holder, spawn_ready_worker, stop, worker_env
+from ..support.helpers import history_events
+from ..support.processes import sigkill_holder, spawn_ready_worker, stop, worker_env
 
 
 async def test_sigkilled_workers_answer_continues_on_the_standby_from_its_checkpoint(

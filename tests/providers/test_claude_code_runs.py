@@ -24,7 +24,7 @@ from ai_orchestrator.providers.claude_code import BINARY_ENV, find_claude_binary
 from ai_orchestrator.simulator import Fault, Simulator
 
 from ..conftest import unique
-from .processes import sigkill_holder, spawn_ready_worker, stop, worker_env
+from ..support.processes import sigkill_holder, spawn_ready_worker, stop, worker_env
 
 BINARY = find_claude_binary()
 needs_cli = pytest.mark.skipif(

@@ -20,8 +20,8 @@ from ai_orchestrator import Task, TaskClient
 from ai_orchestrator.local.devserver import DevServer
 from ai_orchestrator.simulator import Fault, Simulator
 
-from ..conftest import running_worker, unique
-from .processes import ROOT, worker_env
+from ..conftest import provider_for, running_worker, unique
+from ..support.processes import ROOT, worker_env
 
 FIRST, RETRY = 10, 4
 
@@ -55,9 +55,21 @@ async def shrink_when_first_attempt_streamed(sim: Simulator, seen: Path) -> int:
     return most
 
 
+#: The first attempt stalls after FIRST words until the worker's read timeout retries
+#: it: long enough for a CLI process started after the submit to print them even on a
+#: loaded machine (interpreter start and imports took over 5 s there).
+STALL_READ_TIMEOUT = 12.0
+
+
 def prepare(sim: Simulator) -> None:
     sim.tokens_per_second, sim.default_tokens = 40, 24
-    sim.script(Fault.stall(after_tokens=FIRST, seconds=30))
+    sim.script(Fault.stall(after_tokens=FIRST, seconds=60))
+
+
+def stalling_worker(client: Client, queue: str, sim: Simulator):  # type: ignore[no-untyped-def]
+    return running_worker(
+        client, queue, sim, provider=provider_for(sim, read_timeout=STALL_READ_TIMEOUT)
+    )
 
 
 async def test_stream_rewrites_a_redirected_file_and_fails_on_a_pipe(
@@ -68,7 +80,7 @@ async def test_stream_rewrites_a_redirected_file_and_fails_on_a_pipe(
     env = worker_env(temporal.target, queue, None, None)
     out = tmp_path / "answer.txt"
     tasks = TaskClient(client, task_queue=queue)
-    async with running_worker(client, queue, sim):
+    async with stalling_worker(client, queue, sim):
         task_id = await tasks.submit_task(Task(prompt="shrink for the CLI", task_id=unique("cli")))
         with out.open("w") as f:
             to_file = await cli_to(f, "stream", task_id, env=env)
@@ -96,7 +108,7 @@ async def test_run_rewrites_a_redirected_file(
     out = tmp_path / "run.txt"
     kept = "kept: written before the command"
     out.write_text(kept + "\n")
-    async with running_worker(client, queue, sim):
+    async with stalling_worker(client, queue, sim):
         with out.open("a") as f:  # >> : the command rewrites only what it wrote
             proc = await cli_to(f, "run", "shrink for run", env=env)
         seen = await shrink_when_first_attempt_streamed(sim, out)

@@ -25,8 +25,8 @@ from ai_orchestrator.worker import HEARTBEAT_THROTTLE, WORKFLOW_RUNNER, openai_c
 from ai_orchestrator.workflows import TaskWorkflow
 
 from ..conftest import provider_for, running_worker, unique
-from .cli_inprocess import invoke
-from .helpers import history_events
+from ..support.cli_inprocess import invoke
+from ..support.helpers import history_events
 from .test_cli import assert_one_line_error
 
 KEY = "k1:" + "A" * 43 + "="

@@ -22,7 +22,7 @@ from ai_orchestrator.local.session import LocalStack
 from ai_orchestrator.simulator import Simulator
 
 from ..conftest import running_worker, unique
-from .processes import ROOT, worker_env
+from ..support.processes import ROOT, worker_env
 
 README_ADDRESS = '"localhost:7233"'
 

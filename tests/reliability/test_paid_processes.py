@@ -18,7 +18,7 @@ from ai_orchestrator.local.devserver import DevServer
 from ai_orchestrator.simulator import Fault, Simulator
 
 from ..conftest import FAST_RETRY, SECRET_KEY, unique
-from ..integration.processes import sigkill_holder, spawn_ready_worker, stop, worker_env
+from ..support.processes import sigkill_holder, spawn_ready_worker, stop, worker_env
 
 
 async def _sticky_timeouts(client: Client, task_id: str) -> int:

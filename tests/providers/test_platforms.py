@@ -24,7 +24,7 @@ from ai_orchestrator.search import PLATFORM
 from ai_orchestrator.simulator import Fault, Simulator
 
 from ..conftest import running_worker, unique
-from .helpers import raw_history
+from ..support.helpers import raw_history
 
 CLAUDE_KEY = "sk-ant-test-0123456789SECRETclaude"
 GEMINI_KEY = "AIzaTEST0123456789SECRETgemini"

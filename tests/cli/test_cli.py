@@ -12,7 +12,7 @@ from ai_orchestrator.local.devserver import DevServer, free_port
 from ai_orchestrator.simulator import Simulator
 
 from ..conftest import SECRET_KEY, running_worker
-from .processes import ROOT, run_cli, spawn, worker_env
+from ..support.processes import ROOT, run_cli, spawn, worker_env
 
 
 def assert_one_line_error(got: int, err: str, needle: str, code: int = 2) -> None:
