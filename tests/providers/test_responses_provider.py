@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from itertools import accumulate
+from typing import Any
 
 import httpx2
 import openai
@@ -26,21 +27,20 @@ TOKENS = 24
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    async with Simulator(tokens_per_second=400.0, default_tokens=TOKENS) as server:
-        yield server
+def sim_options() -> dict[str, Any]:
+    return {"tokens_per_second": 400.0, "default_tokens": TOKENS}
 
 
 @pytest.fixture
-async def client(sim: Simulator) -> AsyncIterator[openai.AsyncOpenAI]:
-    client = openai.AsyncOpenAI(api_key="simulator", base_url=sim.base_url, max_retries=0)
-    yield client
-    await client.close()
+async def openai_client(sim: Simulator) -> AsyncIterator[openai.AsyncOpenAI]:
+    openai_client = openai.AsyncOpenAI(api_key="simulator", base_url=sim.base_url, max_retries=0)
+    yield openai_client
+    await openai_client.close()
 
 
 @pytest.fixture
-def provider(client: openai.AsyncOpenAI) -> OpenAIProvider:
-    return OpenAIProvider(client, api="responses")
+def provider(openai_client: openai.AsyncOpenAI) -> OpenAIProvider:
+    return OpenAIProvider(openai_client, api="responses")
 
 
 def task(prompt: str = "Tell me about durable execution", **constraints: object) -> Task:
@@ -68,14 +68,14 @@ async def read_until_cut(stream: ProviderStream, deltas: list[str]) -> None:
     assert verdict.retryable and verdict.error_type == CONNECTION_FAILED, verdict
 
 
-async def stored_text(client: openai.AsyncOpenAI, response_id: str) -> str:
-    response = await client.responses.retrieve(response_id)
+async def stored_text(openai_client: openai.AsyncOpenAI, response_id: str) -> str:
+    response = await openai_client.responses.retrieve(response_id)
     assert response.status == "completed"
     return response.output_text
 
 
 async def test_full_stream_with_usage_from_completed(
-    sim: Simulator, client: openai.AsyncOpenAI, provider: OpenAIProvider
+    sim: Simulator, openai_client: openai.AsyncOpenAI, provider: OpenAIProvider
 ) -> None:
     stream = provider.stream(task(temperature=0.2), MODEL)
     assert isinstance(stream, ResponsesStream)
@@ -86,7 +86,7 @@ async def test_full_stream_with_usage_from_completed(
     rid = stream.response_id
     assert rid is not None and rid in sim.responses
     text = "".join(deltas)
-    assert text == await stored_text(client, rid)
+    assert text == await stored_text(openai_client, rid)
     assert (stream.chars, stream.chunks) == (len(text), len(deltas))
     billed = sim.responses[rid]
     assert billed.background and billed.store and billed.stream
@@ -119,7 +119,7 @@ async def test_context_becomes_instructions_and_max_tokens_a_length_stop(
 @pytest.mark.parametrize("acked_deltas", [None, 2])
 async def test_broken_stream_continues_with_exactly_the_rest(
     sim: Simulator,
-    client: openai.AsyncOpenAI,
+    openai_client: openai.AsyncOpenAI,
     provider: OpenAIProvider,
     acked_deltas: int | None,
 ) -> None:
@@ -142,7 +142,7 @@ async def test_broken_stream_continues_with_exactly_the_rest(
     after: list[str] = []
     await read(second, after)
 
-    full = await stored_text(client, first.response_id or "")
+    full = await stored_text(openai_client, first.response_id or "")
     assert "".join(before)[:acked] + "".join(after) == full
     assert second.chars == len(full) - acked  # counts only what it yielded
     assert second.finish_reason == FINISH_STOP
@@ -155,7 +155,7 @@ async def test_broken_stream_continues_with_exactly_the_rest(
 
 
 async def test_continuation_of_a_continuation(
-    sim: Simulator, client: openai.AsyncOpenAI, provider: OpenAIProvider
+    sim: Simulator, openai_client: openai.AsyncOpenAI, provider: OpenAIProvider
 ) -> None:
     sim.script(Fault.drop_stream(after_events=8), Fault.reattach_drop(after_events=5))
     texts: list[str] = []
@@ -176,12 +176,12 @@ async def test_continuation_of_a_continuation(
         stream = provider.stream(task(), MODEL, continue_from=token)
     rid = stream.response_id or ""
     assert stream.finish_reason == FINISH_STOP
-    assert "".join(texts) == await stored_text(client, rid)
+    assert "".join(texts) == await stored_text(openai_client, rid)
     assert sim.responses[rid].reattaches == 2
 
 
 async def test_reattach_to_a_queued_response_before_any_text(
-    sim: Simulator, client: openai.AsyncOpenAI, provider: OpenAIProvider
+    sim: Simulator, openai_client: openai.AsyncOpenAI, provider: OpenAIProvider
 ) -> None:
     sim.script(Fault.drop_stream(after_events=1))  # only response.created (queued) arrives
     first = provider.stream(task(), MODEL)
@@ -193,7 +193,7 @@ async def test_reattach_to_a_queued_response_before_any_text(
     second = provider.stream(task(), MODEL, continue_from=token)
     after: list[str] = []
     await read(second, after)
-    assert "".join(after) == await stored_text(client, first.response_id or "")
+    assert "".join(after) == await stored_text(openai_client, first.response_id or "")
 
 
 async def test_expired_response_is_a_lost_continuation(
@@ -217,9 +217,9 @@ async def test_expired_response_is_a_lost_continuation(
 
 
 async def test_a_response_not_made_in_background_cannot_be_continued(
-    client: openai.AsyncOpenAI, provider: OpenAIProvider
+    openai_client: openai.AsyncOpenAI, provider: OpenAIProvider
 ) -> None:
-    made = await client.responses.create(model=MODEL, input="hi", store=True)
+    made = await openai_client.responses.create(model=MODEL, input="hi", store=True)
     unknown = provider.stream(task(), MODEL, continue_from="responses:resp_nope:3:10")
     with pytest.raises(ContinuationLost):
         await read(unknown, [])
@@ -276,9 +276,9 @@ async def test_an_error_event_is_classified(sim: Simulator, provider: OpenAIProv
 
 @pytest.mark.parametrize("mode", ["continue_final_message", "prefix"])
 async def test_chat_continuation_sends_the_partial_answer(
-    sim: Simulator, client: openai.AsyncOpenAI, mode: str
+    sim: Simulator, openai_client: openai.AsyncOpenAI, mode: str
 ) -> None:
-    provider = OpenAIProvider(client, api="chat")
+    provider = OpenAIProvider(openai_client, api="chat")
     chat_task = task(chat_resume=mode)
     sim.script(Fault.disconnect(after_tokens=5))
     first = provider.stream(chat_task, MODEL)
@@ -297,7 +297,7 @@ async def test_chat_continuation_sends_the_partial_answer(
     assert second.continuation(0) == token  # counted from the start of the answer
     assert second.chars == len("".join(rest))  # only the continuation was yielded
 
-    plain = OpenAIProvider(client, api="chat").stream(task(), MODEL)
+    plain = OpenAIProvider(openai_client, api="chat").stream(task(), MODEL)
     whole: list[str] = []
     await read(plain, whole)
     assert prefix + "".join(rest) == "".join(whole)  # the simulator continues exactly
@@ -305,10 +305,10 @@ async def test_chat_continuation_sends_the_partial_answer(
 
 
 async def test_a_server_refusing_chat_continuation_is_a_lost_continuation(
-    sim: Simulator, client: openai.AsyncOpenAI
+    sim: Simulator, openai_client: openai.AsyncOpenAI
 ) -> None:
     sim.script(Fault.status(400, "continue_final_message is not supported"))
-    stream = OpenAIProvider(client).stream(
+    stream = OpenAIProvider(openai_client).stream(
         task(chat_resume="continue_final_message"), MODEL, continue_from="chat:4", prefix="abcd"
     )
     with pytest.raises(ContinuationLost, match="400"):
