@@ -31,6 +31,7 @@ from .config import (
     task_queue,
 )
 from .core import Platform
+from .limits import default_max_tokens, limiter_from_env
 from .live import LivePublisher
 from .live._config import checkpoint_interval, publisher_from_env
 from .messages import MAX_OUTPUT_BYTES
@@ -67,6 +68,10 @@ def openai_client(settings: ProviderSettings) -> AsyncOpenAI:
     )
 
 
+#: "Read it from the environment" (None is a value: turned off).
+_FROM_ENV: Any = object()
+
+
 def build_worker(
     client: Client,
     *,
@@ -82,6 +87,7 @@ def build_worker(
     providers: Mapping[Platform, Provider] | None = None,
     live: LivePublisher | None = None,
     checkpoint_interval: float = 1.0,
+    limiter: Any = _FROM_ENV,  # a LocalLimiter, or None to react to 429s only
 ) -> Worker:
     """A worker for task workflows and provider calls on ``task_queue``.
 
@@ -90,6 +96,8 @@ def build_worker(
     closes the provider client when the worker stops.
     """
     tuning = tuning or WorkerTuning()
+    if limiter is _FROM_ENV:  # reserves each call's place in its provider's quota
+        limiter = limiter_from_env()
     if llm is None and provider.configured:
         llm = openai_client(provider)
     activities = LLMActivities(
@@ -104,6 +112,8 @@ def build_worker(
         max_output_bytes=max_output_bytes,
         live=live,
         checkpoint_interval=checkpoint_interval,
+        limiter=limiter,
+        default_max_tokens=default_max_tokens(),
     )
     return Worker(
         client,
@@ -119,9 +129,6 @@ def build_worker(
         max_cached_workflows=max_cached_workflows,
         workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(tuning.workflow_pollers),
     )
-
-
-_FROM_ENV: Any = object()
 
 
 @asynccontextmanager

@@ -29,6 +29,7 @@ from temporalio.exceptions import ApplicationError
 from ..config import DEFAULT_MODEL
 from ..core import Platform
 from ..errors import CONFIGURATION_ERROR
+from ..limits import DEFAULT_MAX_TOKENS, LocalLimiter
 from ..live import LivePublisher, LiveSink
 from ..messages import (
     CHUNKS_SIGNAL,
@@ -47,7 +48,7 @@ from ..pricing import PricingTable, UnknownModelError
 from ..providers import Provider, ProviderStream, route
 from ..providers._base import build_messages
 from ..providers.openai import OpenAIProvider
-from . import _attempts, _continuation, _failures, _recovery, _stop
+from . import _attempts, _continuation, _failures, _quota, _recovery, _stop
 from ._budget import Budget
 from ._pacing import LastBeat, Pacing
 from ._publisher import ChunkPublisher
@@ -110,6 +111,8 @@ class LLMActivities:
         checkpoint_interval: float = 1.0,
         checkpoints_per_second: float = 10.0,
         heartbeats_per_second: float = 100.0,
+        limiter: LocalLimiter | None = None,
+        default_max_tokens: int = DEFAULT_MAX_TOKENS,
     ) -> None:
         self._providers: dict[Platform, Provider] = dict(providers or {})
         if openai_client is not None:
@@ -130,6 +133,10 @@ class LLMActivities:
         self._max_output_bytes = max_output_bytes
         self._metrics: TaskMetrics | None = None
         self._live = live
+        #: Reserves each call's place in its provider's quota (None: each call only
+        #: reacts to its own 429).
+        self._limiter = limiter
+        self._default_max_tokens = default_max_tokens
 
     def _meter(self) -> TaskMetrics:
         if self._metrics is None:
@@ -174,6 +181,17 @@ class LLMActivities:
         budget = Budget.of(request, state, self._pricing.lookup(model), prompt_chars, model)
         if budget is not None and budget.refuses_start():
             raise _failures.restated(budget.exceeded(0, before_call=True), state.ledger)
+        lease = None
+        if self._limiter is not None and not state.continuation:  # a re-attach costs no quota
+            lease = await _quota.reserve(
+                self._limiter,
+                _quota.key_for(provider, platform, model),
+                request,
+                state,
+                prompt_chars=prompt_chars,
+                model=model,
+                default_max_tokens=self._default_max_tokens,
+            )
         beat = LastBeat(self._pacing.throttle_for(info.heartbeat_timeout))
         stream = await self._open_stream(provider, request, model, state, handle, beat, budget)
         publisher = self._publisher_for(request, state, handle)
@@ -194,7 +212,16 @@ class LLMActivities:
             max_output_bytes=self._max_output_bytes,
             budget=budget,
         )
-        return await relay.run()
+        if self._limiter is None or lease is None:
+            return await relay.run()
+        error: BaseException | None = None
+        try:
+            return await relay.run()
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _quota.settle(self._limiter, lease, stream, prompt_chars, error)
 
     # -- the steps before the first chunk --------------------------------------------
 

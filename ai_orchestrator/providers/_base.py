@@ -179,6 +179,15 @@ class ProviderStream:
                 "it was finished; the answer is incomplete"
             )
 
+    def response_headers(self) -> dict[str, str]:
+        """The HTTP headers of the answer being streamed (rate-limit state), if any."""
+        response = getattr(self._stream, "response", None)
+        headers = getattr(response, "headers", None)
+        try:
+            return dict(headers) if headers is not None else {}
+        except (TypeError, ValueError):
+            return {}
+
     def pace(self, now: float | None = None) -> float:
         """Chunks a second since the first one; 0 before two chunks came."""
         if self.first_chunk_at is None or self.chunks < 2:

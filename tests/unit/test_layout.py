@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     {"core", "pricing", "metrics", "streaming", "simulator"},  # vocabulary, no deps
     {"exceptions", "messages", "config", "search"},
     {"output", "errors"},
-    {"payloads", "retry"},
+    {"payloads", "retry", "limits"},
     {"providers"},
     {"live"},
     {"activities", "workflows"},

@@ -1,0 +1,86 @@
+"""An attempt's place in its provider's quota: reserved before the call, settled after.
+
+Every attempt used to react only to its own 429, so each refill woke every
+waiting task and all but one were refused again. Now an attempt first reserves
+what the provider will count (its prompt and its ``max_tokens``) on the limit
+key, waiting in priority order while the key has no room (heartbeating, so a
+cancel still reaches it, and using up no attempt), and afterwards gives the
+limiter what the provider said: the limits in the answer's headers, and a
+Retry-After, which holds every call on the key.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from ..core import Platform
+from ..errors import DEADLINE_EXCEEDED, RATE_LIMITED
+from ..limits import Lease, LocalLimiter, limit_key, observe
+from ..messages import AttemptState, CompletionRequest
+from ..providers import Provider, ProviderStream
+from ._attempts import estimate_tokens
+
+
+def key_for(provider: Provider, platform: Platform, model: str) -> str:
+    """Platform, the provider's address and account (a hash of its key), and model."""
+    client: Any = getattr(provider, "_client", None)
+    address = str(getattr(client, "base_url", "") or "")
+    api_key = getattr(client, "api_key", None)
+    return limit_key(platform.value, address, api_key if isinstance(api_key, str) else None, model)
+
+
+async def reserve(
+    limiter: LocalLimiter,
+    key: str,
+    request: CompletionRequest,
+    state: AttemptState,
+    *,
+    prompt_chars: int,
+    model: str,
+    default_max_tokens: int,
+) -> Lease:
+    """Wait for room on ``key``, then hold what the provider will count for this call."""
+    constraints = request.task.effective_constraints
+    tokens = estimate_tokens(prompt_chars) + (constraints.max_tokens or default_max_tokens)
+    priority = getattr(activity.info().priority, "priority_key", None) or 3
+    deadline = request.deadline_epoch
+
+    async def waiting(seconds: float) -> None:
+        if deadline is not None and time.time() + seconds > deadline:
+            raise ApplicationError(
+                f"the provider's quota for {model} has no room for this call "
+                f"({tokens} tokens) before the task's deadline",
+                type=DEADLINE_EXCEEDED,
+                non_retryable=True,
+            )
+        activity.heartbeat(state)  # a cancel arrives with a heartbeat's answer
+
+    return await limiter.acquire(key, tokens, model=model, priority=priority, while_waiting=waiting)
+
+
+def settle(
+    limiter: LocalLimiter,
+    lease: Lease,
+    stream: ProviderStream,
+    prompt_chars: int,
+    error: BaseException | None,
+) -> None:
+    """What the call took, what the provider says is left, and any wait it asked for."""
+    usage = stream.usage
+    used = (
+        usage.prompt_tokens + usage.completion_tokens
+        if usage is not None and not usage.estimated
+        else (estimate_tokens(prompt_chars) + stream.chunks if stream.opened else 0)
+    )
+    limiter.observe(lease.key, observe(stream.response_headers(), time.time()))
+    limiter.settle(lease, used)
+    if (
+        isinstance(error, ApplicationError)
+        and error.type == RATE_LIMITED
+        and error.next_retry_delay is not None
+    ):
+        limiter.pause(lease.key, error.next_retry_delay.total_seconds())

@@ -1,0 +1,54 @@
+"""Self-regulating under a provider's quota: reserve before the call, not 429 after it.
+
+The simulator enforces a tokens-per-minute quota the way providers do (prompt plus
+``max_tokens`` counted when a request arrives, refilled over the minute, 429 with
+Retry-After when it does not fit). The same burst of tasks runs with and without
+the worker's limiter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio.client import Client
+
+from ai_orchestrator import Task, TaskClient, TaskConstraints, TaskStatus
+from ai_orchestrator.limits import LocalLimiter
+from ai_orchestrator.simulator import Quotas, Simulator
+
+from ..conftest import FAST_RETRY, running_worker, unique
+
+TPM = 600  # 10 tokens a second
+TASKS, MAX_TOKENS = 12, 58  # 60 tokens each: 720 in all, 120 more than a minute's worth
+
+
+async def _burst(client: Client, queue: str, sim: Simulator, limiter: LocalLimiter | None) -> int:
+    """Run the burst; the 429s the provider answered."""
+    sim.reset()
+    sim.tokens_per_second, sim.default_tokens = 200, 20
+    sim.quotas = Quotas(tpm=TPM)
+    tasks = TaskClient(client, task_queue=queue, retry=FAST_RETRY)
+    constraints = TaskConstraints(max_tokens=MAX_TOKENS, timeout_seconds=120)
+    async with running_worker(client, queue, sim, limiter=limiter):
+        results = await asyncio.gather(
+            *(
+                tasks.execute(Task(prompt="a burst", task_id=unique("q"), constraints=constraints))
+                for _ in range(TASKS)
+            )
+        )
+    assert [r.status for r in results] == [TaskStatus.COMPLETED] * TASKS
+    return sim.rate_limited
+
+
+async def test_a_burst_waits_its_turn_instead_of_drawing_429s(
+    client: Client, queue: str, sim: Simulator
+) -> None:
+    """Configured limits keep the burst within the quota; with nothing configured the
+    first answers' headers say where the key stands and a Retry-After one call saw
+    holds the others."""
+    without = await _burst(client, unique("tq"), sim, None)
+    configured = await _burst(client, queue, sim, LocalLimiter({"gpt-4o-mini": (TPM, None)}))
+    learned = await _burst(client, unique("tq"), sim, LocalLimiter())
+    assert without >= 2  # the burst does press on the quota
+    assert configured == 0  # the calls waited their turn instead
+    assert learned <= without and learned <= TASKS // 4

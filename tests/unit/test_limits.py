@@ -1,0 +1,129 @@
+"""The quota limiter's rules: what providers report, what a key has left, who goes first."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ai_orchestrator.config import ConfigError
+from ai_orchestrator.limits import (
+    Bucket,
+    LocalLimiter,
+    Observed,
+    go_duration,
+    limit_key,
+    limiter_from_env,
+    observe,
+    parse_limits,
+)
+from ai_orchestrator.limits._bucket import ARRIVAL_LAG
+
+
+def test_openai_headers() -> None:
+    seen = observe(
+        {
+            "x-ratelimit-limit-tokens": "6000",
+            "x-ratelimit-remaining-tokens": "5690",
+            "x-ratelimit-reset-tokens": "3.1s",
+            "x-ratelimit-limit-requests": "500",
+            "x-ratelimit-remaining-requests": "499",
+            "x-ratelimit-reset-requests": "120ms",
+        },
+        now=0.0,
+    )
+    assert seen == Observed(500, 499, 0.12, 6000, 5690, 3.1)
+
+
+def test_anthropic_headers_with_absolute_resets() -> None:
+    seen = observe(
+        {
+            "anthropic-ratelimit-tokens-limit": "40000",
+            "anthropic-ratelimit-tokens-remaining": "39000",
+            "anthropic-ratelimit-tokens-reset": "2026-12-02T10:00:30Z",
+        },
+        now=1_796_205_600.0,  # 2026-12-02T10:00:00Z
+    )
+    assert (seen.limit_tokens, seen.remaining_tokens, seen.reset_tokens) == (40000, 39000, 30.0)
+
+
+def test_no_headers_no_view_and_go_durations() -> None:
+    assert observe({"content-type": "text/event-stream"}, now=0).empty
+    assert go_duration("6m0s") == 360.0 and go_duration("1h2m3.5s") == 3723.5
+    assert go_duration("soon") is None and go_duration("") is None
+
+
+def test_a_bucket_holds_reservations_and_refills_over_a_minute() -> None:
+    bucket = Bucket(updated=0.0)
+    bucket.configure(tpm=600, rpm=None, now=0.0)  # 10 tokens a second
+    assert bucket.wait(500, now=0.0) == 0
+    bucket.reserve("a", 500, now=0.0, lease=60)
+    # 100 left, 100 more at 10/s, from when the call reaches the provider (ARRIVAL_LAG)
+    assert bucket.wait(200, now=0.0) == pytest.approx(10.0 + ARRIVAL_LAG)
+    assert bucket.wait(200, now=10.0 + ARRIVAL_LAG) == 0
+    bucket.settle("a", used=50, now=10.0 + ARRIVAL_LAG)  # providers do not refund by default
+    assert bucket.tokens == pytest.approx(200)
+
+
+def test_the_providers_view_wins_when_it_has_less_and_a_retry_after_holds_the_key() -> None:
+    bucket = Bucket(updated=0.0)
+    bucket.observe(Observed(limit_tokens=6000, remaining_tokens=1000), now=0.0)
+    assert bucket.tpm == 6000 and bucket.tokens == 1000  # another app spent the rest
+    bucket.observe(Observed(limit_tokens=6000, remaining_tokens=5000), now=0.0)
+    assert bucket.tokens == 1000  # never more than we know is left
+    bucket.pause(until=30.0)
+    assert bucket.wait(10, now=5.0) == pytest.approx(25.0)
+
+
+def test_a_dead_workers_lease_expires_and_refunds_are_opt_in() -> None:
+    bucket = Bucket(updated=0.0, refund=True)
+    bucket.configure(tpm=60, rpm=None, now=0.0)
+    bucket.reserve("dead", 50, now=0.0, lease=5)
+    bucket.wait(1, now=6.0)
+    assert "dead" not in bucket.leases  # its worker never settled
+    bucket.reserve("b", 10, now=6.0, lease=60)
+    before = bucket.tokens
+    bucket.settle("b", used=4, now=6.0)
+    assert bucket.tokens == pytest.approx(before + 6)
+
+
+def test_configured_limits_and_keys() -> None:
+    assert parse_limits("gpt-4o:tpm=30000,rpm=500; claude-x:rpm=50") == {
+        "gpt-4o": (30000.0, 500.0),
+        "claude-x": (None, 50.0),
+    }
+    for bad in ("gpt-4o", "gpt-4o:tpm=0", "gpt-4o:tokens=5", ":tpm=5"):
+        with pytest.raises(ConfigError):
+            parse_limits(bad)
+    assert limiter_from_env({"AI_ORCHESTRATOR_LIMITER": "off"}) is None
+    assert limiter_from_env({}) is not None
+    key = limit_key("chatgpt", "https://api.openai.com/v1", "sk-secret", "gpt-4o")
+    assert "sk-secret" not in key and key != limit_key("chatgpt", "x", "other", "gpt-4o")
+
+
+async def test_waiting_calls_go_in_priority_order_and_one_at_a_time() -> None:
+    """Only the first in line takes what refills: no thundering herd."""
+    limiter = LocalLimiter({"m": (600.0, None)})  # 10 tokens a second
+    first = await limiter.acquire("k", 600, model="m")  # empties the bucket
+    order: list[str] = []
+
+    async def call(name: str, priority: int) -> None:
+        await limiter.acquire("k", 3, model="m", priority=priority)
+        order.append(name)
+
+    low = asyncio.ensure_future(call("low", 5))
+    await asyncio.sleep(0.05)
+    high = asyncio.ensure_future(call("high", 1))
+    await asyncio.gather(low, high)
+    assert order == ["high", "low"] and first.tokens == 600
+
+
+async def test_a_cancelled_wait_leaves_the_line() -> None:
+    limiter = LocalLimiter({"m": (60.0, None)})
+    await limiter.acquire("k", 60, model="m")
+    waiting = asyncio.ensure_future(limiter.acquire("k", 30, model="m"))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert limiter._waiting["k"] == []
