@@ -43,6 +43,19 @@ class TaskMetrics:
         self.first_chunk = meter.create_histogram_float(
             "ai_orchestrator_time_to_first_chunk", "From request to first streamed text", "s"
         )
+        self.capacity_wait = meter.create_histogram_float(
+            "ai_orchestrator_capacity_wait",
+            "Time a call waited for room in its provider's quota before calling",
+            "s",
+        )
+        self.quota_tokens = meter.create_counter(
+            "ai_orchestrator_quota_tokens",
+            "Quota tokens reserved before calls and used by them, by kind",
+            "tokens",
+        )
+        self.budget_refusals = meter.create_counter(
+            "ai_orchestrator_budget_refusals", "Calls stopped or refused by max_cost_usd"
+        )
 
     def completion(
         self,

@@ -180,6 +180,7 @@ class LLMActivities:
             await _recovery.refuse_if_cancelled(handle, state, provider)
         budget = Budget.of(request, state, self._pricing.lookup(model), prompt_chars, model)
         if budget is not None and budget.refuses_start():
+            self._meter().budget_refusals.add(1, {"model": model})
             raise _failures.restated(budget.exceeded(0, before_call=True), state.ledger)
         lease = None
         if self._limiter is not None and not state.continuation:  # a re-attach costs no quota
@@ -191,6 +192,7 @@ class LLMActivities:
                 prompt_chars=prompt_chars,
                 model=model,
                 default_max_tokens=self._default_max_tokens,
+                meter=self._meter,
             )
         beat = LastBeat(self._pacing.throttle_for(info.heartbeat_timeout))
         stream = await self._open_stream(provider, request, model, state, handle, beat, budget)
@@ -221,7 +223,7 @@ class LLMActivities:
             error = exc
             raise
         finally:
-            _quota.settle(self._limiter, lease, stream, prompt_chars, error)
+            _quota.settle(self._limiter, lease, stream, prompt_chars, error, self._meter)
 
     # -- the steps before the first chunk --------------------------------------------
 

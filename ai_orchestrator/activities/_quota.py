@@ -12,6 +12,7 @@ Retry-After, which holds every call on the key.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from temporalio import activity
@@ -21,6 +22,7 @@ from ..core import Platform
 from ..errors import DEADLINE_EXCEEDED, RATE_LIMITED
 from ..limits import Lease, LocalLimiter, limit_key, observe
 from ..messages import AttemptState, CompletionRequest
+from ..metrics import TaskMetrics
 from ..providers import Provider, ProviderStream
 from ._attempts import estimate_tokens
 
@@ -42,6 +44,7 @@ async def reserve(
     prompt_chars: int,
     model: str,
     default_max_tokens: int,
+    meter: Callable[[], TaskMetrics],
 ) -> Lease:
     """Wait for room on ``key``, then hold what the provider will count for this call."""
     constraints = request.task.effective_constraints
@@ -59,7 +62,12 @@ async def reserve(
             )
         activity.heartbeat(state)  # a cancel arrives with a heartbeat's answer
 
-    return await limiter.acquire(key, tokens, model=model, priority=priority, while_waiting=waiting)
+    lease = await limiter.acquire(
+        key, tokens, model=model, priority=priority, while_waiting=waiting
+    )
+    meter().capacity_wait.record(lease.waited, {"model": model})
+    meter().quota_tokens.add(tokens, {"model": model, "kind": "reserved"})
+    return lease
 
 
 def settle(
@@ -68,6 +76,7 @@ def settle(
     stream: ProviderStream,
     prompt_chars: int,
     error: BaseException | None,
+    meter: Callable[[], TaskMetrics],
 ) -> None:
     """What the call took, what the provider says is left, and any wait it asked for."""
     usage = stream.usage
@@ -78,6 +87,7 @@ def settle(
     )
     limiter.observe(lease.key, observe(stream.response_headers(), time.time()))
     limiter.settle(lease, used)
+    meter().quota_tokens.add(used, {"model": stream.model, "kind": "used"})
     if (
         isinstance(error, ApplicationError)
         and error.type == RATE_LIMITED

@@ -149,6 +149,7 @@ class Relay:
                     live.add(delta)
                 self.publisher.add(delta)
                 if self.budget is not None and self.budget.stop_after(stream.chunks):
+                    self.meter().budget_refusals.add(1, {"model": self.model})
                     raise self.budget.exceeded(stream.chunks)
 
     # -- how the stream ends ---------------------------------------------------------

@@ -99,3 +99,45 @@ async def test_counters_move(temporal: DevServer, sim: Simulator) -> None:
     assert moved("ai_orchestrator_rate_limited", model="gpt-4o-mini") == 1
     assert moved("ai_orchestrator_time_to_first_chunk_count") >= 1
     assert value(after, "temporal_workflow_completed", workflow_type="AiTask") >= 1  # the SDK's own
+
+
+async def test_quota_and_budget_metrics_move(temporal: DevServer, sim: Simulator) -> None:
+    """Promise: quota reservations, what calls used, time waited for capacity and
+    budget refusals are visible on the worker's endpoint."""
+    from ai_orchestrator import TaskConstraints
+    from ai_orchestrator.limits import LocalLimiter
+
+    port = free_port()
+    client = await Client.connect(
+        temporal.target,
+        data_converter=data_converter(),
+        runtime=prometheus_runtime(f"127.0.0.1:{port}"),
+    )
+    queue = unique("metrics")
+    tasks = TaskClient(client, task_queue=queue, retry=FAST_RETRY)
+    sim.tokens_per_second, sim.default_tokens = 200, 100
+    limiter = LocalLimiter({"gpt-4o-mini": (6000.0, None)})
+    async with running_worker(client, queue, sim, limiter=limiter):
+        before = await asyncio.to_thread(scrape, port)
+        plain = Task(
+            prompt="reserve me", task_id=unique("m"), constraints=TaskConstraints(max_tokens=50)
+        )
+        ok = await tasks.execute(plain)
+        capped = Task(
+            prompt="cap me",
+            task_id=unique("m"),
+            constraints=TaskConstraints(model="gpt-4o", max_cost_usd=0.0002),
+        )
+        stopped = await tasks.execute(capped)
+        after = await asyncio.to_thread(scrape, port)
+    assert ok.status == TaskStatus.COMPLETED and stopped.status == TaskStatus.FAILED
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    mini = {"model": "gpt-4o-mini"}
+    assert moved("ai_orchestrator_quota_tokens", kind="reserved", **mini) >= 50
+    used = moved("ai_orchestrator_quota_tokens", kind="used", **mini)
+    assert used == ok.tokens_used  # the provider's real count for the call
+    assert moved("ai_orchestrator_capacity_wait_count", **mini) == 1
+    assert moved("ai_orchestrator_budget_refusals", model="gpt-4o") == 1
