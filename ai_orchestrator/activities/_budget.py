@@ -7,6 +7,13 @@ same bill as ``Result.cost``, the prompt is counted before the call, and every
 chunk is counted as it arrives: the stream stops when the next chunk would cross
 the cap, so the bill stays within it (plus at most one chunk where the provider's
 count runs ahead of ours).
+
+What it cannot see it cannot hold: tokens a model spends before its first chunk
+(reasoning models' hidden thinking), text already in flight when the stream is
+closed, an attempt lost with its worker before its first heartbeat (listed
+``cost_unknown``, counted as $0), and an agent CLI's spend within one turn
+(Claude Code checks ``--max-budget-usd`` between turns). Output is counted per
+chunk, at least a token each, long chunks at about four characters a token.
 """
 
 from __future__ import annotations
@@ -58,10 +65,12 @@ class Budget:
                 non_retryable=True,
             )
         spent = request.spent_usd + state.ledger.cost
+        # A re-attach continues an answer whose prompt an earlier part already billed.
+        prompt_tokens = 0 if state.continuation else estimate_tokens(prompt_chars)
         return cls(
             cap=cap,
             spent=spent,
-            prompt=price.cost(estimate_tokens(prompt_chars), 0),
+            prompt=price.cost(prompt_tokens, 0),
             per_chunk=price.cost(0, 1),
         )
 

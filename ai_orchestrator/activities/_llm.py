@@ -17,6 +17,7 @@ fails, in ``_failures``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -178,23 +179,33 @@ class LLMActivities:
             # cancelled meanwhile (its dead worker never heard the cancel): look
             # before paying the provider for an answer nobody wants.
             await _recovery.refuse_if_cancelled(handle, state, provider)
-        budget = Budget.of(request, state, self._pricing.lookup(model), prompt_chars, model)
-        if budget is not None and budget.refuses_start():
-            self._meter().budget_refusals.add(1, {"model": model})
-            raise _failures.restated(budget.exceeded(0, before_call=True), state.ledger)
-        lease = None
-        if self._limiter is not None and not state.continuation:  # a re-attach costs no quota
-            lease = await _quota.reserve(
-                self._limiter,
-                _quota.key_for(provider, platform, model),
-                request,
-                state,
-                prompt_chars=prompt_chars,
-                model=model,
-                default_max_tokens=self._default_max_tokens,
-                meter=self._meter,
-            )
         beat = LastBeat(self._pacing.throttle_for(info.heartbeat_timeout))
+        try:
+            budget = Budget.of(request, state, self._pricing.lookup(model), prompt_chars, model)
+            if budget is not None and budget.refuses_start():
+                self._meter().budget_refusals.add(1, {"model": model})
+                raise budget.exceeded(0, before_call=True)
+            lease = None
+            if self._limiter is not None and not state.continuation:  # a re-attach is free
+                lease = await _quota.reserve(
+                    self._limiter,
+                    _quota.key_for(provider, platform, model),
+                    request,
+                    state,
+                    beat,
+                    prompt_chars=prompt_chars,
+                    model=model,
+                    default_max_tokens=self._default_max_tokens,
+                    meter=self._meter,
+                )
+        except ApplicationError as exc:
+            # Refused before calling: the bills of earlier attempts still count.
+            raise _failures.restated(exc, state.ledger) from None
+        except asyncio.CancelledError:
+            details = activity.cancellation_details()
+            if details is not None and details.cancel_requested:  # cancelled while waiting
+                raise _failures.cancelled_before_start(state.ledger) from None
+            raise  # a worker shutting down: the next attempt waits its turn again
         stream = await self._open_stream(provider, request, model, state, handle, beat, budget)
         publisher = self._publisher_for(request, state, handle)
         relay = Relay(

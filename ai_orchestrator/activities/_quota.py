@@ -11,6 +11,7 @@ Retry-After, which holds every call on the key.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,9 @@ from ..messages import AttemptState, CompletionRequest
 from ..metrics import TaskMetrics
 from ..providers import Provider, ProviderStream
 from ._attempts import estimate_tokens
+from ._pacing import LastBeat
+
+logger = logging.getLogger(__name__)
 
 
 def key_for(provider: Provider, platform: Platform, model: str) -> str:
@@ -40,6 +44,7 @@ async def reserve(
     key: str,
     request: CompletionRequest,
     state: AttemptState,
+    beat: LastBeat,
     *,
     prompt_chars: int,
     model: str,
@@ -60,7 +65,7 @@ async def reserve(
                 type=DEADLINE_EXCEEDED,
                 non_retryable=True,
             )
-        activity.heartbeat(state)  # a cancel arrives with a heartbeat's answer
+        beat.send(state)  # a cancel arrives with a heartbeat's answer
 
     lease = await limiter.acquire(
         key, tokens, model=model, priority=priority, while_waiting=waiting
@@ -78,19 +83,25 @@ def settle(
     error: BaseException | None,
     meter: Callable[[], TaskMetrics],
 ) -> None:
-    """What the call took, what the provider says is left, and any wait it asked for."""
-    usage = stream.usage
-    used = (
-        usage.prompt_tokens + usage.completion_tokens
-        if usage is not None and not usage.estimated
-        else (estimate_tokens(prompt_chars) + stream.chunks if stream.opened else 0)
-    )
-    limiter.observe(lease.key, observe(stream.response_headers(), time.time()))
-    limiter.settle(lease, used)
-    meter().quota_tokens.add(used, {"model": stream.model, "kind": "used"})
-    if (
-        isinstance(error, ApplicationError)
-        and error.type == RATE_LIMITED
-        and error.next_retry_delay is not None
-    ):
-        limiter.pause(lease.key, error.next_retry_delay.total_seconds())
+    """What the call took, what the provider says is left, and any wait it asked for.
+
+    Never raises: the limiter's bookkeeping must not turn an answer into a failure.
+    """
+    try:
+        usage = stream.usage
+        used = (
+            usage.prompt_tokens + usage.completion_tokens
+            if usage is not None and not usage.estimated
+            else (estimate_tokens(prompt_chars) + stream.chunks if stream.opened else 0)
+        )
+        limiter.observe(lease.key, observe(stream.response_headers(), time.time()))
+        limiter.settle(lease, used)
+        meter().quota_tokens.add(used, {"model": stream.model, "kind": "used"})
+        if (
+            isinstance(error, ApplicationError)
+            and error.type == RATE_LIMITED
+            and error.next_retry_delay is not None
+        ):
+            limiter.pause(lease.key, error.next_retry_delay.total_seconds())
+    except Exception:
+        logger.exception("could not settle a call's quota reservation on %s", lease.key)

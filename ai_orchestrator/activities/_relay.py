@@ -148,9 +148,12 @@ class Relay:
                 if live is not None:
                     live.add(delta)
                 self.publisher.add(delta)
-                if self.budget is not None and self.budget.stop_after(stream.chunks):
+                # A chunk is at least a token; a long one (Anthropic, Gemini) counts
+                # at about four characters a token, as estimated bills do.
+                spent = max(stream.chunks, _attempts.estimate_tokens(stream.chars))
+                if self.budget is not None and self.budget.stop_after(spent):
                     self.meter().budget_refusals.add(1, {"model": self.model})
-                    raise self.budget.exceeded(stream.chunks)
+                    raise self.budget.exceeded(spent)
 
     # -- how the stream ends ---------------------------------------------------------
 

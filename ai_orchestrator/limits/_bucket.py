@@ -17,9 +17,9 @@ from ._headers import Observed
 
 #: A reservation's lease: a call must settle within it, or it is given up.
 DEFAULT_LEASE_SECONDS = 600.0
-#: A call reaches the provider a little after it is reserved here, and the
-#: provider's refill runs from then: ours waits that much more, or the call that
-#: follows a reservation arrives a few milliseconds early and is refused.
+#: A call reaches the provider a little after it is reserved here, so the
+#: provider's bucket runs that far behind ours: a call waiting for room waits for
+#: this much more refill, or it arrives a few milliseconds early and is refused.
 ARRIVAL_LAG = 0.25
 
 
@@ -47,9 +47,7 @@ class Bucket:
         for lease_id, held in list(self.leases.items()):
             if held.expires <= now:  # its worker died: the provider counted it long ago
                 del self.leases[lease_id]
-        if now <= self.updated:  # within a reservation's arrival lag: nothing refills yet
-            return
-        elapsed = now - self.updated
+        elapsed = max(0.0, now - self.updated)
         if self.tpm is not None:
             self.tokens = min(self.tpm, self.tokens + elapsed * self.tpm / 60.0)
         if self.rpm is not None:
@@ -68,14 +66,17 @@ class Bucket:
         """Seconds until a call of ``tokens`` fits (0: now)."""
         self._refill(now)
         waits = [self.paused_until - now]
-        lag = max(0.0, self.updated - now)  # refill resumes when the last call arrives
+        # A call fits when the bucket holds it plus the provider's lag behind us
+        # (ARRIVAL_LAG of refill); one larger than the whole limit waits for a full
+        # bucket, then goes.
         if self.tpm is not None:
-            # A call larger than the whole limit waits for a full bucket, then goes.
-            need = min(tokens, self.tpm) - self.tokens
-            waits.append(lag + need * 60.0 / self.tpm if need > 0 else 0.0)
+            target = min(tokens + self.tpm / 60.0 * ARRIVAL_LAG, self.tpm)
+            if self.tokens < target:
+                waits.append((target - self.tokens) * 60.0 / self.tpm)
         if self.rpm is not None:
-            need = 1 - self.requests
-            waits.append(lag + need * 60.0 / self.rpm if need > 0 else 0.0)
+            target = min(1 + self.rpm / 60.0 * ARRIVAL_LAG, self.rpm)
+            if self.requests < target:
+                waits.append((target - self.requests) * 60.0 / self.rpm)
         return max(0.0, *waits)
 
     def reserve(self, lease_id: str, tokens: int, now: float, lease: float) -> None:
@@ -85,7 +86,6 @@ class Bucket:
         if self.rpm is not None:
             self.requests -= 1
         self.leases[lease_id] = Reservation(tokens, now + lease)
-        self.updated = max(self.updated, now + ARRIVAL_LAG)
 
     def settle(self, lease_id: str, used: int | None, now: float) -> None:
         """The call ended; ``used``: the tokens it actually took (None: unknown)."""

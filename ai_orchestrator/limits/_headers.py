@@ -45,7 +45,7 @@ def go_duration(text: str) -> float | None:
 def _int(value: str | None) -> int | None:
     try:
         return int(float(value)) if value is not None else None
-    except ValueError:
+    except (ValueError, OverflowError):  # garbage, or "inf"
         return None
 
 

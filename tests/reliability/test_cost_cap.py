@@ -103,16 +103,17 @@ async def test_a_fallback_model_spends_only_what_the_first_left(
     client: Client, queue: str, sim: Simulator
 ) -> None:
     """gpt-4o breaks twice (its attempts billed), then gpt-4o-mini may spend the rest:
-    about 150 of its cheaper chunks, not the 300 it would stream uncapped."""
+    about 400 of its cheaper words. Were the first model's spend forgotten, its 600
+    words would fit the cap and the task would complete."""
     retry = FAST_RETRY.model_copy(update={"max_attempts": 2})
     tasks = TaskClient(client, task_queue=queue, retry=retry)
-    sim.tokens_per_second, sim.default_tokens = 200, 300
-    sim.script(Fault.disconnect(after_tokens=20), Fault.disconnect(after_tokens=20))
+    sim.tokens_per_second, sim.default_tokens = 400, 600
+    sim.script(Fault.disconnect(after_tokens=10), Fault.disconnect(after_tokens=10))
     task = _capped("fall back within the cap", fallback_models=["gpt-4o-mini"])
     async with running_worker(client, queue, sim):
         result = await tasks.execute(task)
     _assert_stopped_by_the_cap(result)
     assert [r.model for r in sim.requests] == ["gpt-4o", "gpt-4o", "gpt-4o-mini"]
-    assert 100 < sim.requests[-1].tokens_sent < 300
+    assert 150 < sim.requests[-1].tokens_sent < 600
     models = {b["model"] for b in result.metadata["billing"]}
     assert models == {"gpt-4o", "gpt-4o-mini"}  # every model's attempts in the one bill

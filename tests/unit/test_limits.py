@@ -58,11 +58,23 @@ def test_a_bucket_holds_reservations_and_refills_over_a_minute() -> None:
     bucket.configure(tpm=600, rpm=None, now=0.0)  # 10 tokens a second
     assert bucket.wait(500, now=0.0) == 0
     bucket.reserve("a", 500, now=0.0, lease=60)
-    # 100 left, 100 more at 10/s, from when the call reaches the provider (ARRIVAL_LAG)
+    # 100 left, 100 more at 10/s, and the provider's lag behind us (ARRIVAL_LAG)
     assert bucket.wait(200, now=0.0) == pytest.approx(10.0 + ARRIVAL_LAG)
     assert bucket.wait(200, now=10.0 + ARRIVAL_LAG) == 0
     bucket.settle("a", used=50, now=10.0 + ARRIVAL_LAG)  # providers do not refund by default
-    assert bucket.tokens == pytest.approx(200)
+    assert bucket.tokens == pytest.approx(200 + 10 * ARRIVAL_LAG)
+
+
+def test_back_to_back_calls_never_stop_the_refill() -> None:
+    """Calls reserved every 0.2 s still see the bucket refill at the full rate."""
+    bucket = Bucket(updated=0.0)
+    bucket.configure(tpm=600_000, rpm=None, now=0.0)  # 10,000 tokens a second
+    now = 0.0
+    for _ in range(300):  # 60 s of 1000-token calls, 5,000 a second
+        assert bucket.wait(1000, now) == 0
+        bucket.reserve(f"c{now}", 1000, now, lease=600)
+        now += 0.2
+    assert bucket.wait(1000, now) == 0 and bucket.tokens > 590_000
 
 
 def test_the_providers_view_wins_when_it_has_less_and_a_retry_after_holds_the_key() -> None:
