@@ -148,12 +148,17 @@ class Relay:
                 if live is not None:
                     live.add(delta)
                 self.publisher.add(delta)
-                # A chunk is at least a token; a long one (Anthropic, Gemini) counts
-                # at about four characters a token, as estimated bills do.
-                spent = max(stream.chunks, _attempts.estimate_tokens(stream.chars))
-                if self.budget is not None and self.budget.stop_after(spent):
-                    self.meter().budget_refusals.add(1, {"model": self.model})
-                    raise self.budget.exceeded(spent)
+                if self.budget is not None:
+                    self._hold_budget(self.budget)
+
+    def _hold_budget(self, budget: Budget) -> None:
+        """Stop when the next chunk would cross the task's cap. A chunk is at least a
+        token; a long one (Anthropic, Gemini) counts at about four characters a token,
+        as estimated bills do."""
+        spent = max(self.stream.chunks, _attempts.estimate_tokens(self.stream.chars))
+        if budget.stop_after(spent):
+            self.meter().budget_refusals.add(1, {"model": self.model})
+            raise budget.exceeded(spent)
 
     # -- how the stream ends ---------------------------------------------------------
 
