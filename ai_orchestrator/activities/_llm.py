@@ -18,6 +18,7 @@ fails, in ``_failures``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -30,7 +31,7 @@ from temporalio.exceptions import ApplicationError
 from ..config import DEFAULT_MODEL
 from ..core import Platform
 from ..errors import CONFIGURATION_ERROR
-from ..limits import DEFAULT_MAX_TOKENS, LocalLimiter
+from ..limits import DEFAULT_MAX_TOKENS, Limiter
 from ..live import LivePublisher, LiveSink
 from ..messages import (
     CHUNKS_SIGNAL,
@@ -112,7 +113,7 @@ class LLMActivities:
         checkpoint_interval: float = 1.0,
         checkpoints_per_second: float = 10.0,
         heartbeats_per_second: float = 100.0,
-        limiter: LocalLimiter | None = None,
+        limiter: Limiter | None = None,
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
     ) -> None:
         self._providers: dict[Platform, Provider] = dict(providers or {})
@@ -207,6 +208,8 @@ class LLMActivities:
                 raise _failures.cancelled_before_start(state.ledger) from None
             raise  # a worker shutting down: the next attempt waits its turn again
         stream = await self._open_stream(provider, request, model, state, handle, beat, budget)
+        if self._limiter is not None and lease is not None:
+            stream.on_open = functools.partial(_quota.opened, self._limiter, lease, stream)
         publisher = self._publisher_for(request, state, handle)
         relay = Relay(
             request=request,
@@ -234,7 +237,7 @@ class LLMActivities:
             error = exc
             raise
         finally:
-            _quota.settle(self._limiter, lease, stream, prompt_chars, error, self._meter)
+            await _quota.settle(self._limiter, lease, stream, prompt_chars, error, self._meter)
 
     # -- the steps before the first chunk --------------------------------------------
 

@@ -11,6 +11,7 @@ Retry-After, which holds every call on the key.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from temporalio.exceptions import ApplicationError
 
 from ..core import Platform
 from ..errors import DEADLINE_EXCEEDED, RATE_LIMITED
-from ..limits import Lease, LocalLimiter, limit_key, observe
+from ..limits import Lease, Limiter, limit_key, observe
 from ..messages import AttemptState, CompletionRequest
 from ..metrics import TaskMetrics
 from ..providers import Provider, ProviderStream
@@ -40,7 +41,7 @@ def key_for(provider: Provider, platform: Platform, model: str) -> str:
 
 
 async def reserve(
-    limiter: LocalLimiter,
+    limiter: Limiter,
     key: str,
     request: CompletionRequest,
     state: AttemptState,
@@ -75,8 +76,30 @@ async def reserve(
     return lease
 
 
-def settle(
-    limiter: LocalLimiter,
+def opened(limiter: Limiter, lease: Lease, stream: ProviderStream) -> None:
+    """The answer started: its headers say where the key stands (ending a probe).
+
+    Runs beside the stream, so a slow limiter never holds up the first chunk.
+    """
+    seen = observe(stream.response_headers(), time.time())
+
+    async def tell() -> None:
+        try:
+            await limiter.observe(lease.key, seen, opened=True)
+        except Exception:
+            logger.exception("could not record the quota headers of an answer on %s", lease.key)
+
+    task = asyncio.get_running_loop().create_task(tell())
+    _telling.add(task)
+    task.add_done_callback(_telling.discard)
+
+
+#: Observations in flight (a task nobody holds may be collected before it runs).
+_telling: set[asyncio.Task[None]] = set()
+
+
+async def settle(
+    limiter: Limiter,
     lease: Lease,
     stream: ProviderStream,
     prompt_chars: int,
@@ -94,14 +117,14 @@ def settle(
             if usage is not None and not usage.estimated
             else (estimate_tokens(prompt_chars) + stream.chunks if stream.opened else 0)
         )
-        limiter.observe(lease.key, observe(stream.response_headers(), time.time()))
-        limiter.settle(lease, used)
+        await limiter.observe(lease.key, observe(stream.response_headers(), time.time()))
+        await limiter.settle(lease, used)
         meter().quota_tokens.add(used, {"model": stream.model, "kind": "used"})
         if (
             isinstance(error, ApplicationError)
             and error.type == RATE_LIMITED
             and error.next_retry_delay is not None
         ):
-            limiter.pause(lease.key, error.next_retry_delay.total_seconds())
+            await limiter.pause(lease.key, error.next_retry_delay.total_seconds())
     except Exception:
         logger.exception("could not settle a call's quota reservation on %s", lease.key)

@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from ..config import ConfigError
 from ._bucket import DEFAULT_LEASE_SECONDS, Bucket
 from ._headers import Observed, go_duration, observe
-from ._local import Lease, LocalLimiter
+from ._local import LocalLimiter
+from ._types import Lease, Limiter
 
 #: Per-model limits for providers that send no headers: ``"gpt-4o:tpm=30000,rpm=500;..."``.
 ENV_LIMITS = "AI_ORCHESTRATOR_LIMITS"
@@ -83,6 +84,7 @@ __all__ = [
     "ENV_LIMITS",
     "Bucket",
     "Lease",
+    "Limiter",
     "LocalLimiter",
     "Observed",
     "default_max_tokens",

@@ -7,6 +7,10 @@ minute; both refill continuously over a minute. A call reserves that much here
 first. What the provider reports on every answer corrects the view (capacity,
 what remains), a Retry-After pauses the key, and a reservation whose worker died
 expires with its lease, so no capacity leaks.
+
+A key nobody has heard from yet lets one call go first (the probe) and holds
+the others until its answer's headers say where the key stands: letting the
+whole first burst through blind is a 429 for every call past the quota.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ DEFAULT_LEASE_SECONDS = 600.0
 #: provider's bucket runs that far behind ours: a call waiting for room waits for
 #: this much more refill, or it arrives a few milliseconds early and is refused.
 ARRIVAL_LAG = 0.25
+#: Longest a key with unknown limits holds calls behind its probe, should the
+#: probe's answer be slow to start.
+PROBE_SECONDS = 10.0
 
 
 @dataclass
@@ -42,6 +49,18 @@ class Bucket:
     #: Unused tokens go back when a call settles (only where the provider does so).
     refund: bool = False
     leases: dict[str, Reservation] = field(default_factory=dict)
+    #: While a probe is out on an unknown key, other calls wait until this time.
+    probe_until: float = 0.0
+    probe_lease: str = ""
+    #: The provider sends no limits and none are configured: calls go unlimited.
+    headerless: bool = False
+
+    @property
+    def unknown(self) -> bool:
+        return self.tpm is None and self.rpm is None and not self.headerless
+
+    def _end_probe(self) -> None:
+        self.probe_until, self.probe_lease = 0.0, ""
 
     def _refill(self, now: float) -> None:
         for lease_id, held in list(self.leases.items()):
@@ -66,6 +85,8 @@ class Bucket:
         """Seconds until a call of ``tokens`` fits (0: now)."""
         self._refill(now)
         waits = [self.paused_until - now]
+        if self.unknown:
+            waits.append(self.probe_until - now)
         # A call fits when the bucket holds it plus the provider's lag behind us
         # (ARRIVAL_LAG of refill); one larger than the whole limit waits for a full
         # bucket, then goes.
@@ -81,6 +102,8 @@ class Bucket:
 
     def reserve(self, lease_id: str, tokens: int, now: float, lease: float) -> None:
         self._refill(now)
+        if self.unknown and self.probe_until <= now:
+            self.probe_until, self.probe_lease = now + PROBE_SECONDS, lease_id
         if self.tpm is not None:
             self.tokens -= tokens
         if self.rpm is not None:
@@ -91,13 +114,25 @@ class Bucket:
         """The call ended; ``used``: the tokens it actually took (None: unknown)."""
         self._refill(now)
         held = self.leases.pop(lease_id, None)
+        if lease_id == self.probe_lease:  # it ended without saying: the next call probes
+            self._end_probe()
         if held is None or used is None or not self.refund or self.tpm is None:
             return
         self.tokens = min(self.tpm, self.tokens + max(0, held.tokens - used))
 
-    def observe(self, seen: Observed, now: float) -> None:
-        """The provider's own view: its limits, and never more left than it says."""
+    def observe(self, seen: Observed, now: float, *, opened: bool = False) -> None:
+        """The provider's own view: its limits, and never more left than it says.
+
+        ``opened``: ``seen`` comes from an answer that started, so a key without
+        limits in it has none to learn (a failed call's missing headers say nothing).
+        """
         self._refill(now)
+        if seen.empty:
+            if opened and self.unknown:
+                self.headerless = True
+                self._end_probe()
+            return
+        self._end_probe()
         if seen.limit_tokens:
             if self.tpm is None:
                 self.tokens = float(seen.limit_tokens)

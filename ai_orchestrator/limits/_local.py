@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from ._bucket import DEFAULT_LEASE_SECONDS, Bucket
 from ._headers import Observed
+from ._types import Lease
 
 #: Longest single sleep while waiting, so a cancel or a better-placed call is seen.
 _MAX_NAP = 1.0
@@ -28,16 +29,6 @@ class _Waiter:
     priority: int
     order: int
     tokens: int = field(compare=False)
-
-
-@dataclass
-class Lease:
-    """A reservation a call must settle (or let expire)."""
-
-    key: str
-    id: str
-    tokens: int
-    waited: float = 0.0
 
 
 class LocalLimiter:
@@ -104,13 +95,12 @@ class LocalLimiter:
         bucket.reserve(lease.id, tokens, now, self._lease_seconds)
         return lease
 
-    def settle(self, lease: Lease, used: int | None) -> None:
+    async def settle(self, lease: Lease, used: int | None) -> None:
         self.bucket(lease.key).settle(lease.id, used, self._clock())
 
-    def observe(self, key: str, seen: Observed) -> None:
-        if not seen.empty:
-            self.bucket(key).observe(seen, self._clock())
+    async def observe(self, key: str, seen: Observed, *, opened: bool = False) -> None:
+        self.bucket(key).observe(seen, self._clock(), opened=opened)
 
-    def pause(self, key: str, seconds: float) -> None:
+    async def pause(self, key: str, seconds: float) -> None:
         """A Retry-After one call saw holds every call on the key."""
         self.bucket(key).pause(self._clock() + seconds)

@@ -87,6 +87,9 @@ class ProviderStream:
         #: id, a session id), before any text: the activity records it durably at
         #: once, so a worker dying now leaves something a retry can re-attach to.
         self.on_handle: Callable[[], None] | None = None
+        #: Called once the provider accepted the request, with its headers at
+        #: hand: the quota limiter learns where the key stands from them at once.
+        self.on_open: Callable[[], None] | None = None
 
     def _handle_known(self) -> None:
         if self.on_handle is not None:
@@ -152,6 +155,8 @@ class ProviderStream:
         if not self.opened:
             await self.open()
             self.opened = True
+            if self.on_open is not None:
+                self.on_open()
         return self
 
     async def __aexit__(

@@ -43,12 +43,11 @@ async def _burst(client: Client, queue: str, sim: Simulator, limiter: LocalLimit
 async def test_a_burst_waits_its_turn_instead_of_drawing_429s(
     client: Client, queue: str, sim: Simulator
 ) -> None:
-    """Configured limits keep the burst within the quota; with nothing configured the
-    first answers' headers say where the key stands and a Retry-After one call saw
-    holds the others."""
+    """Configured limits keep the burst within the quota; with nothing configured one
+    call goes first and its answer's headers say where the key stands."""
     without = await _burst(client, unique("tq"), sim, None)
     configured = await _burst(client, queue, sim, LocalLimiter({"gpt-4o-mini": (TPM, None)}))
     learned = await _burst(client, unique("tq"), sim, LocalLimiter())
     assert without >= 2  # the burst does press on the quota
     assert configured == 0  # the calls waited their turn instead
-    assert learned <= without and learned <= TASKS // 4
+    assert learned == 0  # the burst waited for the first answer's headers

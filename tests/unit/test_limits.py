@@ -17,7 +17,7 @@ from ai_orchestrator.limits import (
     observe,
     parse_limits,
 )
-from ai_orchestrator.limits._bucket import ARRIVAL_LAG
+from ai_orchestrator.limits._bucket import ARRIVAL_LAG, PROBE_SECONDS
 
 
 def test_openai_headers() -> None:
@@ -139,3 +139,36 @@ async def test_a_cancelled_wait_leaves_the_line() -> None:
     with pytest.raises(asyncio.CancelledError):
         await waiting
     assert limiter._waiting["k"] == []
+
+
+def test_an_unknown_key_sends_one_probe_and_learns_from_its_headers() -> None:
+    """The first burst on a key nobody has heard from goes one call at a time."""
+    bucket = Bucket(updated=0.0)
+    assert bucket.wait(300, now=0.0) == 0
+    bucket.reserve("probe", 300, now=0.0, lease=60)
+    assert bucket.wait(300, now=0.1) == pytest.approx(PROBE_SECONDS - 0.1)
+    # The probe's answer starts: 6000 TPM, the probe's 300 already counted.
+    bucket.observe(Observed(limit_tokens=6000, remaining_tokens=5700), now=0.2, opened=True)
+    assert bucket.wait(300, now=0.2) == 0
+    bucket.reserve("b", 300, now=0.2, lease=60)
+    assert bucket.tokens == pytest.approx(5400)
+
+
+def test_a_key_whose_answers_carry_no_limits_goes_unlimited() -> None:
+    bucket = Bucket(updated=0.0)
+    bucket.reserve("probe", 300, now=0.0, lease=60)
+    bucket.observe(Observed(), now=0.5)  # a failed call's missing headers say nothing
+    assert bucket.wait(300, now=0.5) > 0
+    bucket.observe(Observed(), now=0.6, opened=True)  # an answer without limits does
+    assert bucket.headerless and bucket.wait(10**6, now=0.6) == 0
+
+
+def test_a_probe_that_ends_unheard_hands_the_probe_on() -> None:
+    bucket = Bucket(updated=0.0)
+    bucket.reserve("probe", 300, now=0.0, lease=60)
+    bucket.settle("probe", used=None, now=1.0)  # e.g. refused before its headers
+    assert bucket.wait(300, now=1.0) == 0
+    bucket.reserve("next", 300, now=1.0, lease=60)
+    assert bucket.probe_lease == "next" and bucket.wait(300, now=1.0) > 0
+    # A probe that hangs holds the others for PROBE_SECONDS at most.
+    assert bucket.wait(300, now=1.0 + PROBE_SECONDS) == 0
