@@ -22,6 +22,9 @@ from ai_orchestrator.payloads.converter import data_converter
 from ai_orchestrator.simulator import Simulator
 from ai_orchestrator.worker import running
 
+#: Real Redis servers (fixtures `redis_url`, `start_redis`).
+pytest_plugins = ["tests.support.redis_server"]
+
 #: A fake key with a distinctive shape: tests search history and errors for it.
 SECRET_KEY = "sk-test-0123456789abcdefSECRETxyz"
 
@@ -39,8 +42,10 @@ FAST_RETRY = RetrySettings(
 #: Seconds a test worker gives running attempts when it stops (production: 10).
 TEST_GRACE_SECONDS = 0.5
 
-#: Fixtures that need the Temporal dev server.
-_TEMPORAL_FIXTURES = frozenset({"temporal", "client", "worker", "tasks"})
+#: Fixtures that need the Temporal dev server or a Redis server.
+_TEMPORAL_FIXTURES = frozenset(
+    {"temporal", "client", "worker", "tasks", "redis_url", "start_redis"}
+)
 #: Folders whose tests start a Temporal server or real processes (workers, CLIs, Redis).
 _INTEGRATION_FOLDERS = frozenset({"providers", "client", "cli", "reliability", "live"})
 

@@ -2,7 +2,9 @@
 before a call, learn the real limits from every answer, hold every call on a key
 when one is told to wait.
 
-``LocalLimiter`` serves one worker process (the embedded default). Keys are the
+``LocalLimiter`` serves one worker process (the embedded default);
+``RedisLimiter`` is shared by every worker process (``AI_ORCHESTRATOR_LIMITER`` set
+to a ``redis://`` URL, or ``redis`` for the live channel's). Keys are the
 platform, the provider's address and account, and the model, as providers scope
 their limits; the account is a hash of the key, never the key.
 """
@@ -14,6 +16,7 @@ import os
 from collections.abc import Mapping
 
 from ..config import ConfigError
+from ..redis_urls import is_redis_url
 from ._bucket import DEFAULT_LEASE_SECONDS, Bucket
 from ._headers import Observed, go_duration, observe
 from ._local import LocalLimiter
@@ -21,8 +24,11 @@ from ._types import Lease, Limiter
 
 #: Per-model limits for providers that send no headers: ``"gpt-4o:tpm=30000,rpm=500;..."``.
 ENV_LIMITS = "AI_ORCHESTRATOR_LIMITS"
-#: ``off`` turns the limiter off (each call then only reacts to its own 429).
+#: ``local`` (the default: one worker process's view), a ``redis://`` URL (shared by
+#: every worker), ``redis`` (the live channel's Redis, ``AI_ORCHESTRATOR_LIVE_REDIS_URL``)
+#: or ``off`` (each call then only reacts to its own 429).
 ENV_LIMITER = "AI_ORCHESTRATOR_LIMITER"
+_LIVE_REDIS_URL = "AI_ORCHESTRATOR_LIVE_REDIS_URL"
 #: What a call reserves for its answer when the task sets no ``max_tokens`` (the
 #: provider counts its own default).
 ENV_DEFAULT_MAX_TOKENS = "AI_ORCHESTRATOR_LIMIT_DEFAULT_MAX_TOKENS"
@@ -57,11 +63,23 @@ def parse_limits(text: str) -> dict[str, tuple[float | None, float | None]]:
     return limits
 
 
-def limiter_from_env(env: Mapping[str, str] | None = None) -> LocalLimiter | None:
+def limiter_from_env(env: Mapping[str, str] | None = None) -> Limiter | None:
     env = os.environ if env is None else env
-    if env.get(ENV_LIMITER, "").strip().lower() in ("off", "0", "false", "no"):
+    raw = env.get(ENV_LIMITER, "").strip()
+    if raw.lower() in ("off", "0", "false", "no"):
         return None
-    return LocalLimiter(parse_limits(env.get(ENV_LIMITS, "")))
+    limits = parse_limits(env.get(ENV_LIMITS, ""))
+    if raw.lower() in ("", "local"):
+        return LocalLimiter(limits)
+    if raw.lower() == "redis":
+        raw = env.get(_LIVE_REDIS_URL, "").strip()
+        if not raw:
+            raise ConfigError(f"{ENV_LIMITER}=redis needs {_LIVE_REDIS_URL} (the Redis to share)")
+    if not is_redis_url(raw):  # never echoed: a URL may hold a password
+        raise ConfigError(f"{ENV_LIMITER} must be local, off, redis or a redis:// URL")
+    from ._redis import RedisLimiter  # redis-py is an optional extra
+
+    return RedisLimiter(raw, limits)
 
 
 def default_max_tokens(env: Mapping[str, str] | None = None) -> int:

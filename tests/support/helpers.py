@@ -1,6 +1,12 @@
-"""Reading what Temporal recorded, for assertions that do not trust our own code."""
+"""Reading what Temporal recorded, for assertions that do not trust our own code;
+waiting for a condition instead of sleeping for one."""
 
 from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
 
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
@@ -26,3 +32,19 @@ def activity_attempts(events: list[HistoryEvent]) -> list[int]:
         for e in events
         if e.HasField("activity_task_started_event_attributes")
     ]
+
+
+async def wait_until(
+    condition: Callable[[], bool | Awaitable[bool]], timeout: float, what: str
+) -> None:
+    """Polls ``condition`` (plain or async) until true; fails naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        met = condition()
+        if inspect.isawaitable(met):
+            met = await met
+        if met:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)

@@ -22,8 +22,9 @@ PACKAGE = Path(__file__).resolve().parents[2] / "ai_orchestrator"
 LAYERS: list[set[str]] = [
     {"core", "pricing", "metrics", "streaming", "simulator"},  # vocabulary, no deps
     {"exceptions", "messages", "config", "search"},
+    {"redis_urls"},
     {"output", "errors"},
-    {"payloads", "retry", "limits"},
+    {"payloads", "retry", "limits", "budgets"},
     {"providers"},
     {"live"},
     {"activities", "workflows"},

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 try:
     import redis.asyncio as aioredis
@@ -21,7 +20,8 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "the Redis live channel needs redis-py: pip install 'temporal-ai-orchestrator[redis]'"
     ) from exc
 
-from ...config import ConfigError
+from ...redis_urls import checked_url as checked_url
+from ...redis_urls import redacted as redacted
 
 #: The Redis URL both sides use, e.g. ``redis://:password@host:6379/0``.
 ENV_LIVE_REDIS_URL = "AI_ORCHESTRATOR_LIVE_REDIS_URL"
@@ -30,7 +30,6 @@ ADDRESS = "redis"
 KEY_PREFIX = "ai-orchestrator:live:"
 #: The entry field holding the sealed frame.
 FIELD = b"frame"
-_SCHEMES = ("redis", "rediss", "unix")
 
 #: Every error redis-py raises (the subscriber turns them into RedisLiveUnavailable).
 RedisError = redis_errors.RedisError
@@ -50,32 +49,6 @@ class RedisLiveDecodeError(RedisLiveError):
 
 def stream_key(workflow_id: str, run_id: str) -> str:
     return f"{KEY_PREFIX}{workflow_id}:{run_id}"
-
-
-def redacted(url: str) -> str:
-    """``scheme://host:port/db`` without user or password, for messages and logs."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "<unparsable Redis URL>"
-    return f"{parts.scheme}://{host}{port}{parts.path}"
-
-
-def checked_url(url: str, where: str) -> str:
-    url = url.strip()
-    try:
-        scheme = urlsplit(url).scheme
-    except ValueError:
-        scheme = ""
-    if scheme not in _SCHEMES:
-        # Never echo the value: it may hold a password.
-        raise ConfigError(
-            f"{where} must be a redis://, rediss:// or unix:// URL, "
-            "e.g. redis://:password@host:6379/0"
-        )
-    return url
 
 
 def url_from_env(env: Mapping[str, str] | None) -> str | None:

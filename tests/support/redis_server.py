@@ -1,4 +1,7 @@
-"""Real Redis servers for the live channel's tests: one per session, more on demand."""
+"""Real Redis servers (the live channel, the shared limiter): one per session, more on demand.
+
+A pytest plugin (see the root conftest): a test using them is an integration test.
+"""
 
 from __future__ import annotations
 
