@@ -15,15 +15,29 @@ submitting it. No task is paid for twice, whenever the batch is resumed.
 
 The submitting process only follows tasks; workers run them. Killing it loses
 nothing: the open tasks keep running, and the next run collects them.
+
+A batch can be held to a cost cap (``run_batch(..., max_cost_usd=...)``): tasks
+are submitted only while what they may cost fits, and running ones are
+cancelled once spend would cross it (see :mod:`._budget`).
 """
 
+from ._budget import reservation
 from ._ids import assign_task_ids, batch_id_for, check_batch_id, task_id_for
 from ._input import read_tasks
 from ._results import WRITE_INTERVAL, read_results, result_record, write_results
 from ._run import run_batch
-from ._types import BatchInputError, BatchProgress, BatchReport, BatchSummary
+from ._types import (
+    CAP_CANCELLED,
+    CAP_NOT_SUBMITTED,
+    BatchInputError,
+    BatchProgress,
+    BatchReport,
+    BatchSummary,
+)
 
 __all__ = [
+    "CAP_CANCELLED",
+    "CAP_NOT_SUBMITTED",
     "WRITE_INTERVAL",
     "BatchInputError",
     "BatchProgress",
@@ -34,6 +48,7 @@ __all__ = [
     "check_batch_id",
     "read_results",
     "read_tasks",
+    "reservation",
     "result_record",
     "run_batch",
     "task_id_for",

@@ -3,6 +3,7 @@
 The scheduler only submits and follows; workers run the tasks. Kept apart
 from the files it reads and writes so the bound on open tasks (on spend and on
 provider rate limits) and the abort-or-fail-alone rules can be read in one place.
+The cost cap's own rules live in :mod:`._budget`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from ..client import TaskClient
 from ..client._identity import fingerprint
 from ..core import Result, Task, TaskStatus
 from ..exceptions import TaskNotFoundError, TaskValidationError
+from ._budget import CapGuard
 from ._ids import assign_task_ids
 from ._results import WRITE_INTERVAL, ResultsFile, from_record, read_results
-from ._types import BatchProgress, BatchReport, BatchSummary
+from ._types import CAP_CANCELLED, CAP_NOT_SUBMITTED, BatchProgress, BatchReport, BatchSummary
 
 
 class _Tally:
@@ -27,7 +29,7 @@ class _Tally:
     def __init__(self, total: int, on_progress: Callable[[BatchProgress], None] | None) -> None:
         self.total = total
         self.submitted = self.running = 0
-        self.completed = self.failed = self.cancelled = 0
+        self.completed = self.failed = self.cancelled = self.not_submitted = 0
         self._on_progress = on_progress
 
     def report(self) -> None:
@@ -40,6 +42,7 @@ class _Tally:
                     completed=self.completed,
                     failed=self.failed,
                     cancelled=self.cancelled,
+                    not_submitted=self.not_submitted,
                 )
             )
 
@@ -52,28 +55,76 @@ class _Tally:
             self.failed += 1
 
 
-async def _run_one(client: TaskClient, task: Task, tally: _Tally) -> Result:
+async def _submit(client: TaskClient, task: Task, rerun: bool) -> str:
+    """Submit ``task``; or, if the batch's cap cancelled it before, run it again."""
+    if rerun:
+        assert task.task_id is not None
+        try:
+            return await client.rerun_task(task.task_id)
+        except TaskNotFoundError:  # past the namespace's retention: a new run
+            pass
+    return await client.submit_task(task)
+
+
+async def _follow(client: TaskClient, task_id: str, task: Task) -> Result:
     try:
-        task_id = await client.submit_task(task)
+        return await client.get_result(task_id, timeout=None)
+    except TaskNotFoundError:  # deleted while we waited: this task only, not the batch
+        return Result(
+            task=task,
+            status=TaskStatus.FAILED,
+            error=f"task {task_id!r} disappeared (deleted, or past the namespace's retention)",
+        )
+
+
+async def _not_admitted(
+    client: TaskClient, task: Task, tally: _Tally, guard: CapGuard, rerun: bool
+) -> Result:
+    """A task the cap stops: not submitted, unless an earlier run of the batch did."""
+    assert task.task_id is not None
+    status = await client.get_status(task.task_id)
+    if status == TaskStatus.UNKNOWN:
+        tally.not_submitted += 1
+        tally.report()
+        return Result(task=task, status=TaskStatus.FAILED, error=guard.refusal(task))
+    if not status.is_terminal:  # running since an earlier run: the cap cannot afford it
+        await guard.cancel(task.task_id)
+    result = await _follow(client, task.task_id, task)
+    tally.count(result.status)
+    tally.report()
+    return await guard.settle(task, result, cap_cancelled_before=rerun)
+
+
+async def _run_one(
+    client: TaskClient,
+    task: Task,
+    tally: _Tally,
+    guard: CapGuard | None = None,
+    *,
+    rerun: bool = False,
+) -> Result:
+    if guard is not None and not await guard.admit(task):
+        return await _not_admitted(client, task, tally, guard, rerun)
+    try:
+        task_id = await _submit(client, task, rerun)
     except TaskValidationError as exc:
         # Refused before starting (model not allowed, too large): fail this task only.
+        if guard is not None:
+            guard.release(task.task_id or "")  # nothing started: the reservation goes back
         tally.count(TaskStatus.FAILED)
         tally.report()
         return Result(task=task, status=TaskStatus.FAILED, success=False, error=str(exc))
     tally.submitted += 1
     tally.running += 1
     tally.report()
-    try:
-        result = await client.get_result(task_id, timeout=None)
-    except TaskNotFoundError:  # deleted while we waited: this task only, not the batch
-        result = Result(
-            task=task,
-            status=TaskStatus.FAILED,
-            error=f"task {task_id!r} disappeared (deleted, or past the namespace's retention)",
-        )
+    if guard is not None:
+        await guard.started(task_id)
+    result = await _follow(client, task_id, task)
     tally.running -= 1
     tally.count(result.status)
     tally.report()
+    if guard is not None:
+        result = await guard.settle(task, result, cap_cancelled_before=rerun)
     return result
 
 
@@ -86,6 +137,7 @@ async def run_batch(
     on_progress: Callable[[BatchProgress], None] | None = None,
     results_path: Path | None = None,
     write_interval: float = WRITE_INTERVAL,
+    max_cost_usd: float | None = None,
 ) -> BatchReport:
     """Run ``tasks`` with at most ``concurrency`` open at once; results in input order.
 
@@ -107,8 +159,18 @@ async def run_batch(
     A task the client refuses (:class:`TaskValidationError`) fails alone; any
     other error (Temporal unavailable) aborts the batch, to be re-run.
 
+    With ``max_cost_usd``, the batch's cost (``summary.cost_usd``, tasks the
+    results file holds included) is held to that cap (see :mod:`._budget`): a
+    task is submitted only if the spend settled so far, plus what the running
+    tasks reserved, plus the most it can cost itself fits; and once the running
+    tasks' spend would cross it, every running task is cancelled. Tasks the cap
+    kept from running end FAILED with an error starting ``not submitted:`` (counted
+    as ``not_submitted``); a re-run with a higher cap runs them, and runs again
+    the tasks the cap cancelled (when their results file says so).
+
     Raises:
-        ValueError: ``concurrency`` < 1, or bad ids (:class:`BatchInputError`).
+        ValueError: ``concurrency`` < 1, ``max_cost_usd`` not above 0, or bad
+            ids or a task the cap cannot price (:class:`BatchInputError`).
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -118,18 +180,29 @@ async def run_batch(
     results: list[Result | None] = [None] * len(tasks)
     fingerprints = [fingerprint(task) for task in tasks]
     sink: ResultsFile | None = None
+    reruns: set[int] = set()  # cancelled by an earlier run's cost cap: run them again
     if results_path is not None:
         previous = read_results(results_path)
         for index, task in enumerate(tasks):
             record = previous.get(task.task_id or "")
-            if (
-                record is not None
-                and record.get("status") == TaskStatus.COMPLETED.value
-                and record.get("fingerprint") == fingerprints[index]
-            ):
+            if record is None or record.get("fingerprint") != fingerprints[index]:
+                continue
+            if record.get("status") == TaskStatus.COMPLETED.value:
                 results[index] = from_record(task, record)
                 tally.count(TaskStatus.COMPLETED)
+            elif record.get("status") == TaskStatus.CANCELLED.value and str(
+                record.get("error") or ""
+            ).startswith(CAP_CANCELLED):
+                reruns.add(index)
         sink = ResultsFile(Path(results_path), results, fingerprints, write_interval)
+    guard = None
+    if max_cost_usd is not None:
+        guard = CapGuard(
+            client,
+            max_cost_usd,
+            (task for index, task in enumerate(tasks) if results[index] is None),
+            settled=sum(r.cost for r in results if r is not None),
+        )
     queue: Iterator[tuple[int, Task]] = iter(
         (index, task) for index, task in enumerate(tasks) if results[index] is None
     )
@@ -138,13 +211,14 @@ async def run_batch(
         # The iterator is shared: each slot pulls the next index when it frees up,
         # so input order is the submission order.
         for index, task in queue:
-            results[index] = await _run_one(client, task, tally)
+            results[index] = await _run_one(client, task, tally, guard, rerun=index in reruns)
             if sink is not None:
                 sink.changed()
 
     tally.report()
     slots = [asyncio.ensure_future(slot()) for _ in range(min(concurrency, len(tasks)))]
     writer = asyncio.ensure_future(sink.trailing()) if sink is not None else None
+    watcher = asyncio.ensure_future(guard.watch()) if guard is not None else None
     try:
         await asyncio.gather(*slots)
     except BaseException:
@@ -153,11 +227,14 @@ async def run_batch(
         await asyncio.gather(*slots, return_exceptions=True)
         raise
     finally:
-        if writer is not None:
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
+        for helper in (writer, watcher):
+            if helper is not None:
+                helper.cancel()
+                await asyncio.gather(helper, return_exceptions=True)
         if sink is not None:
             sink.write()  # what finished is kept, even when interrupted
+    if watcher is not None and not watcher.cancelled() and watcher.exception() is not None:
+        raise RuntimeError("the batch's cost cap stopped watching spend") from watcher.exception()
     done = [r for r in results if r is not None]
     assert len(done) == len(tasks)
     summary = BatchSummary(
@@ -169,5 +246,9 @@ async def run_batch(
         tokens=sum(r.tokens_used for r in done),
         cost_usd=sum(r.cost for r in done),
         duration_seconds=time.monotonic() - started,
+        not_submitted=tally.not_submitted,
+        max_cost_usd=max_cost_usd,
+        stopped_by_cap=guard is not None
+        and any((r.error or "").startswith((CAP_NOT_SUBMITTED, CAP_CANCELLED)) for r in done),
     )
     return BatchReport(results=done, summary=summary)

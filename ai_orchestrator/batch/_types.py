@@ -11,6 +11,14 @@ from typing import Any
 
 from ..core import Result
 
+#: How the error of a task the batch's cost cap kept from running begins. Such a
+#: task is FAILED in its result and results file (so a re-run submits it) and
+#: counted apart, as ``not_submitted``.
+CAP_NOT_SUBMITTED = "not submitted: the batch's cost cap"
+#: How the error of a task the batch's cost cap cancelled begins; a re-run reads
+#: it back from the results file and runs the task again (``rerun_task``).
+CAP_CANCELLED = "cancelled: the batch's cost cap"
+
 
 class BatchInputError(ValueError):
     """The batch file cannot be used; the message names the file, line and problem."""
@@ -22,7 +30,8 @@ class BatchProgress:
 
     ``running`` counts tasks submitted and not yet finished (at most the
     concurrency). A task refused before submission counts as failed without
-    having been submitted.
+    having been submitted; one the batch's cost cap kept from running counts
+    as ``not_submitted``.
     """
 
     total: int
@@ -31,15 +40,21 @@ class BatchProgress:
     completed: int = 0
     failed: int = 0
     cancelled: int = 0
+    not_submitted: int = 0
 
     @property
     def done(self) -> int:
-        return self.completed + self.failed + self.cancelled
+        return self.completed + self.failed + self.cancelled + self.not_submitted
 
 
 @dataclass(frozen=True)
 class BatchSummary:
-    """Totals of a finished batch; ``cost_usd`` and ``tokens`` add up every task."""
+    """Totals of a finished batch; ``cost_usd`` and ``tokens`` add up every task.
+
+    ``max_cost_usd`` is the batch's cost cap (None: none), and ``stopped_by_cap``
+    says whether it stopped the batch: ``not_submitted`` tasks were never
+    started, and tasks it cancelled are among ``cancelled``.
+    """
 
     batch_id: str
     total: int
@@ -49,6 +64,9 @@ class BatchSummary:
     tokens: int
     cost_usd: float
     duration_seconds: float
+    not_submitted: int = 0
+    max_cost_usd: float | None = None
+    stopped_by_cap: bool = False
 
     @property
     def ok(self) -> bool:

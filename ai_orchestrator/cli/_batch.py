@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -17,13 +18,14 @@ import click
 from ..batch import (
     BatchInputError,
     BatchProgress,
+    BatchSummary,
     assign_task_ids,
     batch_id_for,
     check_batch_id,
     read_tasks,
     run_batch,
 )
-from ._common import EXIT_FAILED, EXIT_OK, _fail, _run, _warn_simulator
+from ._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _fail, _run, _warn_simulator
 
 #: Without a TTY, progress lines are for logs: at most one per this many seconds.
 PLAIN_PROGRESS_INTERVAL = 2.0
@@ -39,7 +41,30 @@ def progress_line(p: BatchProgress) -> str:
     filled = _BAR_WIDTH * p.done // p.total if p.total else _BAR_WIDTH
     bar = "#" * filled + "." * (_BAR_WIDTH - filled)
     line = f"[{bar}] {p.done}/{p.total} done, {p.failed} failed, {p.running} running"
-    return line + (f", {p.cancelled} cancelled" if p.cancelled else "")
+    line += f", {p.cancelled} cancelled" if p.cancelled else ""
+    return line + (f", {p.not_submitted} not submitted" if p.not_submitted else "")
+
+
+def _dollars(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """``--max-cost-usd``: a finite number of dollars above 0 (``$`` allowed)."""
+    if value is None:
+        return None
+    try:
+        amount = float(value.strip().removeprefix("$"))
+    except ValueError:
+        amount = math.nan
+    if not (math.isfinite(amount) and amount > 0):
+        raise click.BadParameter(f"{value!r} is not an amount of dollars above 0 (e.g. 2.50)")
+    return amount
+
+
+def cap_stop_line(s: BatchSummary) -> str:
+    """What the user is told when the batch's cost cap stopped it."""
+    return (
+        f"batch stopped by its cost cap (${s.max_cost_usd:.6f}): {s.not_submitted} not "
+        f"submitted, {s.cancelled} cancelled, ${s.cost_usd:.6f} spent. Run the same command "
+        "with a higher --max-cost-usd to finish; completed tasks are not paid for again."
+    )
 
 
 class ProgressPrinter:
@@ -98,9 +123,22 @@ class ProgressPrinter:
     default=None,
     help="Prefix of the task ids (default: batch-<sha256 of the file>[:12]).",
 )
+@click.option(
+    "--max-cost-usd",
+    metavar="USD",
+    callback=_dollars,
+    default=None,
+    help="Cost cap for the whole batch: stop submitting, and cancel what runs, once "
+    "finished plus reserved spend would cross it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 def batch_command(
-    prompts: Path, out: Path | None, concurrency: int, batch_id: str | None, as_json: bool
+    prompts: Path,
+    out: Path | None,
+    concurrency: int,
+    batch_id: str | None,
+    max_cost_usd: float | None,
+    as_json: bool,
 ) -> int:
     """Run every prompt in PROMPTS.jsonl as a durable task; write results as JSONL.
 
@@ -117,8 +155,14 @@ def batch_command(
         '{"prompt": "Summarize RFC 9110", "constraints": {"max_tokens": 50}}' > p.jsonl
       ai-orchestrator batch p.jsonl --concurrency 10   # -> p.results.jsonl
 
-    Exit status: 0 if every task completed, 1 if any failed or was cancelled,
-    2 for unusable input.
+    With --max-cost-usd, a task is submitted only if what finished tasks cost,
+    plus the most the running ones and it can cost (prompt and max_tokens at
+    the model's price), fits the cap; running tasks are cancelled once their
+    spend would cross it. Tasks left out are "not submitted" in the results
+    file: run again with a higher cap to run them.
+
+    Exit status: 0 if every task completed, 1 if any failed, was cancelled or
+    was not submitted (cost cap), 2 for unusable input.
     """
     from ..local.session import LocalStack
 
@@ -140,7 +184,10 @@ def batch_command(
                 _warn_simulator()
             for note in stack.notes:
                 click.echo(note, err=True)
-            click.echo(f"batch {batch_id}: {len(tasks)} tasks, concurrency {concurrency}", err=True)
+            cap = f", cost cap ${max_cost_usd:.6f}" if max_cost_usd is not None else ""
+            click.echo(
+                f"batch {batch_id}: {len(tasks)} tasks, concurrency {concurrency}{cap}", err=True
+            )
             printer = ProgressPrinter()
             try:
                 report = await run_batch(
@@ -150,7 +197,12 @@ def batch_command(
                     concurrency=concurrency,
                     on_progress=printer,
                     results_path=out,
+                    max_cost_usd=max_cost_usd,
                 )
+            except BatchInputError as exc:  # a model the cap cannot price; nothing submitted
+                printer.close()
+                click.echo(f"error: {exc}", err=True)
+                return EXIT_USAGE
             except (asyncio.CancelledError, KeyboardInterrupt):
                 printer.close()
                 click.echo(
@@ -164,12 +216,15 @@ def batch_command(
                 raise
             printer.close()
         s = report.summary
+        not_submitted = f", {s.not_submitted} not submitted" if s.not_submitted else ""
         click.echo(
             f"batch {s.batch_id}: {s.completed}/{s.total} completed, {s.failed} failed, "
-            f"{s.cancelled} cancelled; {s.tokens} tokens, ${s.cost_usd:.6f}, "
+            f"{s.cancelled} cancelled{not_submitted}; {s.tokens} tokens, ${s.cost_usd:.6f}, "
             f"{s.duration_seconds:.1f}s",
             err=True,
         )
+        if s.stopped_by_cap:
+            click.echo(cap_stop_line(s), err=True)
         click.echo(f"results: {out}", err=True)
         if as_json:
             click.echo(json.dumps({**s.to_dict(), "output": str(out)}, indent=2))
