@@ -47,6 +47,8 @@ WAITER_TTL = 10.0
 IDLE_SECONDS = 86_400.0
 #: Longest single nap while waiting, so a cancel or a freed turn is seen.
 _MAX_NAP = 1.0
+#: Connections one worker process keeps to Redis at most.
+_CONNECTIONS = 16
 #: How often an unreachable Redis is mentioned in the log.
 _COMPLAIN_EVERY = 60.0
 
@@ -76,8 +78,16 @@ class RedisLimiter:
         self._waiter_ttl = waiter_ttl
         #: None: Redis's clock (production); a function: the tests' clock.
         self._clock = clock
-        self._redis = client or aioredis.from_url(
-            self._url, socket_connect_timeout=2.0, socket_timeout=5.0
+        # A worker runs many attempts at once: they queue for a bounded pool of
+        # connections instead of opening one each (or failing past redis-py's cap).
+        self._redis = client or aioredis.Redis(
+            connection_pool=aioredis.BlockingConnectionPool.from_url(
+                self._url,
+                max_connections=_CONNECTIONS,
+                timeout=10,
+                socket_connect_timeout=2.0,
+                socket_timeout=5.0,
+            )
         )
         self._script = self._redis.register_script(SCRIPT)
         self._complained = 0.0
