@@ -37,7 +37,7 @@ from ai_orchestrator.messages import WORKFLOW_TYPE, TaskInput
 from ai_orchestrator.payloads.codec import EncryptionCodec
 from ai_orchestrator.payloads.converter import data_converter
 from ai_orchestrator.search import STATUS
-from ai_orchestrator.worker import WORKFLOW_RUNNER
+from ai_orchestrator.worker import STRICT_WORKFLOW_RUNNER, WORKFLOW_RUNNER
 from ai_orchestrator.workflows import TaskWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -138,11 +138,14 @@ CONTROL_RUNNER = SandboxedWorkflowRunner(
 )
 
 
-async def replay(workflow_class: type, history: WorkflowHistory) -> BaseException | None:
+async def replay(
+    workflow_class: type, history: WorkflowHistory, *, strict: bool = False
+) -> BaseException | None:
+    runner = WORKFLOW_RUNNER if workflow_class is TaskWorkflow else CONTROL_RUNNER
     replayer = Replayer(
         workflows=[workflow_class],
         data_converter=converter_for(history.workflow_id),
-        workflow_runner=WORKFLOW_RUNNER if workflow_class is TaskWorkflow else CONTROL_RUNNER,
+        workflow_runner=STRICT_WORKFLOW_RUNNER if strict else runner,
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     return result.replay_failure
@@ -157,6 +160,10 @@ async def test_recorded_history_replays(path: Path) -> None:
     history = load(path)
     assert history.events[-1].event_type in CLOSED  # a whole run, start to end
     failure = await replay(TaskWorkflow, history)
+    assert failure is None, failure
+    # The worker passes the workflow module through the sandbox; the strict sandbox
+    # would still refuse a clock, randomness or I/O on every path these runs took.
+    failure = await replay(TaskWorkflow, history, strict=True)
     assert failure is None, failure
 
 
