@@ -259,6 +259,11 @@ class AttemptState(_Msg):
     #: Death is equally likely anywhere in the interval, so adding it to a lost
     #: attempt's bill makes lost bills right on average instead of always short.
     unseen_chunks: int = 0
+    #: Seconds the worker's quota limiter expects this attempt to wait for room on
+    #: its provider's quota before calling it, as of this heartbeat (0: its turn is
+    #: unknown, others are ahead). None: not waiting (or a worker that never says):
+    #: readers tell "waiting for capacity" from "stuck" or "generating" by it.
+    waiting_for_capacity: float | None = None
 
     def settled(self, prompt_tokens: int, *, whole: bool = True) -> Ledger:
         """The ledger with this attempt included even if it never closed its own bill.

@@ -58,7 +58,10 @@ async def reserve(
     priority = getattr(activity.info().priority, "priority_key", None) or 3
     deadline = request.deadline_epoch
 
+    waited = False
+
     async def waiting(seconds: float) -> None:
+        nonlocal waited
         if deadline is not None and time.time() + seconds > deadline:
             raise ApplicationError(
                 f"the provider's quota for {model} has no room for this call "
@@ -66,11 +69,22 @@ async def reserve(
                 type=DEADLINE_EXCEEDED,
                 non_retryable=True,
             )
+        # Readers see the wait in the heartbeat (``TaskClient.describe_task``).
+        state.waiting_for_capacity = round(max(seconds, 0.0), 1)
+        waited = True
         beat.send(state)  # a cancel arrives with a heartbeat's answer
 
-    lease = await limiter.acquire(
-        key, tokens, model=model, priority=priority, while_waiting=waiting
-    )
+    try:
+        lease = await limiter.acquire(
+            key, tokens, model=model, priority=priority, while_waiting=waiting
+        )
+    finally:
+        state.waiting_for_capacity = None
+    if waited:
+        # The wait's end, said now: the stream's own heartbeats start an interval
+        # later (longer on a busy worker), and the SDK holds this one back only
+        # until its throttle window closes.
+        beat.send(state)
     meter().capacity_wait.record(lease.waited, {"model": model})
     meter().quota_tokens.add(tokens, {"model": model, "kind": "reserved"})
     return lease

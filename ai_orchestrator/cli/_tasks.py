@@ -66,15 +66,21 @@ def submit(prompt: str, as_json: bool, **options: object) -> int:
 def status(task_id: str, as_json: bool) -> int:
     """Print a task's status (pending, running, completed, failed, cancelled, unknown).
 
+    A running task whose provider call waits for room on the provider's quota
+    says so: `running  waiting for capacity on gpt-4o-mini (about 12 s)`.
     Exits 0 when completed, 1 failed or cancelled, 3 unknown, 5 still going.
     """
 
     async def main() -> int:
-        state = await (await connect_tasks()).get_status(task_id)
+        described = await (await connect_tasks()).describe_task(task_id)
+        state, waiting = described.status, described.waiting_for_capacity
         if as_json:
-            emit_json({"task_id": task_id, "status": state.value})
+            out: dict[str, object] = {"task_id": task_id, "status": state.value}
+            if waiting is not None:
+                out["waiting_for_capacity"] = {"model": waiting.model, "seconds": waiting.seconds}
+            emit_json(out)
         else:
-            click.echo(state.value)
+            click.echo(state.value if waiting is None else f"{state.value}  {waiting}")
         return _STATUS_EXIT[state]
 
     return _run(main)

@@ -37,6 +37,7 @@ from ..providers import route
 from ..search import initial as initial_search_attributes
 from ..search import missing as missing_search_attributes
 from ._closing import OpenStreams, settle_bridge
+from ._describe import TaskDescription, capacity_wait
 from ._events import TaskSummary
 from ._following import Following
 from ._identity import FINGERPRINT_MEMO, fingerprint, run_fingerprint, run_input
@@ -309,12 +310,34 @@ class TaskClient(Following, AsyncBasePlatformAdapter):
         return self.client.get_workflow_handle(task_id, result_type=Result)
 
     async def get_status(self, task_id: str) -> TaskStatus:
+        desc = await self._describe(task_id)
+        return TaskStatus.UNKNOWN if desc is None else await self._status_of(task_id, desc)
+
+    async def describe_task(self, task_id: str) -> TaskDescription:
+        """The task's status (as :meth:`get_status` says it) and, while it runs, what
+        it waits for: ``waiting_for_capacity`` is set while its provider call waits
+        for room on the provider's quota (the worker's limiter holds it; it is not
+        stuck). One server call, like :meth:`get_status`; an unknown id is UNKNOWN.
+        """
+        desc = await self._describe(task_id)
+        if desc is None:
+            return TaskDescription(task_id, TaskStatus.UNKNOWN)
+        status = await self._status_of(task_id, desc)
+        waiting = None
+        if status == TaskStatus.RUNNING:
+            waiting = await capacity_wait(desc, self.client.data_converter)
+        return TaskDescription(task_id, status, waiting)
+
+    async def _describe(self, task_id: str) -> WorkflowExecutionDescription | None:
+        """The run's description; None if there is no such task."""
         try:
-            desc = await self._handle(task_id).describe()
+            return await self._handle(task_id).describe()
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
-                return TaskStatus.UNKNOWN
+                return None
             raise self._translate(exc) from None
+
+    async def _status_of(self, task_id: str, desc: WorkflowExecutionDescription) -> TaskStatus:
         if desc.status in CLOSED_TO_STATUS:
             return CLOSED_TO_STATUS[desc.status]
         if await self._jammed(task_id, desc):
