@@ -111,7 +111,7 @@ async def look(
         if pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED:
             due = None
             if pending.HasField("next_attempt_schedule_time"):
-                due = pending.next_attempt_schedule_time.ToDatetime().timestamp() - time.time()
+                due = pending.next_attempt_schedule_time.ToMicroseconds() / 1e6 - time.time()
             return _Look(run_id, pending=True, due_in=due)
         state: AttemptState | None = None
         if pending.heartbeat_details.payloads:
@@ -123,7 +123,7 @@ async def look(
             if state.live:
                 return _Look(run_id, address=state.live)
             return _Look(run_id, unpublished=True)
-        started = pending.last_started_time.ToDatetime().timestamp()
+        started = pending.last_started_time.ToMicroseconds() / 1e6
         if time.time() - started > _NO_LIVE_AFTER:
             return _Look(run_id, unpublished=True)
         return _Look(run_id, pending=True)
