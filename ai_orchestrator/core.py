@@ -9,6 +9,7 @@ keep working.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from enum import Enum
@@ -31,6 +32,9 @@ PRIORITY_DEFAULT = 3
 #: A week: the longest task whose checkpoints and retries stay well inside
 #: Temporal's per-run history limits (51,200 events, 50 MB, 10,000 signals).
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600.0
+#: A named budget's name (``TaskConstraints.budget``, ``AI_ORCHESTRATOR_BUDGETS``):
+#: short, and safe in a Redis key and a metric attribute.
+BUDGET_NAME_PATTERN = r"[A-Za-z0-9._:-]{1,64}"
 
 
 def decoded_leniently(info: ValidationInfo) -> bool:
@@ -169,6 +173,13 @@ class TaskConstraints(_Model):
     #: ``PricingTable``); the prompt counts at about four characters a token until
     #: the provider reports it. Claude Code gets it as ``--max-budget-usd``.
     max_cost_usd: float | None = Field(default=None, gt=0)
+    #: A named budget the task spends from, shared with every task that names it
+    #: (a team, a tenant: USD per UTC day, configured on the workers in
+    #: ``AI_ORCHESTRATOR_BUDGETS``). Each call reserves the most it can cost before
+    #: it starts and settles its true cost after; when the day's budget is spent
+    #: the task fails with ``NamedBudgetExceeded``. A name the worker does not
+    #: know fails the task at once. Combines with ``max_cost_usd``: the tighter holds.
+    budget: str | None = None
 
     @field_validator("timeout_seconds")
     @classmethod
@@ -187,6 +198,21 @@ class TaskConstraints(_Model):
     def _fallbacks_named(cls, value: list[str]) -> list[str]:
         if any(not model.strip() for model in value):
             raise ValueError("fallback_models must name models (no blank entries)")
+        return value
+
+    @field_validator("budget")
+    @classmethod
+    def _budget_named(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # (A worker decoding a task checks the name against its own budgets instead.)
+        if (
+            value is not None
+            and not re.fullmatch(BUDGET_NAME_PATTERN, value)
+            and not decoded_leniently(info)
+        ):
+            raise ValueError(
+                "budget must be a name of 1-64 letters, digits and . _ : - "
+                f"(one of the workers' AI_ORCHESTRATOR_BUDGETS), got {value[:80]!r}"
+            )
         return value
 
     @field_validator("model")

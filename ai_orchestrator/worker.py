@@ -24,6 +24,7 @@ from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from .activities import LLMActivities
+from .budgets import budgets_from_env
 from .client import connect_client
 from .config import (
     ProviderSettings,
@@ -93,6 +94,7 @@ def build_worker(
     live: LivePublisher | None = None,
     checkpoint_interval: float = 1.0,
     limiter: Any = _FROM_ENV,  # a LocalLimiter, or None to react to 429s only
+    budgets: Any = _FROM_ENV,  # named budgets (Budgets), or None: tasks naming one fail
 ) -> Worker:
     """A worker for task workflows and provider calls on ``task_queue``.
 
@@ -103,6 +105,8 @@ def build_worker(
     tuning = tuning or WorkerTuning()
     if limiter is _FROM_ENV:  # reserves each call's place in its provider's quota
         limiter = limiter_from_env()
+    if budgets is _FROM_ENV:  # AI_ORCHESTRATOR_BUDGETS, kept where it says
+        budgets = budgets_from_env()
     if llm is None and provider.configured:
         llm = openai_client(provider)
     activities = LLMActivities(
@@ -119,6 +123,7 @@ def build_worker(
         checkpoint_interval=checkpoint_interval,
         limiter=limiter,
         default_max_tokens=default_max_tokens(),
+        budgets=budgets,
     )
     return Worker(
         client,
@@ -156,6 +161,12 @@ async def running(
             await live.start()
             stack.push_async_callback(live.stop)
         options["live"] = live
+        budgets = options.pop("budgets", _FROM_ENV)
+        if budgets is _FROM_ENV:
+            budgets = budgets_from_env()
+        if budgets is not None:
+            stack.push_async_callback(budgets.aclose)
+        options["budgets"] = budgets
         llm = None
         if provider.configured:
             llm = await stack.enter_async_context(openai_client(provider))

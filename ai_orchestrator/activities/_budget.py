@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from temporalio.exceptions import ApplicationError
 
-from ..errors import BUDGET_EXCEEDED
+from ..errors import BUDGET_EXCEEDED, NAMED_BUDGET_EXCEEDED
 from ..messages import AttemptState, CompletionRequest
 from ..pricing import ModelPrice
 from ._attempts import estimate_tokens
@@ -39,6 +39,10 @@ class Budget:
     prompt: float
     #: One chunk's price (a chunk is counted as one output token, as bills do).
     per_chunk: float
+    #: The named budget this cap is the call's share of (None: ``max_cost_usd``),
+    #: and where that budget stood when the share was granted, for the message.
+    named: str | None = None
+    standing: str = ""
 
     @classmethod
     def of(
@@ -79,6 +83,10 @@ class Budget:
         """What this attempt may still spend (the provider's own cap for agent CLIs)."""
         return max(0.0, self.cap - self.spent)
 
+    def tighter(self, other: Budget | None) -> Budget:
+        """This cap or ``other``, whichever leaves the call less to spend."""
+        return other if other is not None and other.remaining < self.remaining else self
+
     def refuses_start(self) -> bool:
         """Not even the prompt and one chunk fit: do not call the provider at all."""
         return self.spent + self.prompt + self.per_chunk > self.cap
@@ -88,6 +96,14 @@ class Budget:
         return self.spent + self.prompt + (chunks + 1) * self.per_chunk > self.cap
 
     def exceeded(self, chunks: int, *, before_call: bool = False) -> ApplicationError:
+        if self.named is not None:  # (a share is granted only when the call can start)
+            return ApplicationError(
+                f"named budget {self.named!r} ran out during this call: it was granted "
+                f"${self.cap:.6f}, all that was left ({self.standing}); the stream was "
+                f"stopped after {chunks} chunks and the partial output is kept",
+                type=NAMED_BUDGET_EXCEEDED,
+                non_retryable=True,
+            )
         cost = self.spent + (0.0 if before_call else self.prompt + chunks * self.per_chunk)
         where = (
             "before calling the provider again"

@@ -28,10 +28,11 @@ from temporalio import activity
 from temporalio.client import WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
+from ..budgets import Budgets
 from ..config import DEFAULT_MODEL
 from ..core import Platform
 from ..errors import CONFIGURATION_ERROR
-from ..limits import DEFAULT_MAX_TOKENS, Limiter
+from ..limits import DEFAULT_MAX_TOKENS, Lease, Limiter
 from ..live import LivePublisher, LiveSink
 from ..messages import (
     CHUNKS_SIGNAL,
@@ -50,7 +51,7 @@ from ..pricing import PricingTable, UnknownModelError
 from ..providers import Provider, ProviderStream, route
 from ..providers._base import build_messages
 from ..providers.openai import OpenAIProvider
-from . import _attempts, _continuation, _failures, _quota, _recovery, _stop
+from . import _attempts, _continuation, _failures, _named, _quota, _recovery, _stop
 from ._budget import Budget
 from ._pacing import LastBeat, Pacing
 from ._publisher import ChunkPublisher
@@ -94,6 +95,7 @@ class LLMActivities:
             holds a heartbeat back that long after the previous one).
         secrets: strings that must never appear in an error message.
         max_output_bytes: the answer's size once JSON-encoded, as Temporal stores it.
+        budgets: the named budgets tasks may spend from (see ``_named``).
     """
 
     def __init__(
@@ -115,6 +117,7 @@ class LLMActivities:
         heartbeats_per_second: float = 100.0,
         limiter: Limiter | None = None,
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
+        budgets: Budgets | None = None,
     ) -> None:
         self._providers: dict[Platform, Provider] = dict(providers or {})
         if openai_client is not None:
@@ -139,6 +142,8 @@ class LLMActivities:
         #: reacts to its own 429).
         self._limiter = limiter
         self._default_max_tokens = default_max_tokens
+        #: The named budgets tasks may spend from (None: a task naming one fails).
+        self._budgets = budgets
 
     def _meter(self) -> TaskMetrics:
         if self._metrics is None:
@@ -181,11 +186,25 @@ class LLMActivities:
             # before paying the provider for an answer nobody wants.
             await _recovery.refuse_if_cancelled(handle, state, provider)
         beat = LastBeat(self._pacing.throttle_for(info.heartbeat_timeout))
+        hold: _named.Hold | None = None  # the call's share of the task's named budget
         try:
-            budget = Budget.of(request, state, self._pricing.lookup(model), prompt_chars, model)
+            price = self._pricing.lookup(model)
+            budget = Budget.of(request, state, price, prompt_chars, model)
             if budget is not None and budget.refuses_start():
                 self._meter().budget_refusals.add(1, {"model": model})
                 raise budget.exceeded(0, before_call=True)
+            hold = await _named.reserve(
+                self._budgets,
+                request,
+                state,
+                beat,
+                price=price,
+                prompt_chars=prompt_chars,
+                model=model,
+                default_max_tokens=self._default_max_tokens,
+                meter=self._meter,
+            )
+            budget = _named.tighter(budget, hold)
             lease = None
             if self._limiter is not None and not state.continuation:  # a re-attach is free
                 lease = await _quota.reserve(
@@ -200,13 +219,36 @@ class LLMActivities:
                     meter=self._meter,
                 )
         except ApplicationError as exc:
+            await _named.settle(hold, state)
             # Refused before calling: the bills of earlier attempts still count.
             raise _failures.restated(exc, state.ledger) from None
         except asyncio.CancelledError:
+            await _named.settle(hold, state)
             details = activity.cancellation_details()
             if details is not None and details.cancel_requested:  # cancelled while waiting
                 raise _failures.cancelled_before_start(state.ledger) from None
             raise  # a worker shutting down: the next attempt waits its turn again
+        try:
+            return await self._call(
+                provider, request, platform, model, state, handle, beat, prompt_chars, budget, lease
+            )
+        finally:
+            await _named.settle(hold, state)  # what the attempt's bill says it cost
+
+    async def _call(
+        self,
+        provider: Provider,
+        request: CompletionRequest,
+        platform: Platform,
+        model: str,
+        state: AttemptState,
+        handle: WorkflowHandle[Any, Any],
+        beat: LastBeat,
+        prompt_chars: int,
+        budget: Budget | None,
+        lease: Lease | None,
+    ) -> CompletionOutput:
+        """The call itself, from opening its stream to its bill."""
         stream = await self._open_stream(provider, request, model, state, handle, beat, budget)
         if self._limiter is not None and lease is not None:
             stream.on_open = functools.partial(_quota.opened, self._limiter, lease, stream)

@@ -32,6 +32,10 @@ CANCELLED_BEFORE_START = "CancelledBeforeStart"
 CONTENT_FILTERED = "ContentFiltered"
 #: The task's ``max_cost_usd`` was reached (or would be by the next call).
 BUDGET_EXCEEDED = "BudgetExceeded"
+#: The task's named budget (``TaskConstraints.budget``, shared with other tasks) is
+#: spent for the day, or ran out during the call. Another type than the task's own
+#: cap: the remedy differs (wait for the next UTC day, or raise the shared budget).
+NAMED_BUDGET_EXCEEDED = "NamedBudgetExceeded"
 
 
 class IncompleteStreamError(Exception):

@@ -63,6 +63,7 @@ CONSTRAINT_CHANGES: dict[str, Any] = {
     "openai_api": "responses",
     "chat_resume": "prefix",
     "max_cost_usd": 0.5,
+    "budget": "team-a",
 }
 
 
