@@ -35,7 +35,7 @@ from ai_orchestrator.local.devserver import DevServer, free_port
 from ai_orchestrator.payloads.converter import data_converter
 from ai_orchestrator.simulator import Simulator
 from ai_orchestrator.worker import running
-from bench import chaos, concurrency, failures, latency, live, peers, streaming
+from bench import chaos, concurrency, failures, latency, live, peers, quotas, streaming
 from bench.baselines import baseline_worker
 from bench.context import Bench
 from bench.server_profile import describe
@@ -107,7 +107,12 @@ def rows_for(s: Sizes) -> dict[str, Row]:
         # The Responses twin: 30% faults too (same seed and sizes), in a narrower name.
         **_chaos_rows(s, f"chaos (responses): {s.chaos_tasks} tasks, {kills}", "responses"),
         **peers.rows(peers.sizes(smoke=s is SMOKE)),
+        **quotas.rows(_quota_sizes(s)),
     }
+
+
+def _quota_sizes(s: Sizes) -> quotas.Sizes:
+    return quotas.SMOKE if s is SMOKE else quotas.FULL
 
 
 def _chaos_rows(s: Sizes, name: str, api: str) -> dict[str, Row]:
@@ -151,6 +156,7 @@ SCENARIOS = (
     "chaos",
     "live",
     "peers",
+    "quotas",
 )
 
 
@@ -190,6 +196,10 @@ async def one_run(b: Bench, s: Sizes, rows: dict[str, Row], only: set[str]) -> d
         raw["live"] = await live.live_streams(b, rows)
     if "peers" in only:  # skipped, saying why, without the peers extra
         raw["peers"] = await peers.run(b, rows)
+    if "quotas" in only:  # its own server, simulator, Redis and worker processes
+        raw["quotas"] = report = await quotas.quota_runs(_quota_sizes(s))
+        print(quotas.render(report), file=sys.stderr)
+        quotas.add_rows(rows, report)
     return raw
 
 
@@ -331,6 +341,8 @@ async def _run_all(
                     only.discard("live")
                 if run >= args.chaos_runs:
                     only.discard("chaos")
+                if run >= args.quota_runs:
+                    only.discard("quotas")
                 raw["runs"].append(await one_run(bench, sizes, rows, only))
                 print(
                     f"run {run + 1}/{runs} done ({time.perf_counter() - started:.0f}s)",
@@ -362,6 +374,12 @@ if __name__ == "__main__":
         type=int,
         default=1,
         help="runs of the 40-task chaos scenario, chat and Responses paths (minutes each)",
+    )
+    parser.add_argument(
+        "--quota-runs",
+        type=int,
+        default=1,
+        help="runs of the quotas scenario, five bursts of 40 tasks (minutes each)",
     )
     parser.add_argument(
         "--only",
