@@ -167,6 +167,12 @@ async def running(
         if budgets is not None:
             stack.push_async_callback(budgets.aclose)
         options["budgets"] = budgets
+        limiter = options.pop("limiter", _FROM_ENV)
+        if limiter is _FROM_ENV:
+            limiter = limiter_from_env()
+        if hasattr(limiter, "aclose"):  # the shared limiter's Redis connections
+            stack.push_async_callback(limiter.aclose)
+        options["limiter"] = limiter
         llm = None
         if provider.configured:
             llm = await stack.enter_async_context(openai_client(provider))

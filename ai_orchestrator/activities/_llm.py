@@ -60,6 +60,12 @@ from ._relay import Relay
 logger = logging.getLogger(__name__)
 
 
+def _free_reattach(state: AttemptState) -> bool:
+    """Re-attaching to a background response costs no quota; a chat continuation
+    is a new request the provider counts."""
+    return bool(state.continuation) and not str(state.continuation).startswith("chat:")
+
+
 class LLMActivities:
     """Provider calls, with their dependencies injected by the worker.
 
@@ -206,17 +212,9 @@ class LLMActivities:
             )
             budget = _named.tighter(budget, hold)
             lease = None
-            if self._limiter is not None and not state.continuation:  # a re-attach is free
-                lease = await _quota.reserve(
-                    self._limiter,
-                    _quota.key_for(provider, platform, model),
-                    request,
-                    state,
-                    beat,
-                    prompt_chars=prompt_chars,
-                    model=model,
-                    default_max_tokens=self._default_max_tokens,
-                    meter=self._meter,
+            if not _free_reattach(state):
+                lease = await self._reserve(
+                    provider, request, platform, model, state, beat, prompt_chars
                 )
         except ApplicationError as exc:
             await _named.settle(hold, state)
@@ -235,6 +233,31 @@ class LLMActivities:
         finally:
             await _named.settle(hold, state)  # what the attempt's bill says it cost
 
+    async def _reserve(
+        self,
+        provider: Provider,
+        request: CompletionRequest,
+        platform: Platform,
+        model: str,
+        state: AttemptState,
+        beat: LastBeat,
+        prompt_chars: int,
+    ) -> Lease | None:
+        """This call's place in its provider's quota (None: no limiter)."""
+        if self._limiter is None:
+            return None
+        return await _quota.reserve(
+            self._limiter,
+            _quota.key_for(provider, platform, model),
+            request,
+            state,
+            beat,
+            prompt_chars=prompt_chars,
+            model=model,
+            default_max_tokens=self._default_max_tokens,
+            meter=self._meter,
+        )
+
     async def _call(
         self,
         provider: Provider,
@@ -250,6 +273,14 @@ class LLMActivities:
     ) -> CompletionOutput:
         """The call itself, from opening its stream to its bill."""
         stream = await self._open_stream(provider, request, model, state, handle, beat, budget)
+        if lease is None and not stream.opened:
+            # The re-attach failed and this is a new call: the provider counts it.
+            try:
+                lease = await self._reserve(
+                    provider, request, platform, model, state, beat, prompt_chars
+                )
+            except ApplicationError as exc:
+                raise _failures.restated(exc, state.ledger) from None
         if self._limiter is not None and lease is not None:
             stream.on_open = functools.partial(_quota.opened, self._limiter, lease, stream)
         publisher = self._publisher_for(request, state, handle)

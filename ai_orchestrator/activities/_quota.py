@@ -33,7 +33,15 @@ logger = logging.getLogger(__name__)
 
 
 def key_for(provider: Provider, platform: Platform, model: str) -> str:
-    """Platform, the provider's address and account (a hash of its key), and model."""
+    """Platform, the provider's address and account (a hash of its key), and model.
+
+    A provider that knows how its vendor scopes quotas says so (``limit_scope``);
+    otherwise its SDK client's ``base_url`` and ``api_key`` (OpenAI, Anthropic).
+    """
+    scope = getattr(provider, "limit_scope", None)
+    if callable(scope):
+        address, api_key = scope()
+        return limit_key(platform.value, address, api_key, model)
     client: Any = getattr(provider, "_client", None)
     address = str(getattr(client, "base_url", "") or "")
     api_key = getattr(client, "api_key", None)

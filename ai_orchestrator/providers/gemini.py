@@ -111,5 +111,16 @@ class GeminiProvider:
     def stream(self, task: Task, model: str) -> GeminiStream:
         return GeminiStream(self._client, task, model)
 
+    def limit_scope(self) -> tuple[str, str | None]:
+        """The address and key Google counts quotas by (the quota limiter's key).
+
+        The SDK exposes neither publicly; without them every Gemini account in a
+        process would share one limit.
+        """
+        api = getattr(self._client, "_api_client", None)
+        options = getattr(api, "_http_options", None)
+        key = getattr(api, "api_key", None)
+        return str(getattr(options, "base_url", "") or ""), key if isinstance(key, str) else None
+
     async def aclose(self) -> None:
         await self._client.aio.aclose()

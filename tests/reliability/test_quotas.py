@@ -9,12 +9,14 @@ the worker's limiter.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import pytest
 from temporalio.client import Client
 
 from ai_orchestrator import Task, TaskClient, TaskConstraints, TaskStatus
-from ai_orchestrator.limits import LocalLimiter
-from ai_orchestrator.simulator import Quotas, Simulator
+from ai_orchestrator.limits import Lease, LocalLimiter
+from ai_orchestrator.simulator import Fault, Quotas, Simulator
 
 from ..conftest import FAST_RETRY, running_worker, unique
 
@@ -51,3 +53,37 @@ async def test_a_burst_waits_its_turn_instead_of_drawing_429s(
     assert without >= 2  # the burst does press on the quota
     assert configured == 0  # the calls waited their turn instead
     assert learned == 0  # the burst waited for the first answer's headers
+
+
+class _Counting(LocalLimiter):
+    """The worker's own limiter, counting the calls it reserved for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reserved = 0
+
+    async def acquire(self, *args: Any, **kwargs: Any) -> Lease:
+        self.reserved += 1
+        return await super().acquire(*args, **kwargs)
+
+
+@pytest.mark.parametrize("expire", [False, True])
+async def test_every_request_the_provider_counts_is_reserved_and_no_other(
+    client: Client, queue: str, sim: Simulator, expire: bool
+) -> None:
+    """A re-attach to a background response costs no quota and reserves none; when
+    the response is gone, the new request made instead is reserved like the first."""
+    sim.tokens_per_second, sim.default_tokens = 60, 60
+    sim.script(Fault.drop_stream(after_events=30), *([Fault.expire()] if expire else []))
+    limiter = _Counting()
+    tasks = TaskClient(client, task_queue=queue, retry=FAST_RETRY)
+    constraints = TaskConstraints(openai_api="responses", timeout_seconds=120)
+    async with running_worker(client, queue, sim, limiter=limiter, checkpoint_interval=0.2):
+        result = await tasks.execute(
+            Task(prompt="count me", task_id=unique("reserve"), constraints=constraints)
+        )
+    assert result.status == TaskStatus.COMPLETED, result.error
+    kinds = [str(r.kind) for r in sim.requests if r.api == "responses"]
+    assert kinds.count("create") == (2 if expire else 1), kinds
+    assert "retrieve_stream" in kinds or expire, kinds
+    assert limiter.reserved == kinds.count("create")

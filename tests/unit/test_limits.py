@@ -172,3 +172,20 @@ def test_a_probe_that_ends_unheard_hands_the_probe_on() -> None:
     assert bucket.probe_lease == "next" and bucket.wait(300, now=1.0) > 0
     # A probe that hangs holds the others for PROBE_SECONDS at most.
     assert bucket.wait(300, now=1.0 + PROBE_SECONDS) == 0
+
+
+def test_each_gemini_account_has_its_own_limit_key() -> None:
+    from google import genai
+
+    from ai_orchestrator.activities._quota import key_for
+    from ai_orchestrator.core import Platform
+    from ai_orchestrator.providers.gemini import GeminiProvider
+
+    def key(api_key: str, url: str = "http://g:1") -> str:
+        client = genai.Client(api_key=api_key, http_options={"base_url": url})
+        return key_for(GeminiProvider(client), Platform.GEMINI, "gemini-2.5-flash")
+
+    assert key("AIza-one") == key("AIza-one")
+    assert key("AIza-one") != key("AIza-two")
+    assert key("AIza-one") != key("AIza-one", "http://other:1")
+    assert "AIza-one" not in key("AIza-one")  # the key is hashed, never kept
