@@ -12,10 +12,14 @@ seeded ``fault_rate``) and an ``rpm_limit`` make it fail at random and
 throttle like a busy provider, reproducibly, for soak tests; both apply to
 every API. :class:`Quotas` limit each API key and model the way providers do
 (requests and tokens per minute, with each vendor's rate-limit headers and
-429s), so clients that pace themselves can be measured offline.
+429s), so clients that pace themselves can be measured offline. The batch APIs
+(OpenAI's Files + Batches, Anthropic's Message Batches, Gemini's
+batchGenerateContent with inlined requests) run on a clock that a
+:class:`BatchBehaviour` scripts: turnaround, failing items, expiry, cancel.
 """
 
 from ._banner import SIMULATOR_BANNER
+from ._batch_state import BatchBehaviour, BatchItem, BatchRecord
 from ._faults import Fault
 from ._quotas import QuotaLimits, Quotas, QuotaUsage, parse_model_limits
 from ._records import RecordedRequest, ResponseRecord
@@ -23,6 +27,9 @@ from ._server import Simulator, serve_forever
 
 __all__ = [
     "SIMULATOR_BANNER",
+    "BatchBehaviour",
+    "BatchItem",
+    "BatchRecord",
     "Fault",
     "QuotaLimits",
     "QuotaUsage",

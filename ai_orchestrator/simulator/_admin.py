@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ._batch_state import BatchBehaviour
 from ._errors import error_body
 from ._faults import Fault
 from ._quotas import Quotas
@@ -86,6 +87,25 @@ def add_admin_routes(app: web.Application, state: SimulatorState) -> None:
             return _bad_request(f"quotas: {exc}")
         return web.json_response(quota_report())
 
+    def batch_report() -> dict[str, Any]:
+        return {
+            "behaviour": state.batches.behaviour.to_dict(),
+            "batches": [b.to_dict() for b in state.batches.all().values()],
+        }
+
+    async def get_batches(request: web.Request) -> web.Response:
+        """Every batch with its items' states, and the behaviour new batches get."""
+        return web.json_response(batch_report())
+
+    async def post_batch_behaviour(request: web.Request) -> web.Response:
+        """A whole :class:`BatchBehaviour` as JSON; missing keys take their defaults."""
+        body = await _json(request)
+        try:
+            state.batches.behaviour = BatchBehaviour.from_dict(body)
+        except (TypeError, ValueError) as exc:
+            return _bad_request(f"batch behaviour: {exc}")
+        return web.json_response(batch_report())
+
     app.router.add_post("/_simulator/script", post_script)
     app.router.add_get("/_simulator/script", get_script)
     app.router.add_get("/_simulator/requests", get_requests)
@@ -94,3 +114,5 @@ def add_admin_routes(app: web.Application, state: SimulatorState) -> None:
     app.router.add_post("/_simulator/config", post_config)
     app.router.add_get("/_simulator/quotas", get_quotas)
     app.router.add_post("/_simulator/quotas", post_quotas)
+    app.router.add_get("/_simulator/batches", get_batches)
+    app.router.add_post("/_simulator/batches/behaviour", post_batch_behaviour)

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from . import _gemini_shapes as shapes
+from ._batches_gemini import handle_batch_create
 from ._faults import CUT_FAULTS, Fault
 from ._quota_replies import gemini_error
 from ._quotas import QuotaAsk
@@ -43,6 +44,8 @@ async def _json_body(request: web.Request) -> Any:
 async def handle_model_method(request: web.Request, state: SimulatorState) -> web.StreamResponse:
     """``POST /{version}/models/{model}:{method}``."""
     model, _, method = request.match_info["spec"].rpartition(":")
+    if model and method == "batchGenerateContent":
+        return await handle_batch_create(request, state, model, gemini_api_key(request))
     if not model or method not in ("generateContent", "streamGenerateContent", "countTokens"):
         message = f"Unknown method {method or '(none)'!r} on models/{model or '?'}."
         return web.json_response(shapes.error_body(404, message), status=404)

@@ -16,6 +16,8 @@ from aiohttp import web
 
 from ._admin import add_admin_routes
 from ._anthropic import handle_count_tokens, handle_messages
+from ._batch_routes import add_batch_routes
+from ._batch_state import BatchBehaviour, BatchRecord
 from ._chat import handle_chat_completions
 from ._faults import Fault
 from ._gemini import handle_model_method
@@ -70,6 +72,13 @@ class Simulator:
     starting_after=N)`` and ``cancel(id)``. A finished response can be
     retrieved for ``response_ttl`` seconds, then it is a 404.
     :attr:`responses` bills each response, :attr:`generated_tokens` every API.
+
+    Batch APIs: OpenAI's Files + Batches, Anthropic's Message Batches and
+    Gemini's batchGenerateContent (inlined requests), with
+    the usual answers, on a timeline that ``batch_behaviour``
+    (:class:`BatchBehaviour`) scripts: turnaround, failing items, a stall, a
+    failed or expired batch, cancel honoured or not. :attr:`batches` holds
+    each batch and its items; batches take no faults and no quota.
     """
 
     def __init__(
@@ -85,6 +94,7 @@ class Simulator:
         text_style: str = "words",
         response_ttl: float = DEFAULT_RESPONSE_TTL,
         quotas: Quotas | None = None,
+        batch_behaviour: BatchBehaviour | None = None,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -97,6 +107,7 @@ class Simulator:
             text_style=text_style,
             response_ttl=response_ttl,
             quotas=quotas,
+            batch_behaviour=batch_behaviour,
         )
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -209,6 +220,20 @@ class Simulator:
         """Output tokens generated across every API (see ``SimulatorState.generated_tokens``)."""
         return self._state.generated_tokens
 
+    @property
+    def batches(self) -> dict[str, BatchRecord]:
+        """Every batch of either API by id, oldest first, brought up to now."""
+        return self._state.batches.all()
+
+    @property
+    def batch_behaviour(self) -> BatchBehaviour:
+        """How batches created from now on behave (each keeps the one it was created under)."""
+        return self._state.batches.behaviour
+
+    @batch_behaviour.setter
+    def batch_behaviour(self, value: BatchBehaviour) -> None:
+        self._state.batches.behaviour = value
+
     def expire_response(self, response_id: str) -> None:
         """Make one response expire now: retrieving or re-attaching it is a 404 from here on."""
         expire_response(self._state, response_id)
@@ -223,7 +248,7 @@ class Simulator:
         self._state.response_ttl = check_response_ttl(value)
 
     def reset(self) -> None:
-        """Forget the script, the request log, the rpm window, all responses and quota
+        """Forget the script, the request log, the rpm window, all responses, batches and quota
         usage; every quota bucket is full again (config is kept).
 
         Background generations still running are cancelled.
@@ -358,6 +383,7 @@ class Simulator:
         )
         # Claude Code (its Bun runtime) sends `HEAD /` before the first request.
         app.router.add_get("/", self._root)
+        add_batch_routes(app, self._state)
         add_admin_routes(app, self._state)
         return app
 
@@ -420,6 +446,7 @@ async def serve_forever(
     text_style: str = "words",
     response_ttl: float = DEFAULT_RESPONSE_TTL,
     quotas: Quotas | None = None,
+    batch_behaviour: BatchBehaviour | None = None,
 ) -> None:
     """Run until cancelled (e.g. Ctrl-C in the CLI), then shut down cleanly."""
     async with Simulator(
@@ -433,5 +460,6 @@ async def serve_forever(
         text_style=text_style,
         response_ttl=response_ttl,
         quotas=quotas,
+        batch_behaviour=batch_behaviour,
     ):
         await asyncio.Event().wait()

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
+from ._batch_state import BatchBehaviour, BatchStore
 from ._faults import (
     CREATE_ONLY_FAULTS,
     ERROR_FAULTS,
@@ -141,6 +142,7 @@ class SimulatorState:
         text_style: str = "words",
         response_ttl: float = DEFAULT_RESPONSE_TTL,
         quotas: Quotas | None = None,
+        batch_behaviour: BatchBehaviour | None = None,
     ) -> None:
         self._tokens_per_second = check_tps(tokens_per_second)
         self._default_tokens = check_default_tokens(default_tokens)
@@ -163,6 +165,8 @@ class SimulatorState:
         self.response_runs: dict[str, Any] = {}
         self.background: set[asyncio.Task[Any]] = set()
         self.response_ids = itertools.count()
+        # Provider batch jobs (OpenAI, Anthropic, Gemini): see _batch_state.
+        self.batches = BatchStore(batch_behaviour)
         # Swapped for a fresh Event on every change: waking all waiters without
         # needing a lock, and usable from sync code such as reset().
         self._changed = asyncio.Event()
@@ -252,10 +256,11 @@ class SimulatorState:
         Chat, Anthropic and Gemini generate while their client is connected,
         so theirs is what each request sent (a chat continuation counts only
         what it added); a Responses response counts what its generation
-        produced, once, connected or not.
+        produced, once, connected or not; a batch counts its answered items.
         """
         sent = sum(r.tokens_sent for r in self.requests if r.api != "responses")
-        return sent + sum(r.generated_tokens for r in self.responses.values())
+        responses = sum(r.generated_tokens for r in self.responses.values())
+        return sent + responses + self.batches.generated_tokens()
 
     def next_fault(self, consumer: str = "generation") -> Fault | None:
         """Take one ``times`` unit of the head, if ``consumer`` can use that fault."""
@@ -362,7 +367,7 @@ class SimulatorState:
         every quota bucket and zeroes the quota counters.
 
         Every Responses-API response is cancelled (ending the streams tailing
-        it) and forgotten.
+        it) and forgotten, as is every batch and file (the batch behaviour stays).
         """
         self._script.clear()
         self.requests = []
@@ -373,6 +378,7 @@ class SimulatorState:
         self.background.clear()
         self.responses = {}
         self.response_runs = {}
+        self.batches.reset()
         self._rng = random.Random(self._chaos_seed)
         self._admitted.clear()
         self.quota.reset()
