@@ -11,7 +11,15 @@ events, usage and stop reasons onto :class:`ProviderStream`, and leaves error
 classification to :func:`ai_orchestrator.errors.classify`. Vendor modules are
 imported only when a worker configures them, so the optional SDKs stay optional
 (and this package stays importable from the chat module they build on).
+
+Provider batch APIs (issue 18) sit behind :class:`BatchProvider`
+(:mod:`._batch_types`, no SDK): :class:`OpenAIBatches` and
+:class:`AnthropicBatches` are loaded on first use (PEP 562), so a workflow can
+use the batch types without loading either SDK.
 """
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from ._base import (
     FILTERED_REASONS,
@@ -21,7 +29,19 @@ from ._base import (
     Provider,
     ProviderStream,
 )
+from ._batch_types import (
+    BatchItem,
+    BatchLookupPending,
+    BatchNotEnded,
+    BatchProvider,
+    ItemResult,
+    ProviderBatchState,
+)
 from ._route import DEFAULT_CLAUDE_MODEL, DEFAULT_GEMINI_MODEL, RUNNABLE, route
+
+if TYPE_CHECKING:
+    from .batch_anthropic import AnthropicBatches
+    from .batch_openai import OpenAIBatches
 
 __all__ = [
     "DEFAULT_CLAUDE_MODEL",
@@ -31,7 +51,24 @@ __all__ = [
     "FINISH_LENGTH",
     "FINISH_STOP",
     "RUNNABLE",
+    "AnthropicBatches",
+    "BatchItem",
+    "BatchLookupPending",
+    "BatchNotEnded",
+    "BatchProvider",
+    "ItemResult",
+    "OpenAIBatches",
     "Provider",
+    "ProviderBatchState",
     "ProviderStream",
     "route",
 ]
+
+#: Names whose modules load a vendor SDK: imported on first use.
+_LAZY = {"AnthropicBatches": ".batch_anthropic", "OpenAIBatches": ".batch_openai"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
