@@ -166,16 +166,32 @@ def tighter(budget: Budget | None, hold: Hold | None) -> Budget | None:
     return budget.tighter(share) if budget is not None else share
 
 
+#: Longest an attempt holds its answer back while its share settles: a store that
+#: does not answer (a stalled Redis) settles in the background instead, or the
+#: attempt outlives its heartbeat timeout and its paid answer is lost.
+SETTLE_WAIT = 0.2
+#: Settlements still on their way to the store (a task nobody holds may be collected).
+_settling: set[asyncio.Task[None]] = set()
+
+
 async def settle(hold: Hold | None, state: AttemptState) -> None:
-    """Settle the share with the attempt's bill, releasing the rest. Never raises: a
-    share that cannot be settled is charged in full when its lease runs out."""
+    """Settle the share with the attempt's bill, releasing the rest. Never raises, and
+    never holds the answer up for long (``SETTLE_WAIT``): a share that cannot be
+    settled is charged in full when its lease runs out."""
     if hold is None or hold.settled:
         return
     hold.settled = True
     if hold.renewing is not None:
         hold.renewing.cancel()
     cost = max(0.0, state.ledger.cost - hold.before)
+    task = asyncio.get_running_loop().create_task(_settle(hold, cost))
+    _settling.add(task)
+    task.add_done_callback(_settling.discard)
+    await asyncio.wait({task}, timeout=SETTLE_WAIT)  # a cancel here leaves it running
+
+
+async def _settle(hold: Hold, cost: float) -> None:
     try:
-        await asyncio.shield(hold.budgets.store.settle(hold.decision, cost))
+        await hold.budgets.store.settle(hold.decision, cost)
     except Exception:
         logger.exception("could not settle a share of named budget %r", hold.decision.budget)

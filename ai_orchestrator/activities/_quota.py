@@ -120,6 +120,12 @@ def opened(limiter: Limiter, lease: Lease, stream: ProviderStream) -> None:
 _telling: set[asyncio.Task[None]] = set()
 
 
+#: Longest an attempt holds its answer back while the limiter settles its call: a
+#: limiter that does not answer (a stalled Redis) settles in the background instead,
+#: or the attempt outlives its heartbeat timeout and its paid answer is lost.
+SETTLE_WAIT = 0.2
+
+
 async def settle(
     limiter: Limiter,
     lease: Lease,
@@ -130,8 +136,25 @@ async def settle(
 ) -> None:
     """What the call took, what the provider says is left, and any wait it asked for.
 
-    Never raises: the limiter's bookkeeping must not turn an answer into a failure.
+    Never raises, and never holds the answer up for long (``SETTLE_WAIT``): the
+    limiter's bookkeeping must not turn an answer into a failure.
     """
+    task = asyncio.get_running_loop().create_task(
+        _settle(limiter, lease, stream, prompt_chars, error, meter)
+    )
+    _telling.add(task)
+    task.add_done_callback(_telling.discard)
+    await asyncio.wait({task}, timeout=SETTLE_WAIT)  # a cancel here leaves it running
+
+
+async def _settle(
+    limiter: Limiter,
+    lease: Lease,
+    stream: ProviderStream,
+    prompt_chars: int,
+    error: BaseException | None,
+    meter: Callable[[], TaskMetrics],
+) -> None:
     try:
         usage = stream.usage
         used = (

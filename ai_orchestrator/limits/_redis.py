@@ -26,6 +26,7 @@ from typing import Any
 try:
     import redis.asyncio as aioredis
     from redis.exceptions import RedisError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
         "the shared limiter needs redis-py: pip install 'temporal-ai-orchestrator[redis]'"
@@ -51,6 +52,11 @@ _MAX_NAP = 1.0
 _CONNECTIONS = 16
 #: How often an unreachable Redis is mentioned in the log.
 _COMPLAIN_EVERY = 60.0
+#: Longest one script call may take (it takes about a millisecond): a Redis that
+#: accepts connections but does not answer counts as unreachable after this, not
+#: after the socket's timeout, which is longer than an attempt's heartbeat timeout
+#: (a call held past it is paid for on an attempt Temporal has given up on).
+OP_TIMEOUT = 0.5
 
 
 def _opt(value: float | None) -> str:
@@ -68,10 +74,12 @@ class RedisLimiter:
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         refund: bool = False,
         waiter_ttl: float = WAITER_TTL,
+        op_timeout: float = OP_TIMEOUT,
         clock: Callable[[], float] | None = None,
         client: Any = None,
     ) -> None:
         self._url = checked_url(url, "the shared limiter's Redis URL")
+        self._op_timeout = op_timeout
         self._limits = dict(limits or {})
         self._lease_seconds = lease_seconds
         self._refund = refund
@@ -104,10 +112,14 @@ class RedisLimiter:
 
     async def _run(self, key: str, op: str, *args: object) -> Any:
         now = "" if self._clock is None else repr(self._clock())
-        return await self._script(
+        call = self._script(
             keys=self.keys(key),
             args=[op, now, PROBE_SECONDS, ARRIVAL_LAG, IDLE_SECONDS, *args],
         )
+        try:
+            return await asyncio.wait_for(call, self._op_timeout)
+        except asyncio.TimeoutError:  # (redis-py drops the connection it cancelled)
+            raise RedisTimeoutError(f"no answer within {self._op_timeout:g} s") from None
 
     def _complain(self, exc: BaseException) -> None:
         if time.monotonic() - self._complained >= _COMPLAIN_EVERY or not self._complained:

@@ -26,7 +26,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from ai_orchestrator import Result, Task, TaskClient, TaskConstraints, TaskStatus
-from ai_orchestrator.budgets import Budgets
+from ai_orchestrator.budgets import Budgets, Decision, LocalStore
 from ai_orchestrator.budgets._redis import RedisStore
 from ai_orchestrator.errors import NAMED_BUDGET_EXCEEDED
 from ai_orchestrator.local.devserver import DevServer
@@ -160,3 +160,23 @@ async def test_two_worker_processes_share_one_budget_in_redis(
     spent, held = await store.standing(name)
     await store.aclose()
     assert held == 0 and spent <= BUDGET + CHUNK
+
+
+class _SilentSettle(LocalStore):
+    """A store that grants shares but never answers a settlement (Redis stalled)."""
+
+    async def settle(self, decision: Decision, cost: float) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_a_settlement_the_store_never_answers_keeps_the_paid_answer(
+    client: Client, queue: str, sim: Simulator, tasks: TaskClient
+) -> None:
+    """The answer is returned, paid once; the share is left to its lease."""
+    sim.tokens_per_second, sim.default_tokens = 100, 10
+    name = unique("team")
+    constraints = TaskConstraints(model=MODEL, max_tokens=10, budget=name, timeout_seconds=60)
+    async with running_worker(client, queue, sim, budgets=Budgets({name: 1.0}, _SilentSettle())):
+        result = await tasks.execute(Task(prompt="settle me", constraints=constraints))
+    assert result.status == TaskStatus.COMPLETED, result.error
+    assert len(sim.requests) == 1  # paid once

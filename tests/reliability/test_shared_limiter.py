@@ -23,7 +23,7 @@ from ai_orchestrator.limits._redis import RedisLimiter
 from ai_orchestrator.local.devserver import DevServer
 from ai_orchestrator.simulator import Quotas, Simulator
 
-from ..conftest import FAST_RETRY, SECRET_KEY, unique
+from ..conftest import FAST_RETRY, SECRET_KEY, running_worker, unique
 from ..support.helpers import wait_until
 from ..support.processes import spawn_ready_worker, stop, worker_env
 
@@ -263,3 +263,33 @@ async def test_a_killed_worker_does_not_hold_up_the_line(
     the line is shown above.)"""
     refused = await _burst(temporal, client, sim, redis_url, workers=4, tasks=24, kill_one=True)
     assert refused <= 2
+
+
+async def test_a_redis_that_stops_answering_lets_calls_go_and_pays_each_once(
+    client: Client, queue: str, sim: Simulator
+) -> None:
+    """Redis accepts connections but answers nothing (a partition, a stalled host):
+    the calls go ahead unreserved within their heartbeat timeout, as when it is down,
+    and each answer is paid for once and kept."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    tasks = TaskClient(client, task_queue=queue, retry=FAST_RETRY)
+    constraints = TaskConstraints(max_tokens=20, timeout_seconds=60)
+    limiter = RedisLimiter(f"redis://:pw@127.0.0.1:{port}/0")
+    try:
+        async with running_worker(client, queue, sim, limiter=limiter):
+            results = await asyncio.gather(
+                *(
+                    tasks.execute(Task(prompt=f"stalled {i}", constraints=constraints))
+                    for i in range(2)
+                )
+            )
+    finally:
+        server.close()
+    assert [r.status for r in results] == [TaskStatus.COMPLETED] * 2, results[0].error
+    assert len([r for r in sim.requests if r.status == 200]) == 2  # none paid twice

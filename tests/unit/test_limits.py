@@ -189,3 +189,32 @@ def test_each_gemini_account_has_its_own_limit_key() -> None:
     assert key("AIza-one") != key("AIza-two")
     assert key("AIza-one") != key("AIza-one", "http://other:1")
     assert "AIza-one" not in key("AIza-one")  # the key is hashed, never kept
+
+
+async def test_settling_never_holds_up_the_answer_it_settles() -> None:
+    """The attempt returns its paid answer after settling: a limiter that does not
+    answer (a stalled Redis) must not keep it past its heartbeat timeout."""
+    from types import SimpleNamespace
+
+    from ai_orchestrator.activities import _quota
+
+    answered = asyncio.Event()
+
+    class _Stalled(LocalLimiter):
+        async def observe(self, key: str, seen: Observed, *, opened: bool = False) -> None:
+            await answered.wait()
+
+    limiter = _Stalled()
+    stream = SimpleNamespace(
+        usage=None, opened=True, chunks=5, model="m", response_headers=lambda: {}
+    )
+    meter = SimpleNamespace(quota_tokens=SimpleNamespace(add=lambda *a: None))
+    lease = await limiter.acquire("k", 100)
+    settling = _quota.settle(limiter, lease, stream, 40, None, lambda: meter)  # type: ignore[arg-type]
+    await asyncio.wait_for(settling, 10)  # a hang guard, not a measure
+    answered.set()
+    for _ in range(100):  # settled in the background once the limiter answers
+        await asyncio.sleep(0.01)
+        if not limiter.bucket("k").leases:
+            break
+    assert not limiter.bucket("k").leases
