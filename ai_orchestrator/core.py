@@ -180,6 +180,14 @@ class TaskConstraints(_Model):
     #: the task fails with ``NamedBudgetExceeded``. A name the worker does not
     #: know fails the task at once. Combines with ``max_cost_usd``: the tighter holds.
     budget: str | None = None
+    #: How the answer is bought. ``"realtime"`` (the default) streams it now.
+    #: ``"batch"`` sends the task in the provider's batch API (OpenAI, Anthropic):
+    #: half the price, answered within the provider's 24-hour window, the answer
+    #: arriving whole (no stream); tasks of one model are gathered for a few
+    #: seconds into one provider batch. ``"auto"`` takes the batch when
+    #: ``timeout_seconds`` leaves the whole window plus an hour to go real time
+    #: should the batch expire (at least 25 hours), real time otherwise.
+    delivery: Literal["realtime", "batch", "auto"] = "realtime"
 
     @field_validator("timeout_seconds")
     @classmethod

@@ -66,6 +66,8 @@ class AttemptBill(_Msg):
     #: identify (its worker died before it recorded anything, or a create whose
     #: answer never reached us): counted, flagged, never silently dropped.
     cost_unknown: bool = False
+    #: ``"batch"``: answered through the provider's batch API, at its price.
+    delivery: str | None = None
 
 
 #: Outcomes after which the provider generates nothing more for that answer.

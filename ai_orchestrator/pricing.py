@@ -21,11 +21,29 @@ class ModelPrice(BaseModel):
 
     input_per_million: float = Field(ge=0)
     output_per_million: float = Field(ge=0)
+    #: Through the provider's batch API (None: ``BATCH_DISCOUNT`` of the above, as
+    #: OpenAI, Anthropic and Google all charge).
+    batch_input_per_million: float | None = Field(default=None, ge=0)
+    batch_output_per_million: float | None = Field(default=None, ge=0)
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (
             prompt_tokens * self.input_per_million + completion_tokens * self.output_per_million
         ) / 1_000_000
+
+    def batch_cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """What the answer costs through the provider's batch API."""
+        per_in = self.batch_input_per_million
+        per_out = self.batch_output_per_million
+        return (
+            prompt_tokens * (self.input_per_million * BATCH_DISCOUNT if per_in is None else per_in)
+            + completion_tokens
+            * (self.output_per_million * BATCH_DISCOUNT if per_out is None else per_out)
+        ) / 1_000_000
+
+
+#: Batch APIs answer within 24 hours at half the price (OpenAI, Anthropic, Google).
+BATCH_DISCOUNT = 0.5
 
 
 #: List prices (standard tier, USD per 1M tokens) at the time of writing: OpenAI,

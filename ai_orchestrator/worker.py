@@ -23,7 +23,7 @@ from temporalio.client import Client
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from .activities import LLMActivities
+from .activities import BatchActivities, LLMActivities
 from .budgets import budgets_from_env
 from .client import connect_client
 from .config import (
@@ -32,15 +32,16 @@ from .config import (
     task_queue,
 )
 from .core import Platform
+from .delivery import settings_from_env as batch_settings
 from .limits import default_max_tokens, limiter_from_env
 from .live import LivePublisher
 from .live._config import checkpoint_interval, publisher_from_env
 from .messages import MAX_OUTPUT_BYTES
 from .pricing import PricingTable
-from .providers import Provider
+from .providers import BatchProvider, Provider
 from .providers._config import from_env as vendor_providers
 from .providers._config import secrets as vendor_secrets
-from .workflows import TaskWorkflow
+from .workflows import BatchCollectorWorkflow, ProviderBatchWorkflow, TaskWorkflow
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ def build_worker(
     checkpoint_interval: float = 1.0,
     limiter: Any = _FROM_ENV,  # a LocalLimiter, or None to react to 429s only
     budgets: Any = _FROM_ENV,  # named budgets (Budgets), or None: tasks naming one fail
+    batches: Mapping[Platform, BatchProvider] | None = None,
 ) -> Worker:
     """A worker for task workflows and provider calls on ``task_queue``.
 
@@ -125,12 +127,28 @@ def build_worker(
         default_max_tokens=default_max_tokens(),
         budgets=budgets,
     )
+    # Batch delivery: without a batch client for a task's platform, its join
+    # fails and the task is answered in real time.
+    sending = BatchActivities(
+        batches or {},
+        pricing=pricing or PricingTable(),
+        default_model=provider.default_model,
+        settings=batch_settings(),
+    )
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[TaskWorkflow],
+        workflows=[TaskWorkflow, BatchCollectorWorkflow, ProviderBatchWorkflow],
         workflow_runner=WORKFLOW_RUNNER,
-        activities=[activities.stream_completion, activities.stop_answers],
+        activities=[
+            activities.stream_completion,
+            activities.stop_answers,
+            sending.join,
+            sending.submit,
+            sending.poll,
+            sending.cancel,
+            sending.fan_out,
+        ],
         max_concurrent_activities=max_concurrent_activities,
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
@@ -181,6 +199,8 @@ async def running(
             providers = vendor_providers(read_timeout=provider.read_timeout)
         for extra in providers.values():
             stack.push_async_callback(extra.aclose)
+        if "batches" not in options:
+            options["batches"] = batch_clients(llm, providers)
         worker = build_worker(
             client,
             task_queue=task_queue,
@@ -193,6 +213,23 @@ async def running(
             served = ", ".join(p.value for p in {*providers, *([Platform.CHATGPT] if llm else [])})
             logger.info("worker listening on task queue %r (providers: %s)", task_queue, served)
             yield worker
+
+
+def batch_clients(
+    llm: AsyncOpenAI | None, providers: Mapping[Platform, Provider]
+) -> dict[Platform, BatchProvider]:
+    """Batch APIs over the same vendor clients (and keys) as the real-time calls."""
+    found: dict[Platform, BatchProvider] = {}
+    if llm is not None:
+        from .providers import OpenAIBatches
+
+        found[Platform.CHATGPT] = OpenAIBatches(llm)
+    claude = providers.get(Platform.CLAUDE)
+    if claude is not None and getattr(claude, "client", None) is not None:
+        from .providers import AnthropicBatches
+
+        found[Platform.CLAUDE] = AnthropicBatches(claude.client)  # type: ignore[attr-defined]
+    return found
 
 
 async def until_signalled() -> None:

@@ -112,6 +112,11 @@ class AnthropicProvider:
         if self._client.max_retries != 0:
             raise ValueError("the anthropic client must have max_retries=0: Temporal retries")
 
+    @property
+    def client(self) -> AsyncAnthropic:
+        """The SDK client (the batch API uses the same one, and its key)."""
+        return self._client
+
     def stream(self, task: Task, model: str) -> AnthropicStream:
         return AnthropicStream(self._client, request_params(task, model))
 

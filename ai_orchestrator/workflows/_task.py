@@ -22,7 +22,9 @@ activity (their real bill replaces the estimates), an attempt lost with its
 worker is priced and an answer it created is billed even before its first text,
 and the route names the model and platform each failed leg actually called.
 ``BUDGET`` (2026-12, taken only by tasks with ``max_cost_usd`` that fall back):
-the next model's activity is told what the models before it cost.
+the next model's activity is told what the models before it cost. ``BATCHED``
+(2026-12, taken only by tasks with ``delivery="batch"`` or ``"auto"``): the task
+is answered through a provider batch (see ``_batch_path``), real time otherwise.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from temporalio.exceptions import (
 
 with workflow.unsafe.imports_passed_through():
     from ..core import LENIENT_CONTEXT, Platform, Result, Task, TaskStatus
+    from ..delivery import ANSWER_SIGNAL, BATCH_QUERY, JOINED_UPDATE, BatchAnswer, BatchJoined
     from ..errors import OUTPUT_TOO_LARGE, TASK_FAILED
     from ..messages import (
         CHUNKS_SIGNAL,
@@ -62,6 +65,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from ..output import OutputBuffer
     from ..search import COST_USD, STATUS, TOKENS
+    from ._batch_path import BATCHED, BatchPath, wants_batch
     from ._options import DEFAULT_TIMEOUT_SECONDS, FALLBACK_ERROR_TYPES, stream_activity_options
 
 #: See the module docstring; never rename or remove while runs may carry them.
@@ -131,11 +135,29 @@ class TaskWorkflow:
         self._buffer = OutputBuffer(run_id=workflow.info().run_id)
         self._status = TaskStatus.PENDING
         self._done = False
+        self._batch = BatchPath()
 
     @workflow.signal(name=CHUNKS_SIGNAL)
     def chunks(self, batch: ChunkBatch) -> None:
         if not self._done:
             self._buffer.apply(batch)
+
+    @workflow.update(name=JOINED_UPDATE)
+    def batch_joined(self, joined: BatchJoined) -> bool:
+        return self._batch.join(joined)
+
+    @batch_joined.validator
+    def _may_join(self, joined: BatchJoined) -> None:
+        self._batch.check(joined)
+
+    @workflow.signal(name=ANSWER_SIGNAL)
+    def batch_answer(self, answer: BatchAnswer) -> None:
+        self._batch.answered(answer)
+
+    @workflow.query(name=BATCH_QUERY)
+    def batch(self) -> BatchJoined | None:
+        """The provider batch workflow holding this task, if one does."""
+        return self._batch.joined
 
     @workflow.query(name=PROGRESS_QUERY)
     def progress(self, query: ProgressQuery) -> Progress:
@@ -228,6 +250,19 @@ class TaskWorkflow:
             billed = billed.settle_response(bill)
         return billed
 
+    async def _through_batch(self, input: TaskInput, deadline: Any) -> CompletionOutput | None:
+        """The provider batch's answer; None: real time. A cancel or a refusal ends
+        the task here, as on the real-time path."""
+        try:
+            return await self._batch.wait(input.task, deadline)
+        except asyncio.CancelledError:
+            await self._batch.leave()
+            self._finish(input, TaskStatus.CANCELLED, every_end_state=True)
+            raise
+        except ApplicationError:
+            self._finish(input, TaskStatus.FAILED, every_end_state=True)
+            raise
+
     @workflow.run
     async def run(self, input: TaskInput) -> Result:
         task = input.task
@@ -248,7 +283,10 @@ class TaskWorkflow:
             ]
         spent = Ledger()  # what the models given up on were billed
         route: list[dict[str, Any]] = []
-        for index, attempt_task in enumerate(routes):
+        output: CompletionOutput | None = None
+        if edges and wants_batch(task, constraints, timeout) and workflow.patched(BATCHED):
+            output = await self._through_batch(input, deadline)
+        for index, attempt_task in enumerate(routes if output is None else []):
             model = attempt_task.effective_constraints.model or "default model"
             budget = timeout if index == 0 else deadline - workflow.now()
             try:

@@ -64,6 +64,7 @@ CONSTRAINT_CHANGES: dict[str, Any] = {
     "chat_resume": "prefix",
     "max_cost_usd": 0.5,
     "budget": "team-a",
+    "delivery": "batch",
 }
 
 

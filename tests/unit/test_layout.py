@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     {"core", "pricing", "metrics", "streaming", "simulator"},  # vocabulary, no deps
     {"exceptions", "messages", "config", "search"},
     {"redis_urls"},
-    {"output", "errors"},
+    {"output", "errors", "delivery"},
     {"payloads", "retry", "limits", "budgets"},
     {"providers"},
     {"live"},

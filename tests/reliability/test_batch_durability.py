@@ -1,0 +1,112 @@
+"""Batch delivery survives what production throws at it: a worker SIGKILLed while
+tasks gather or while the batch is out, and the Temporal server SIGKILLed while
+answers are handed out. Never two provider batches, never a lost answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+from temporalio.service import RetryConfig
+
+from ai_orchestrator import Task, TaskClient, TaskConstraints, TaskStatus
+from ai_orchestrator.local.devserver import DevServer
+from ai_orchestrator.payloads.converter import data_converter
+from ai_orchestrator.simulator import BatchBehaviour, Simulator
+
+from ..conftest import FAST_RETRY, SECRET_KEY, running_worker, unique
+from ..support.helpers import wait_until
+from ..support.processes import spawn_ready_worker, stop, worker_env
+
+BATCH = TaskConstraints(delivery="batch", max_tokens=20, timeout_seconds=300)
+SETTINGS = {
+    "AI_ORCHESTRATOR_BATCH_WINDOW_SECONDS": "1",
+    "AI_ORCHESTRATOR_BATCH_POLL_SECONDS": "0.5",
+    "AI_ORCHESTRATOR_BATCH_POLL_MAX_SECONDS": "1",
+}
+
+
+def _answered_once(sim: Simulator, prompts: list[str], *, batches: int | None = 1) -> None:
+    """Every task went to a provider batch once (in ``batches`` batches, if given);
+    nothing was asked in real time."""
+    sent = [item for batch in sim.batches.values() for item in batch.items]
+    assert len(sent) == len(prompts)
+    if batches is not None:
+        assert len(sim.batches) == batches
+    assert not sim.requests
+
+
+@pytest.mark.parametrize("phase", ["gathering", "waiting"])
+async def test_a_worker_killed_mid_batch_sends_it_once_and_loses_no_answer(
+    temporal: DevServer, client: Client, sim: Simulator, phase: str
+) -> None:
+    sim.batch_behaviour = BatchBehaviour(turnaround=4)
+    queue = unique("tq-bk")
+    env = {**worker_env(temporal.target, queue, sim.base_url, SECRET_KEY), **SETTINGS}
+    tasks = TaskClient(client, task_queue=queue, retry=FAST_RETRY)
+    prompts = [f"durable {i}" for i in range(30)]
+    first = await spawn_ready_worker(env)
+    second = None
+    try:
+        ids = [
+            await tasks.submit_task(Task(prompt=p, task_id=unique("bk"), constraints=BATCH))
+            for p in prompts
+        ]
+        if phase == "waiting":
+            await wait_until(lambda: bool(sim.batches), 60, "the provider batch")
+        first.kill()
+        await first.wait()
+        second = await spawn_ready_worker(env)
+        results = await asyncio.gather(*(tasks.get_result(i, timeout=240) for i in ids))
+    finally:
+        await stop(first)
+        if second is not None:
+            await stop(second)
+    assert [r.status for r in results] == [TaskStatus.COMPLETED] * len(ids), results[0].error
+    # A task whose join was on the killed worker joins again, maybe a later batch.
+    _answered_once(sim, prompts, batches=1 if phase == "waiting" else None)
+
+
+async def test_the_server_killed_while_answers_are_handed_out_loses_none(
+    tmp_path: Path, sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in SETTINGS.items():
+        monkeypatch.setenv(name, value)
+    sim.batch_behaviour = BatchBehaviour(turnaround=1)
+    db = tmp_path / "temporal.db"
+    server = await DevServer(db_file=db).start()
+    port = server.port
+    try:
+        client = await Client.connect(
+            server.target,
+            data_converter=data_converter(),
+            retry_config=RetryConfig(initial_interval_millis=100, max_retries=2),
+        )
+        queue = unique("tq-bs")
+        tasks = TaskClient(client, task_queue=queue, retry=FAST_RETRY)
+        prompts = [f"outlive {i}" for i in range(150)]
+        async with running_worker(client, queue, sim):
+            ids = [
+                await tasks.submit_task(Task(prompt=p, task_id=unique("bs"), constraints=BATCH))
+                for p in prompts
+            ]
+            (batch,) = [b async for b in _first_batch(sim)]
+            # The batch has ended: the worker is handing out its answers now.
+            await wait_until(lambda: batch.ended, 60, "the provider batch to end")
+            server.kill()
+            await asyncio.sleep(1)
+            server = await DevServer(db_file=db, port=port).start()
+            results = await asyncio.gather(*(tasks.get_result(i, timeout=240) for i in ids))
+    finally:
+        await server.stop()
+    assert [r.status for r in results] == [TaskStatus.COMPLETED] * len(ids), results[0].error
+    _answered_once(sim, prompts)
+
+
+async def _first_batch(sim: Simulator):  # type: ignore[no-untyped-def]
+    await wait_until(lambda: bool(sim.batches), 60, "the provider batch")
+    for batch in sim.batches.values():
+        yield batch
