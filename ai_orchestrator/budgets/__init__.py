@@ -16,6 +16,7 @@ per change. Both keep the same rules (``_store.Day``).
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import re
@@ -37,6 +38,8 @@ from ._store import (
     LocalStore,
     day_of,
 )
+
+logger = logging.getLogger(__name__)
 
 #: ``"team-a:usd_per_day=5;tenant-b:usd_per_day=20"``: what each budget may spend a UTC day.
 ENV_BUDGETS = "AI_ORCHESTRATOR_BUDGETS"
@@ -114,15 +117,44 @@ class Budgets:
         limit = self.limits[name]
         lease = uuid.uuid4().hex
         while True:
-            decision = await self.store.reserve(name, limit, want, least, lease)
+            asking = asyncio.ensure_future(self.store.reserve(name, limit, want, least, lease))
+            try:
+                decision = await asyncio.shield(asking)
+            except asyncio.CancelledError:
+                # The store may grant it all the same (its answer on the way): nobody
+                # would settle that share, so it goes back as soon as it is known.
+                asking.add_done_callback(self._give_back)
+                raise
             if decision.outcome != WAIT:
                 return decision
             if while_waiting is not None:
                 await while_waiting(decision)
             await asyncio.sleep(POLL_SECONDS)
 
+    def _give_back(self, asking: asyncio.Future[Decision]) -> None:
+        """Settle at $0 a share granted to a call cancelled while it was asking."""
+        if asking.cancelled() or asking.exception() is not None:
+            return
+        decision = asking.result()
+        if decision.outcome == GRANTED:
+            task = asyncio.ensure_future(self._settle_unused(decision))
+            _giving_back.add(task)
+            task.add_done_callback(_giving_back.discard)
+
+    async def _settle_unused(self, decision: Decision) -> None:
+        try:
+            await self.store.settle(decision, 0.0)
+        except Exception as exc:  # it is charged in full when its lease runs out
+            logger.warning(
+                "could not give back a share of named budget %r: %s", decision.budget, exc
+            )
+
     async def aclose(self) -> None:
         await self.store.aclose()
+
+
+#: Shares on their way back to the store (a task nobody holds may be collected).
+_giving_back: set[asyncio.Future[None]] = set()
 
 
 def budgets_from_env(env: Mapping[str, str] | None = None) -> Budgets | None:

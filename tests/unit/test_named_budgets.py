@@ -267,6 +267,32 @@ async def test_a_call_waits_for_reservations_in_flight_to_settle(
     assert polls == [0.8, 0.8, 0.8]
 
 
+async def test_a_call_cancelled_while_its_share_is_being_granted_gives_the_share_back() -> None:
+    """The store granted the share as the cancel arrived (a Redis reply on its way):
+    nobody will settle it, so it must go back, not be charged in full at its lease's end."""
+    answering, answered = asyncio.Event(), asyncio.Event()
+
+    class _Slow(LocalStore):
+        async def reserve(self, *args: Any) -> Any:
+            answering.set()
+            decision = await super().reserve(*args)  # granted in the store ...
+            await answered.wait()  # ... the reply still on its way
+            return decision
+
+    budgets = Budgets({"a": 1.0}, _Slow())
+    call = asyncio.ensure_future(budgets.reserve("a", 0.4, 0.01))
+    await answering.wait()
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    answered.set()
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if await budgets.store.standing("a") == (0, 0):
+            break
+    assert await budgets.store.standing("a") == (0, 0)  # nothing held, nothing spent
+
+
 # -- a call's share ----------------------------------------------------------------------
 
 
