@@ -175,14 +175,22 @@ class RedisLimiter:
                 pass
             raise
 
+    async def _tell(self, key: str, op: str, *args: object) -> None:
+        """A change no call waits for: with Redis unreachable it is dropped (and said
+        in the log once a minute, like a call going ahead unreserved)."""
+        try:
+            await self._run(key, op, *args)
+        except RedisError as exc:
+            self._complain(exc)
+
     async def settle(self, lease: Lease, used: int | None) -> None:
         if lease.id:  # "": Redis was unreachable and nothing was reserved
-            await self._run(lease.key, "settle", lease.id, "" if used is None else used)
+            await self._tell(lease.key, "settle", lease.id, "" if used is None else used)
 
     async def observe(self, key: str, seen: Observed, *, opened: bool = False) -> None:
         if seen.empty and not opened:
             return
-        await self._run(
+        await self._tell(
             key,
             "observe",
             "1" if opened else "0",
@@ -193,7 +201,7 @@ class RedisLimiter:
         )
 
     async def pause(self, key: str, seconds: float) -> None:
-        await self._run(key, "pause", repr(float(seconds)))
+        await self._tell(key, "pause", repr(float(seconds)))
 
     async def state(self, key: str) -> dict[str, str]:
         """The key's bucket as Redis holds it (for tests and operators)."""
