@@ -172,6 +172,10 @@ class FanOutSummary(_Msg):
     tokens: int = 0
 
 
+#: Tasks in one provider batch at most: their ids ride in the provider batch
+#: workflow's input (about 150 bytes each, under Temporal's 2 MB payload limit).
+#: 50,000 tasks of one model go as ten or more provider batches.
+MAX_ITEMS = 5000
 #: The collector's settings, read by workers (the first task of a key fixes them).
 ENV_WINDOW = "AI_ORCHESTRATOR_BATCH_WINDOW_SECONDS"
 ENV_MAX_WAIT = "AI_ORCHESTRATOR_BATCH_MAX_WAIT_SECONDS"
@@ -198,7 +202,9 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> dict[str, float |
             value = kind(raw)
         except ValueError:
             value = -1
-        if value <= 0 or (field == "max_items" and value > 50_000):
-            raise ConfigError(f"{name} must be a positive number (max_items at most 50000)")
+        if value <= 0 or (field == "max_items" and value > MAX_ITEMS):
+            raise ConfigError(
+                f"{name} must be a positive number ({ENV_MAX_ITEMS}: at most {MAX_ITEMS})"
+            )
         found[field] = value
     return found

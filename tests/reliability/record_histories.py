@@ -16,6 +16,7 @@ earlier version of this script, before the ``v1-`` names.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -30,15 +31,18 @@ from temporalio.client import Client
 
 from ai_orchestrator import Task, TaskClient, TaskConstraints
 from ai_orchestrator.config import ProviderSettings
+from ai_orchestrator.delivery import BATCH_QUERY, BatchJoined
 from ai_orchestrator.local.devserver import DevServer
 from ai_orchestrator.messages import RetrySettings
 from ai_orchestrator.payloads.codec import EncryptionCodec
 from ai_orchestrator.payloads.converter import data_converter
-from ai_orchestrator.simulator import Fault, Simulator
+from ai_orchestrator.simulator import BatchBehaviour, Fault, Simulator
 from ai_orchestrator.worker import running
 
+from ..support.helpers import wait_until
+
 HERE = Path(__file__).parent / "histories"
-VERSION = "v6"
+VERSION = "v7"
 RETRY = RetrySettings(initial_interval_seconds=0.2, heartbeat_timeout_seconds=2.0)
 FEW_ATTEMPTS = RetrySettings(
     max_attempts=3, initial_interval_seconds=0.2, heartbeat_timeout_seconds=2.0
@@ -279,6 +283,46 @@ async def budget_fallback(ctx: Ctx, wid: str) -> None:
         )
 
 
+BATCH = TaskConstraints(delivery="batch", max_tokens=20)
+#: The collector every batch recipe goes through (task queue "record", the default model).
+COLLECTOR = "ai-orchestrator-batch:record:chatgpt:gpt-4o-mini"
+
+
+async def _save_batch_workflows(ctx: Ctx, wid: str) -> None:
+    """The provider batch that held ``wid`` and the collector, beside the task's own."""
+    joined = await ctx.client.get_workflow_handle(wid).query(BATCH_QUERY, result_type=BatchJoined)
+    batch = ctx.client.get_workflow_handle(joined.batch_workflow_id)
+    await batch.result()
+    for name, handle in ((f"{wid}-provider-batch", batch), (f"{wid}-collector", None)):
+        handle = handle or ctx.client.get_workflow_handle(COLLECTOR)
+        path = HERE / f"{name}.json"
+        if not path.exists():
+            with path.open("x") as f:
+                f.write((await handle.fetch_history()).to_json())
+            print(f"recorded {name}")
+
+
+async def batch_answered(ctx: Ctx, wid: str) -> None:
+    ctx.sim.batch_behaviour = BatchBehaviour(turnaround=0.3)
+    await ctx.tasks().execute(Task(prompt="answered in a batch", task_id=wid, constraints=BATCH))
+    await _save_batch_workflows(ctx, wid)
+
+
+async def batch_to_realtime(ctx: Ctx, wid: str) -> None:
+    ctx.sim.batch_behaviour = BatchBehaviour(turnaround=0.3, error_rate=1.0)
+    await ctx.tasks().execute(Task(prompt="batch failed it", task_id=wid, constraints=BATCH))
+
+
+async def batch_cancelled_after_sending(ctx: Ctx, wid: str) -> None:
+    ctx.sim.batch_behaviour = BatchBehaviour(turnaround=30)
+    tasks = ctx.tasks()
+    await tasks.submit_task(Task(prompt="cancelled in a batch", task_id=wid, constraints=BATCH))
+    await wait_until(lambda: bool(ctx.sim.batches), 60, "the provider batch")
+    await tasks.cancel_task(wid)
+    await tasks.get_result(wid)
+    await _save_batch_workflows(ctx, wid)
+
+
 Recipe = Callable[[Ctx, str], Awaitable[None]]
 COMPLETED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
 FAILED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED
@@ -313,6 +357,11 @@ RECIPES: dict[str, tuple[Recipe, EventType.ValueType, int]] = {
     # From v6 on (ai-orchestrator-2026-12-budget: max_cost_usd over fallback models):
     "budget-stopped": (budget_stopped, FAILED, 1),
     "budget-fallback": (budget_fallback, FAILED, 1),
+    # From v7 on (ai-orchestrator-2026-12-batched: delivery through provider batches;
+    # the provider batch and collector workflows are saved beside the task):
+    "batch-answered": (batch_answered, COMPLETED, 0),
+    "batch-to-realtime": (batch_to_realtime, COMPLETED, 1),
+    "batch-cancelled-after-sending": (batch_cancelled_after_sending, CANCELED, 0),
 }
 
 
@@ -322,6 +371,8 @@ async def record(kinds: list[str]) -> None:
     if not todo:
         print(f"nothing to record: every {VERSION}- history exists (they are never re-recorded)")
         return
+    os.environ.setdefault("AI_ORCHESTRATOR_BATCH_WINDOW_SECONDS", "0.5")
+    os.environ.setdefault("AI_ORCHESTRATOR_BATCH_POLL_SECONDS", "0.3")
     async with DevServer() as server, Simulator(tokens_per_second=100, default_tokens=30) as sim:
         client = await Client.connect(server.target, data_converter=data_converter())
         provider = ProviderSettings(

@@ -38,9 +38,15 @@ from ai_orchestrator.payloads.codec import EncryptionCodec
 from ai_orchestrator.payloads.converter import data_converter
 from ai_orchestrator.search import STATUS
 from ai_orchestrator.worker import STRICT_WORKFLOW_RUNNER, WORKFLOW_RUNNER
-from ai_orchestrator.workflows import TaskWorkflow
+from ai_orchestrator.workflows import BatchCollectorWorkflow, ProviderBatchWorkflow, TaskWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
+#: The workflow a recorded history replays on, by its type.
+WORKFLOWS: dict[str, type] = {
+    "AiTask": TaskWorkflow,
+    "AiTaskBatchCollector": BatchCollectorWorkflow,
+    "AiProviderBatch": ProviderBatchWorkflow,
+}
 PATHS = sorted(HISTORIES.glob("*.json"))
 
 #: Histories may be added, never removed: each name here must still be on disk.
@@ -88,6 +94,15 @@ RECORDED = {
     # ai-orchestrator-2026-12-budget: max_cost_usd held over fallback models.
     "v6-budget-fallback",
     "v6-budget-stopped",
+    # ai-orchestrator-2026-12-batched: delivery through a provider batch, with the
+    # provider batch and collector workflows that carried it.
+    "v7-batch-answered",
+    "v7-batch-answered-provider-batch",
+    "v7-batch-answered-collector",
+    "v7-batch-to-realtime",
+    "v7-batch-cancelled-after-sending",
+    "v7-batch-cancelled-after-sending-provider-batch",
+    "v7-batch-cancelled-after-sending-collector",
 }
 
 # A TEST key, public on purpose (the same bytes are in record_histories.py): the
@@ -117,6 +132,13 @@ def load(path: Path) -> WorkflowHistory:
     records in the reset's ``WorkflowTaskFailed`` event.
     """
     history = WorkflowHistory.from_json(path.stem, path.read_text())
+    children = [
+        e.start_child_workflow_execution_initiated_event_attributes.workflow_id
+        for e in history.events
+        if e.HasField("start_child_workflow_execution_initiated_event_attributes")
+    ]
+    if children:  # a collector names its provider batches after its own id
+        history = WorkflowHistory(children[0].rsplit("/", 1)[0], history.events)
     resets = [
         e.workflow_task_failed_event_attributes.new_run_id
         for e in history.events
@@ -141,7 +163,7 @@ CONTROL_RUNNER = SandboxedWorkflowRunner(
 async def replay(
     workflow_class: type, history: WorkflowHistory, *, strict: bool = False
 ) -> BaseException | None:
-    runner = WORKFLOW_RUNNER if workflow_class is TaskWorkflow else CONTROL_RUNNER
+    runner = WORKFLOW_RUNNER if workflow_class in WORKFLOWS.values() else CONTROL_RUNNER
     replayer = Replayer(
         workflows=[workflow_class],
         data_converter=converter_for(history.workflow_id),
@@ -158,12 +180,15 @@ def test_no_recorded_history_was_removed() -> None:
 @pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
 async def test_recorded_history_replays(path: Path) -> None:
     history = load(path)
-    assert history.events[-1].event_type in CLOSED  # a whole run, start to end
-    failure = await replay(TaskWorkflow, history)
+    started = history.events[0].workflow_execution_started_event_attributes
+    workflow_class = WORKFLOWS[started.workflow_type.name]
+    if workflow_class is not BatchCollectorWorkflow:  # a collector runs on, idle
+        assert history.events[-1].event_type in CLOSED  # a whole run, start to end
+    failure = await replay(workflow_class, history)
     assert failure is None, failure
     # The worker passes the workflow module through the sandbox; the strict sandbox
     # would still refuse a clock, randomness or I/O on every path these runs took.
-    failure = await replay(TaskWorkflow, history, strict=True)
+    failure = await replay(workflow_class, history, strict=True)
     assert failure is None, failure
 
 

@@ -1,0 +1,64 @@
+"""Batch delivery's rules that need no server: when a task takes a batch, and the
+collector's settings from the environment."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from ai_orchestrator import Task, TaskConstraints
+from ai_orchestrator.activities._batches import batch_tag, index_of, item_custom_id
+from ai_orchestrator.config import ConfigError
+from ai_orchestrator.core import Platform
+from ai_orchestrator.delivery import MAX_ITEMS, settings_from_env
+from ai_orchestrator.workflows._batch_path import wants_batch
+
+DAY = 24 * 3600
+
+
+@pytest.mark.parametrize(
+    ("delivery", "timeout", "batched"),
+    [
+        ("realtime", 30 * 3600, False),
+        ("batch", 300, True),  # asked for: taken, whatever the deadline
+        ("auto", 300, False),
+        ("auto", DAY + 3599, False),  # the window, but no hour to go real time after
+        ("auto", DAY + 3600, True),
+    ],
+)
+def test_which_tasks_take_a_batch(delivery: str, timeout: float, batched: bool) -> None:
+    constraints = TaskConstraints(delivery=delivery, timeout_seconds=timeout)  # type: ignore[arg-type]
+    task = Task(prompt="p", constraints=constraints)
+    assert wants_batch(task, constraints, timedelta(seconds=timeout)) is batched
+
+
+def test_an_agent_session_never_takes_a_batch() -> None:
+    constraints = TaskConstraints(delivery="batch")
+    task = Task(prompt="p", constraints=constraints, platform_hint=Platform.CLAUDE_CODE)
+    assert not wants_batch(task, constraints, timedelta(seconds=300))
+
+
+def test_a_bad_delivery_is_refused_at_submit() -> None:
+    with pytest.raises(ValueError, match="delivery"):
+        TaskConstraints(delivery="overnight")  # type: ignore[arg-type]
+
+
+def test_collector_settings_from_the_environment() -> None:
+    assert settings_from_env({}) == {}
+    assert settings_from_env(
+        {"AI_ORCHESTRATOR_BATCH_WINDOW_SECONDS": "0.5", "AI_ORCHESTRATOR_BATCH_MAX_ITEMS": "100"}
+    ) == {"window_seconds": 0.5, "max_items": 100}
+    for bad in ("0", "-1", "soon"):
+        with pytest.raises(ConfigError, match="AI_ORCHESTRATOR_BATCH_POLL_SECONDS"):
+            settings_from_env({"AI_ORCHESTRATOR_BATCH_POLL_SECONDS": bad})
+    with pytest.raises(ConfigError, match=f"at most {MAX_ITEMS}"):
+        settings_from_env({"AI_ORCHESTRATOR_BATCH_MAX_ITEMS": str(MAX_ITEMS + 1)})
+
+
+def test_result_ids_name_members_of_this_batch_only() -> None:
+    tag, other = batch_tag("collector/one"), batch_tag("collector/two")
+    assert len(tag) <= 64 and tag != other
+    assert index_of(tag, item_custom_id(tag, 41)) == 41
+    assert index_of(tag, item_custom_id(other, 41)) is None  # a stranger's result
+    assert index_of(tag, "m000041") is None
