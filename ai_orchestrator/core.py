@@ -208,6 +208,16 @@ class TaskConstraints(_Model):
             raise ValueError("fallback_models must name models (no blank entries)")
         return value
 
+    @model_validator(mode="after")
+    def _batch_cannot_be_capped(self) -> TaskConstraints:
+        if self.delivery == "batch" and (self.max_cost_usd is not None or self.budget):
+            raise ValueError(
+                "delivery='batch' cannot hold max_cost_usd or a named budget: a batch answer "
+                "arrives whole and cannot be stopped at a cap (use 'realtime', or 'auto', "
+                "which streams capped tasks in real time)"
+            )
+        return self
+
     @field_validator("budget")
     @classmethod
     def _budget_named(cls, value: str | None, info: ValidationInfo) -> str | None:

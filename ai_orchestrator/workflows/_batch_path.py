@@ -42,7 +42,10 @@ def wants_batch(task: Task, constraints: TaskConstraints, timeout: timedelta) ->
     if delivery == "batch":
         return True
     if delivery == "auto":
-        return timeout.total_seconds() >= COMPLETION_WINDOW_SECONDS + AUTO_MARGIN_SECONDS
+        # A batch answer arrives whole: a cost cap could not stop it midway.
+        capped = constraints.max_cost_usd is not None or getattr(constraints, "budget", None)
+        long_enough = timeout.total_seconds() >= COMPLETION_WINDOW_SECONDS + AUTO_MARGIN_SECONDS
+        return long_enough and not capped
     return False
 
 
@@ -53,11 +56,13 @@ class BatchPath:
         self.collector: str | None = None
         self.joined: BatchJoined | None = None
         self.answer: BatchAnswer | None = None
+        #: From the join on (a batch may ask before the join's reply is seen) until
+        #: the task stops waiting for its batch.
         self.waiting = False
 
     def check(self, joined: BatchJoined) -> None:
         """Refuse a second batch: a task is sent once, so it is paid for once."""
-        if not self.waiting:
+        if not self.waiting or self.answer is not None:
             raise ApplicationError("this task is not waiting for a batch")
         if self.joined is not None and self.joined.batch_workflow_id != joined.batch_workflow_id:
             raise ApplicationError(f"this task is already in {self.joined.batch_workflow_id}")
@@ -75,6 +80,7 @@ class BatchPath:
         failed in a way worth asking again). Raises when the task must fail."""
         info = workflow.info()
         constraints = task.effective_constraints
+        self.waiting = True
         try:
             self.collector = await workflow.execute_activity(
                 JOIN_ACTIVITY,
@@ -90,9 +96,9 @@ class BatchPath:
                 summary="join the next provider batch",
             )
         except ActivityError as err:
+            self.waiting = False
             workflow.logger.warning("no batch for this task, so real time: %s", err.cause or err)
             return None
-        self.waiting = True
         left = deadline - workflow.now()
         try:
             await workflow.wait_condition(

@@ -62,3 +62,13 @@ def test_result_ids_name_members_of_this_batch_only() -> None:
     assert index_of(tag, item_custom_id(tag, 41)) == 41
     assert index_of(tag, item_custom_id(other, 41)) is None  # a stranger's result
     assert index_of(tag, "m000041") is None
+
+
+def test_a_capped_task_is_never_batched() -> None:
+    """A batch answer arrives whole: no cap could stop it midway."""
+    for cap in ({"max_cost_usd": 0.01}, {"budget": "team-a"}):
+        with pytest.raises(ValueError, match="cannot hold max_cost_usd or a named budget"):
+            TaskConstraints(delivery="batch", **cap)  # type: ignore[arg-type]
+        constraints = TaskConstraints(delivery="auto", timeout_seconds=DAY * 2, **cap)  # type: ignore[arg-type]
+        task = Task(prompt="p", constraints=constraints)
+        assert not wants_batch(task, constraints, timedelta(days=2))  # streamed, capped
