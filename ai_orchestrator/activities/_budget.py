@@ -18,7 +18,7 @@ chunk, at least a token each, long chunks at about four characters a token.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from temporalio.exceptions import ApplicationError
 
@@ -26,6 +26,27 @@ from ..errors import BUDGET_EXCEEDED, NAMED_BUDGET_EXCEEDED
 from ..messages import AttemptState, CompletionRequest
 from ..pricing import ModelPrice
 from ._attempts import estimate_tokens
+
+
+def prompt_cost(
+    state: AttemptState, price: ModelPrice, prompt_chars: int
+) -> tuple[float, float | None]:
+    """What this attempt's call is billed for its prompt, and for a new call's should
+    it start over instead (None: the same).
+
+    A re-attach to a background response continues an answer whose prompt an earlier
+    part billed already; a chat continuation is a new request, billed the prompt
+    and the text so far (``chat:<characters>``) as its input.
+    """
+    full = price.cost(estimate_tokens(prompt_chars), 0)
+    token = str(state.continuation or "")
+    if not token:
+        return full, None
+    kind, _, chars = token.partition(":")
+    if kind == "chat":
+        so_far = int(chars) if chars.isdigit() else 0
+        return price.cost(estimate_tokens(prompt_chars + so_far), 0), full
+    return 0.0, full
 
 
 @dataclass(frozen=True)
@@ -43,6 +64,9 @@ class Budget:
     #: and where that budget stood when the share was granted, for the message.
     named: str | None = None
     standing: str = ""
+    #: The prompt of a new call, should a re-attach (whose ``prompt`` is 0: billed
+    #: already) fail and the attempt start over (None: the same as ``prompt``).
+    prompt_anew: float | None = None
 
     @classmethod
     def of(
@@ -69,14 +93,16 @@ class Budget:
                 non_retryable=True,
             )
         spent = request.spent_usd + state.ledger.cost
-        # A re-attach continues an answer whose prompt an earlier part already billed.
-        prompt_tokens = 0 if state.continuation else estimate_tokens(prompt_chars)
+        prompt, anew = prompt_cost(state, price, prompt_chars)
         return cls(
-            cap=cap,
-            spent=spent,
-            prompt=price.cost(prompt_tokens, 0),
-            per_chunk=price.cost(0, 1),
+            cap=cap, spent=spent, prompt=prompt, per_chunk=price.cost(0, 1), prompt_anew=anew
         )
+
+    def made_anew(self) -> Budget:
+        """The re-attach failed and a new call is made: it is billed its prompt."""
+        if self.prompt_anew is None:
+            return self
+        return replace(self, prompt=self.prompt_anew, prompt_anew=None)
 
     @property
     def remaining(self) -> float:

@@ -273,6 +273,11 @@ class LLMActivities:
     ) -> CompletionOutput:
         """The call itself, from opening its stream to its bill."""
         stream = await self._open_stream(provider, request, model, state, handle, beat, budget)
+        if budget is not None and not stream.opened:
+            budget = budget.made_anew()  # a re-attach that failed: the new call's prompt
+            if budget.refuses_start():
+                self._meter().budget_refusals.add(1, {"model": model})
+                raise _failures.restated(budget.exceeded(0, before_call=True), state.ledger)
         if lease is None and not stream.opened:
             # The re-attach failed and this is a new call: the provider counts it.
             try:

@@ -1,7 +1,8 @@
 """A call's share of its task's named budget: reserved before the call, settled after.
 
 The share asked for is the most the call can cost: its prompt (about four
-characters a token; nothing for a re-attach, whose prompt is billed already)
+characters a token; a chat continuation's includes the text so far; a re-attach's
+prompt is billed already, but a new call made should it fail is billed its own)
 and its ``max_tokens`` (the worker's default when the task sets none), priced.
 Granted in full with ``max_tokens`` set, the provider itself keeps the call
 within it; granted less (the last of the day), or without ``max_tokens``, the
@@ -31,8 +32,7 @@ from ..errors import CONFIGURATION_ERROR, CONNECTION_FAILED, NAMED_BUDGET_EXCEED
 from ..messages import AttemptState, CompletionRequest
 from ..metrics import TaskMetrics
 from ..pricing import ModelPrice
-from ._attempts import estimate_tokens
-from ._budget import Budget
+from ._budget import Budget, prompt_cost
 from ._pacing import LastBeat
 
 logger = logging.getLogger(__name__)
@@ -102,9 +102,11 @@ async def reserve(
             type=CONFIGURATION_ERROR,
             non_retryable=True,
         )
-    prompt = price.cost(0 if state.continuation else estimate_tokens(prompt_chars), 0)
+    prompt, anew = prompt_cost(state, price, prompt_chars)
     per_chunk = price.cost(0, 1)
-    want = prompt + (constraints.max_tokens or default_max_tokens) * per_chunk
+    # The share must cover a new call should a re-attach fail: nobody asks for more then.
+    most = max(prompt, anew or 0.0)
+    want = most + (constraints.max_tokens or default_max_tokens) * per_chunk
     least = prompt + per_chunk
     deadline = request.deadline_epoch
 
@@ -143,6 +145,7 @@ async def reserve(
             per_chunk=per_chunk,
             named=name,
             standing=_where(decision),
+            prompt_anew=anew,
         )
     hold = Hold(budgets, decision, before=state.ledger.cost, cap=cap)
     hold.renewing = asyncio.get_running_loop().create_task(_renew(budgets, decision))

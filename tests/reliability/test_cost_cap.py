@@ -117,3 +117,19 @@ async def test_a_fallback_model_spends_only_what_the_first_left(
     assert 150 < sim.requests[-1].tokens_sent < 600
     models = {b["model"] for b in result.metadata["billing"]}
     assert models == {"gpt-4o", "gpt-4o-mini"}  # every model's attempts in the one bill
+
+
+async def test_a_new_call_made_when_a_reattach_fails_counts_its_prompt(
+    client: Client, queue: str, sim: Simulator, tasks: TaskClient
+) -> None:
+    """The first answer breaks and is gone by the retry: the retry's new call is billed
+    its prompt again (about 62 chunks' worth here), which the cap must count."""
+    sim.tokens_per_second, sim.default_tokens = 100, 300
+    sim.script(Fault.drop_stream(after_events=30), Fault.expire())
+    cap = 0.002  # both prompts (about $0.00063 each) and about 75 chunks
+    task = _capped("words " * 167, cap=cap, openai_api="responses")  # ~250 tokens
+    async with running_worker(client, queue, sim, checkpoint_interval=0.2):
+        result = await tasks.execute(task)
+    kinds = [str(r.kind) for r in sim.requests]
+    assert kinds.count("create") == 2, kinds
+    _assert_stopped_by_the_cap(result, cap)

@@ -57,3 +57,18 @@ def test_a_cap_needs_a_price() -> None:
 def test_the_cap_must_be_positive() -> None:
     with pytest.raises(ValueError):
         TaskConstraints(max_cost_usd=0)
+
+
+def test_a_reattach_counts_no_prompt_unless_it_fails_and_a_chat_continuation_does() -> None:
+    full = PRICE.cost(100, 0)  # 400 characters
+    reattach = AttemptState(attempt=2, generation=1, continuation="resp_1")
+    budget = Budget.of(_request(0.001), reattach, PRICE, 400, "m")
+    assert budget is not None and budget.prompt == 0  # billed by the earlier part
+    # The response is gone: the new call made instead is billed its prompt.
+    assert budget.made_anew().prompt == pytest.approx(full)
+    # A chat continuation sends the prompt and the 200 characters so far again.
+    chat = AttemptState(attempt=2, generation=1, continuation="chat:200")
+    budget = Budget.of(_request(0.001), chat, PRICE, 400, "m")
+    assert budget is not None and budget.prompt == pytest.approx(PRICE.cost(150, 0))
+    fresh = Budget.of(_request(0.001), AttemptState(attempt=1, generation=1), PRICE, 400, "m")
+    assert fresh is not None and fresh.made_anew() == fresh

@@ -358,6 +358,14 @@ async def test_a_full_share_with_max_tokens_leaves_the_stream_to_the_provider() 
     await _named.settle(hold, AttemptState(attempt=1, generation=1))
 
 
+async def test_a_reattachs_share_covers_the_new_call_made_should_it_fail() -> None:
+    budgets = Budgets({"a": 1.0})
+    state = AttemptState(attempt=2, generation=1, continuation="resp_1")
+    hold = await _share(budgets, _request(budget="a", max_tokens=50), state=state)
+    assert hold.decision.granted == pytest.approx(PRICE.cost(100, 50))
+    await _named.settle(hold, state)
+
+
 async def test_the_last_share_caps_the_stream_and_the_tighter_cap_holds() -> None:
     budgets = Budgets({"a": 0.0005})
     hold = await _share(budgets, _request(budget="a", max_tokens=500))
