@@ -226,6 +226,9 @@ class LLMActivities:
             if details is not None and details.cancel_requested:  # cancelled while waiting
                 raise _failures.cancelled_before_start(state.ledger) from None
             raise  # a worker shutting down: the next attempt waits its turn again
+        except BaseException:
+            await _named.settle(hold, state)  # nothing was called: the share goes back
+            raise
         try:
             return await self._call(
                 provider, request, platform, model, state, handle, beat, prompt_chars, budget, lease

@@ -180,3 +180,28 @@ async def test_a_settlement_the_store_never_answers_keeps_the_paid_answer(
         result = await tasks.execute(Task(prompt="settle me", constraints=constraints))
     assert result.status == TaskStatus.COMPLETED, result.error
     assert len(sim.requests) == 1  # paid once
+
+
+class _BrokenLimiter:
+    """A quota limiter failing in a way nobody planned for (a bug, a library error)."""
+
+    async def acquire(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the limiter broke")
+
+
+async def test_a_share_whose_call_never_started_goes_back(
+    client: Client, queue: str, sim: Simulator
+) -> None:
+    """Whatever stops a call before it starts, its share of the budget is returned
+    (it used to renew for as long as the worker lived)."""
+    budgets = Budgets({"team-b": 1.0}, LocalStore())
+    tasks = TaskClient(client, task_queue=queue, retry=FAST_RETRY)
+    constraints = TaskConstraints(budget="team-b", max_tokens=20, timeout_seconds=4)
+    async with running_worker(client, queue, sim, budgets=budgets, limiter=_BrokenLimiter()):
+        result = await tasks.execute(
+            Task(prompt="never called", task_id=unique("nb"), constraints=constraints)
+        )
+        assert result.status == TaskStatus.FAILED
+        assert "the limiter broke" in (result.error or "")
+        assert await budgets.store.standing("team-b") == (0, 0)  # nothing held, nothing spent
+    assert not sim.requests
