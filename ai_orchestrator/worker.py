@@ -229,6 +229,11 @@ def batch_clients(
         from .providers import AnthropicBatches
 
         found[Platform.CLAUDE] = AnthropicBatches(claude.client)  # type: ignore[attr-defined]
+    gemini = getattr(providers.get(Platform.GEMINI), "client", None)
+    if gemini is not None and not gemini.vertexai:  # inlined batches are the Gemini API's
+        from .providers import GeminiBatches
+
+        found[Platform.GEMINI] = GeminiBatches(gemini)
     return found
 
 

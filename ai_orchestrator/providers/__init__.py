@@ -41,6 +41,7 @@ from ._route import DEFAULT_CLAUDE_MODEL, DEFAULT_GEMINI_MODEL, RUNNABLE, route
 
 if TYPE_CHECKING:
     from .batch_anthropic import AnthropicBatches
+    from .batch_gemini import GeminiBatches
     from .batch_openai import OpenAIBatches
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "BatchLookupPending",
     "BatchNotEnded",
     "BatchProvider",
+    "GeminiBatches",
     "ItemResult",
     "OpenAIBatches",
     "Provider",
@@ -65,7 +67,11 @@ __all__ = [
 ]
 
 #: Names whose modules load a vendor SDK: imported on first use.
-_LAZY = {"AnthropicBatches": ".batch_anthropic", "OpenAIBatches": ".batch_openai"}
+_LAZY = {
+    "AnthropicBatches": ".batch_anthropic",
+    "GeminiBatches": ".batch_gemini",
+    "OpenAIBatches": ".batch_openai",
+}
 
 
 def __getattr__(name: str) -> Any:

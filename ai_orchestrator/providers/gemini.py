@@ -108,6 +108,11 @@ class GeminiProvider:
             )
         )
 
+    @property
+    def client(self) -> genai.Client:
+        """The SDK client (the batch API uses the same one, and its key)."""
+        return self._client
+
     def stream(self, task: Task, model: str) -> GeminiStream:
         return GeminiStream(self._client, task, model)
 

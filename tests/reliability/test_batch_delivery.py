@@ -12,12 +12,16 @@ import asyncio
 
 import pytest
 from anthropic import AsyncAnthropic
+from google import genai
+from google.genai import types
 from temporalio.client import Client
 
 from ai_orchestrator import Task, TaskClient, TaskConstraints, TaskStatus
 from ai_orchestrator.core import Platform
 from ai_orchestrator.pricing import PricingTable
+from ai_orchestrator.providers import Provider
 from ai_orchestrator.providers.anthropic import AnthropicProvider
+from ai_orchestrator.providers.gemini import GeminiProvider
 from ai_orchestrator.simulator import BatchBehaviour, Simulator
 
 from ..conftest import FAST_RETRY, SECRET_KEY, running_worker, unique
@@ -37,12 +41,15 @@ def _tasks(client: Client, queue: str) -> TaskClient:
     return TaskClient(client, task_queue=queue, retry=FAST_RETRY)
 
 
-def _anthropic(sim: Simulator) -> dict[Platform, AnthropicProvider]:
-    sdk = AsyncAnthropic(base_url=sim.url, api_key=SECRET_KEY, max_retries=0)
-    return {Platform.CLAUDE: AnthropicProvider(sdk)}
+def _vendors(sim: Simulator) -> dict[Platform, Provider]:
+    """Claude and Gemini over their real SDKs, pointed at the simulator."""
+    claude = AsyncAnthropic(base_url=sim.url, api_key=SECRET_KEY, max_retries=0)
+    options = types.HttpOptions(base_url=sim.url, retry_options=types.HttpRetryOptions(attempts=1))
+    gemini = genai.Client(api_key=SECRET_KEY, http_options=options)
+    return {Platform.CLAUDE: AnthropicProvider(claude), Platform.GEMINI: GeminiProvider(gemini)}
 
 
-@pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-haiku-4-5"])
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-flash"])
 async def test_tasks_of_one_model_go_as_one_provider_batch_at_half_price(
     client: Client, queue: str, sim: Simulator, model: str
 ) -> None:
@@ -50,7 +57,7 @@ async def test_tasks_of_one_model_go_as_one_provider_batch_at_half_price(
     tasks = _tasks(client, queue)
     constraints = BATCH.model_copy(update={"model": model})
     prompts = [f"batch question {i}" for i in range(12)]
-    async with running_worker(client, queue, sim, providers=_anthropic(sim)):
+    async with running_worker(client, queue, sim, providers=_vendors(sim)):
         results = await asyncio.gather(
             *(
                 tasks.execute(Task(prompt=p, task_id=unique("bd"), constraints=constraints))
