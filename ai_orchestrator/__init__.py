@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .client import (
         CapacityWait,
         Finished,
+        ProviderBatchInfo,
         Restart,
         StreamEvent,
         TaskClient,
@@ -82,6 +83,7 @@ _EXPORTS = {
     "Orchestrator": ".adapters._orchestrator",
     "Platform": ".core",
     "PricingTable": ".pricing",
+    "ProviderBatchInfo": ".client",
     "Restart": ".client",
     "Result": ".core",
     "RetrySettings": ".messages",
@@ -147,6 +149,7 @@ __all__ = [
     "Orchestrator",
     "Platform",
     "PricingTable",
+    "ProviderBatchInfo",
     "Restart",
     "Result",
     "RetrySettings",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -24,17 +25,27 @@ def _validation_summary(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _parse_line(path: Path, number: int, line: str) -> Task:
+def _with_delivery(value: dict[str, Any], delivery: str) -> dict[str, Any]:
+    """The line's task fields with ``delivery``, unless the line chose one."""
+    constraints = value.get("constraints")
+    if constraints is None:
+        return {**value, "constraints": {"delivery": delivery}}
+    if isinstance(constraints, dict) and "delivery" not in constraints:
+        return {**value, "constraints": {**constraints, "delivery": delivery}}
+    return value  # its own delivery, or constraints that fail validation anyway
+
+
+def _parse_line(path: Path, number: int, line: str, delivery: str | None) -> Task:
     where = f"{path} line {number}"
     try:
         value = json.loads(line)
     except json.JSONDecodeError as exc:
         raise BatchInputError(f"{where}: invalid JSON: {exc.msg} (column {exc.colno})") from None
+    if isinstance(value, str):
+        value = {"prompt": value}
     try:
-        if isinstance(value, str):
-            return Task(prompt=value)
         if isinstance(value, dict):
-            return Task.model_validate(value)
+            return Task.model_validate(_with_delivery(value, delivery) if delivery else value)
     except ValidationError as exc:
         raise BatchInputError(f"{where}: {_validation_summary(exc)}") from None
     raise BatchInputError(
@@ -43,12 +54,14 @@ def _parse_line(path: Path, number: int, line: str) -> Task:
     )
 
 
-def read_tasks(path: Path) -> list[Task]:
+def read_tasks(path: Path, *, delivery: str | None = None) -> list[Task]:
     """Parse a JSONL batch file into tasks, in file order; blank lines are skipped.
 
     All validation happens here, before anything is submitted, so a bad line
     costs nothing. Explicit ``task_id`` values must be unique: two lines with
-    one id would silently share one run.
+    one id would silently share one run. ``delivery`` (``realtime``, ``batch``,
+    ``auto``) is each task's unless its line sets ``constraints.delivery``; the
+    line is validated with it (a ``batch`` line with a cost cap is refused).
 
     Raises:
         BatchInputError: unreadable file, invalid JSON or task fields (with the
@@ -69,7 +82,7 @@ def read_tasks(path: Path) -> list[Task]:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        task = _parse_line(path, number, line)
+        task = _parse_line(path, number, line, delivery)
         if task.task_id is not None:
             if task.task_id in seen:
                 raise BatchInputError(

@@ -13,12 +13,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from ..client import TaskClient
+from ..client import ProviderBatchInfo, TaskClient
+from ..client._describe import takes_batch
 from ..client._identity import fingerprint
 from ..core import Result, Task, TaskStatus
 from ..exceptions import TaskNotFoundError, TaskValidationError
 from ._budget import CapGuard
 from ._ids import assign_task_ids
+from ._provider_batches import ProviderBatchWatch
 from ._results import WRITE_INTERVAL, ResultsFile, from_record, read_results
 from ._types import CAP_CANCELLED, CAP_NOT_SUBMITTED, BatchProgress, BatchReport, BatchSummary
 
@@ -30,6 +32,9 @@ class _Tally:
         self.total = total
         self.submitted = self.running = 0
         self.completed = self.failed = self.cancelled = self.not_submitted = 0
+        #: Open tasks that take a provider batch (only while one is watched).
+        self.batched: dict[str, None] = {}
+        self.provider_batches: tuple[ProviderBatchInfo, ...] = ()
         self._on_progress = on_progress
 
     def report(self) -> None:
@@ -43,8 +48,13 @@ class _Tally:
                     failed=self.failed,
                     cancelled=self.cancelled,
                     not_submitted=self.not_submitted,
+                    provider_batches=self.provider_batches,
                 )
             )
+
+    def show(self, provider_batches: tuple[ProviderBatchInfo, ...]) -> None:
+        self.provider_batches = provider_batches
+        self.report()
 
     def count(self, status: TaskStatus) -> None:
         if status == TaskStatus.COMPLETED:
@@ -119,7 +129,10 @@ async def _run_one(
     tally.report()
     if guard is not None:
         await guard.started(task_id)
+    if takes_batch(task):
+        tally.batched[task_id] = None
     result = await _follow(client, task_id, task)
+    tally.batched.pop(task_id, None)
     tally.running -= 1
     tally.count(result.status)
     tally.report()
@@ -158,6 +171,11 @@ async def run_batch(
 
     A task the client refuses (:class:`TaskValidationError`) fails alone; any
     other error (Temporal unavailable) aborts the batch, to be re-run.
+
+    Tasks with batch delivery wait in provider batches, which hold only the
+    tasks open at once: give them a ``concurrency`` as large as the batch you
+    want sent. ``on_progress`` then also hears what those provider batches do
+    (``BatchProgress.provider_batches``, see :mod:`._provider_batches`).
 
     With ``max_cost_usd``, the batch's cost (``summary.cost_usd``, tasks the
     results file holds included) is held to that cap (see :mod:`._budget`): a
@@ -219,6 +237,10 @@ async def run_batch(
     slots = [asyncio.ensure_future(slot()) for _ in range(min(concurrency, len(tasks)))]
     writer = asyncio.ensure_future(sink.trailing()) if sink is not None else None
     watcher = asyncio.ensure_future(guard.watch()) if guard is not None else None
+    batches = None
+    if any(takes_batch(task) for task in tasks):  # their provider batches, for the progress
+        watch = ProviderBatchWatch(client.client, lambda: list(tally.batched), tally.show)
+        batches = asyncio.ensure_future(watch.watch())
     try:
         await asyncio.gather(*slots)
     except BaseException:
@@ -227,7 +249,7 @@ async def run_batch(
         await asyncio.gather(*slots, return_exceptions=True)
         raise
     finally:
-        for helper in (writer, watcher):
+        for helper in (writer, watcher, batches):
             if helper is not None:
                 helper.cancel()
                 await asyncio.gather(helper, return_exceptions=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..client._describe import ProviderBatchInfo
 from ..core import Result
 
 #: How the error of a task the batch's cost cap kept from running begins. Such a
@@ -31,7 +32,9 @@ class BatchProgress:
     ``running`` counts tasks submitted and not yet finished (at most the
     concurrency). A task refused before submission counts as failed without
     having been submitted; one the batch's cost cap kept from running counts
-    as ``not_submitted``.
+    as ``not_submitted``. ``provider_batches``: the provider batches found
+    holding tasks with batch delivery, as last seen (refreshed every couple of
+    seconds while such tasks run).
     """
 
     total: int
@@ -41,6 +44,7 @@ class BatchProgress:
     failed: int = 0
     cancelled: int = 0
     not_submitted: int = 0
+    provider_batches: tuple[ProviderBatchInfo, ...] = ()
 
     @property
     def done(self) -> int:

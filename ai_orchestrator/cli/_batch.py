@@ -25,11 +25,27 @@ from ..batch import (
     read_tasks,
     run_batch,
 )
-from ._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _fail, _run, _warn_simulator
+from ..client import ProviderBatchInfo
+from ..client._describe import takes_batch
+from ..delivery import CollectorInput
+from ._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    _fail,
+    _run,
+    _warn_simulator,
+    delivery_option,
+)
 
 #: Without a TTY, progress lines are for logs: at most one per this many seconds.
 PLAIN_PROGRESS_INTERVAL = 2.0
 _BAR_WIDTH = 20
+#: ``--concurrency`` when it is not given: tasks open at once.
+DEFAULT_CONCURRENCY = 20
+#: ... and for batch delivery: a provider batch holds only the tasks open at
+#: once, so as many as the collector sends in one (its default ``max_items``).
+DEFAULT_BATCH_CONCURRENCY = CollectorInput.model_fields["max_items"].default
 
 
 def default_output(prompts: Path) -> Path:
@@ -42,7 +58,26 @@ def progress_line(p: BatchProgress) -> str:
     bar = "#" * filled + "." * (_BAR_WIDTH - filled)
     line = f"[{bar}] {p.done}/{p.total} done, {p.failed} failed, {p.running} running"
     line += f", {p.cancelled} cancelled" if p.cancelled else ""
-    return line + (f", {p.not_submitted} not submitted" if p.not_submitted else "")
+    line += f", {p.not_submitted} not submitted" if p.not_submitted else ""
+    if p.provider_batches and p.running:  # once nothing runs, their last state is stale
+        line += f"; {provider_batches_line(p.provider_batches)}"
+    return line
+
+
+def provider_batches_line(batches: tuple[ProviderBatchInfo, ...]) -> str:
+    """``provider batch batch_abc: in_progress, 12 of 40 done``, or for several
+    ``3 provider batches: 2 in_progress, 1 validating; 120 of 6000 done``."""
+    done, total = sum(b.done for b in batches), sum(b.total for b in batches)
+    if len(batches) == 1:
+        (b,) = batches
+        name = f"provider batch {b.provider_batch_id}" if b.provider_batch_id else "provider batch"
+        state = f"{b.status}: {b.outcome}" if b.outcome else b.status
+        return f"{name}: {state}, {done} of {total} done"
+    counts: dict[str, int] = {}
+    for b in batches:
+        counts[b.status] = counts.get(b.status, 0) + 1
+    states = ", ".join(f"{n} {status}" for status, n in counts.items())
+    return f"{len(batches)} provider batches: {states}; {done} of {total} done"
 
 
 def _dollars(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -114,9 +149,10 @@ class ProgressPrinter:
 @click.option(
     "--concurrency",
     type=click.IntRange(min=1),
-    default=20,
-    show_default=True,
-    help="At most this many tasks submitted and unfinished at once.",
+    default=None,
+    help=f"At most this many tasks submitted and unfinished at once (default: "
+    f"{DEFAULT_CONCURRENCY}; {DEFAULT_BATCH_CONCURRENCY} with --delivery batch or auto, as a "
+    "provider batch holds only the tasks open at once).",
 )
 @click.option(
     "--batch-id",
@@ -131,13 +167,20 @@ class ProgressPrinter:
     help="Cost cap for the whole batch: stop submitting, and cancel what runs, once "
     "finished plus reserved spend would cross it.",
 )
+@delivery_option(
+    "Each task's delivery, unless its line sets constraints.delivery: batch sends them "
+    "through the provider's batch API at half price (answered within 24 h), auto when "
+    "their timeout_seconds is at least 90000 (25 h); the progress then shows the provider "
+    "batches' state."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 def batch_command(
     prompts: Path,
     out: Path | None,
-    concurrency: int,
+    concurrency: int | None,
     batch_id: str | None,
     max_cost_usd: float | None,
+    delivery: str | None,
     as_json: bool,
 ) -> int:
     """Run every prompt in PROMPTS.jsonl as a durable task; write results as JSONL.
@@ -154,6 +197,7 @@ def batch_command(
       printf '%s\\n' '"Explain CRDTs in one line"' \\
         '{"prompt": "Summarize RFC 9110", "constraints": {"max_tokens": 50}}' > p.jsonl
       ai-orchestrator batch p.jsonl --concurrency 10   # -> p.results.jsonl
+      ai-orchestrator batch p.jsonl --delivery batch   # half price, within 24 h
 
     With --max-cost-usd, a task is submitted only if what finished tasks cost,
     plus the most the running ones and it can cost (prompt and max_tokens at
@@ -167,11 +211,14 @@ def batch_command(
     from ..local.session import LocalStack
 
     try:
-        tasks = read_tasks(prompts)
+        tasks = read_tasks(prompts, delivery=delivery)
         batch_id = check_batch_id(batch_id) if batch_id is not None else batch_id_for(prompts)
         tasks = assign_task_ids(tasks, batch_id)
     except BatchInputError as exc:
         _fail(str(exc))
+    if concurrency is None:
+        batched = any(takes_batch(task) for task in tasks)
+        concurrency = DEFAULT_BATCH_CONCURRENCY if batched else DEFAULT_CONCURRENCY
     out = out or default_output(prompts)
     if out.resolve() == prompts.resolve():
         _fail(f"--out {out} is the input file; choose another results file")

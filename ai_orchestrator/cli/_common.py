@@ -8,12 +8,13 @@ import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, get_args
 
 import click
 from pydantic import BaseModel, ValidationError
 
 from ..config import ConfigError, ProviderSettings, task_queue
+from ..core import TaskConstraints
 from ..exceptions import TaskNotFoundError, TaskValidationError, TemporalUnavailableError
 from ..payloads.codec import ENV_ENCRYPTION_KEYS, PayloadDecryptionError
 
@@ -33,6 +34,21 @@ EXIT_CODES_HELP = (
     "Exit codes: 0 done, 1 task failed or cancelled, 2 bad input or configuration, "
     "3 no such task, 4 Temporal unreachable, 5 still running, 130 interrupted."
 )
+
+
+#: ``--delivery`` values: the ones ``TaskConstraints.delivery`` accepts.
+DELIVERIES: tuple[str, ...] = get_args(TaskConstraints.model_fields["delivery"].annotation)
+
+
+def delivery_option(help: str, default: str | None = None) -> Callable[[Any], Any]:
+    """``--delivery realtime|batch|auto``; anything else is one ``error:`` line, exit 2."""
+    return click.option(
+        "--delivery",
+        type=click.Choice(DELIVERIES, case_sensitive=False),
+        default=default,
+        show_default=default is not None,
+        help=help,
+    )
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:

@@ -9,7 +9,7 @@ import click
 from ..core import Task, TaskConstraints
 from ..local.session import LocalStack
 from ..metrics import ENV_METRICS
-from ._common import EXIT_OK, _run, _warn_simulator, emit_json
+from ._common import EXIT_OK, _run, _warn_simulator, delivery_option, emit_json
 from ._live import exit_code, follow, summary_line
 from ._sim_quotas import describe, quota_options, quotas_from, usage_line
 
@@ -33,6 +33,12 @@ def task_options(fn):  # type: ignore[no-untyped-def]
         click.option(
             "--priority", type=int, default=3, show_default=True, help="1 (most urgent) to 5."
         ),
+        delivery_option(
+            "batch: through the provider's batch API at half price, answered within 24 h "
+            "(with a real provider, give it a --timeout past 86400); auto: batch when "
+            "--timeout is at least 90000 (25 h), else real time.",
+            default="realtime",
+        ),
         click.option(
             "--task-id", default=None, help="Idempotency key: re-submitting attaches to it."
         ),
@@ -51,6 +57,7 @@ def build_task(
     timeout_seconds: float,
     priority: int,
     task_id: str | None,
+    delivery: str = "realtime",
 ) -> Task:
     return Task(
         prompt=prompt,
@@ -61,6 +68,7 @@ def build_task(
             max_tokens=max_tokens,
             temperature=temperature,
             timeout_seconds=timeout_seconds,
+            delivery=delivery,
         ),
     )
 
@@ -89,6 +97,7 @@ def run(
       ai-orchestrator run "Explain backpressure in one paragraph"
       ai-orchestrator run "Summarise: ..." --model gpt-4o --max-tokens 200 --json
       ai-orchestrator run "Hello" --max-tokens 100 --sim-tpm 300
+      ai-orchestrator run "Classify: ..." --delivery batch   # half price, one piece
     """
     quotas = quotas_from(quota_rpm, quota_tpm, quota_models, quota_refund)
 

@@ -7,6 +7,7 @@ progress, a worker on the task queue; they never start one.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import click
 
@@ -67,20 +68,26 @@ def status(task_id: str, as_json: bool) -> int:
     """Print a task's status (pending, running, completed, failed, cancelled, unknown).
 
     A running task whose provider call waits for room on the provider's quota
-    says so: `running  waiting for capacity on gpt-4o-mini (about 12 s)`.
+    says so: `running  waiting for capacity on gpt-4o-mini (about 12 s)`; one
+    with batch delivery says where its provider batch is:
+    `running  in provider batch batch_abc (in_progress, 12 of 40 done)`.
     Exits 0 when completed, 1 failed or cancelled, 3 unknown, 5 still going.
     """
 
     async def main() -> int:
         described = await (await connect_tasks()).describe_task(task_id)
         state, waiting = described.status, described.waiting_for_capacity
+        batch = described.provider_batch
         if as_json:
             out: dict[str, object] = {"task_id": task_id, "status": state.value}
             if waiting is not None:
                 out["waiting_for_capacity"] = {"model": waiting.model, "seconds": waiting.seconds}
+            if batch is not None:
+                out["provider_batch"] = {**asdict(batch), "done": batch.done}
             emit_json(out)
         else:
-            click.echo(state.value if waiting is None else f"{state.value}  {waiting}")
+            doing = waiting or batch
+            click.echo(state.value if doing is None else f"{state.value}  {doing}")
         return _STATUS_EXIT[state]
 
     return _run(main)

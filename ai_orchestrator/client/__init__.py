@@ -2,7 +2,7 @@
 
 from ..messages import MAX_INPUT_BYTES
 from ._connect import connect_client
-from ._describe import CapacityWait, TaskDescription
+from ._describe import CapacityWait, ProviderBatchInfo, TaskDescription
 from ._events import Finished, Restart, StreamEvent, TaskSummary, TextDelta, apply_event
 from ._task_client import TaskClient
 
@@ -10,6 +10,7 @@ __all__ = [
     "MAX_INPUT_BYTES",
     "CapacityWait",
     "Finished",
+    "ProviderBatchInfo",
     "Restart",
     "StreamEvent",
     "TaskClient",

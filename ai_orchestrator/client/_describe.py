@@ -1,4 +1,5 @@
-"""What a running task is doing beyond its status: waiting for its provider's capacity.
+"""What a running task is doing beyond its status: waiting for its provider's
+capacity, or for the provider batch that holds it.
 
 A worker's quota limiter may hold an attempt before it calls the provider, for
 as long as the provider's quota has no room for the call (see
@@ -14,6 +15,15 @@ workflow task each, for every waiting task) and a ``workflow.patched`` change
 to upsert the attribute; the heartbeat is sent while waiting anyway (a cancel
 arrives with its answer). What that costs: a visibility query (``list -q``)
 cannot find the waiting tasks; ``describe_task`` says it of each task.
+
+A task with batch delivery waits without any activity running, so nothing in
+its description says where it is. Two queries do (they write nothing to any
+history): the task's ``BATCH_QUERY`` names the provider-batch workflow holding
+it, and that workflow's ``BATCH_QUERY`` says the provider's batch id, state and
+counts. They are asked only of a running task whose input asks for a batch and
+that has no provider call running (one read of its history's first page), and a
+worker too old to answer them, or none at all, leaves the batch unsaid rather
+than failing the description.
 """
 
 from __future__ import annotations
@@ -21,13 +31,27 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 from temporalio.api.enums.v1 import PendingActivityState
-from temporalio.client import WorkflowExecutionDescription
+from temporalio.client import Client, WorkflowExecutionDescription
 from temporalio.converter import DataConverter
 
-from ..core import TaskStatus
+from ..core import Platform, Task, TaskStatus
+from ..delivery import (
+    AUTO_MARGIN_SECONDS,
+    BATCH_QUERY,
+    COMPLETION_WINDOW_SECONDS,
+    BatchJoined,
+    BatchState,
+)
 from ..messages import STREAM_ACTIVITY, AttemptState
+from ._identity import run_input
+
+#: How long a batch query waits for a worker: without one, the description
+#: comes back without the batch rather than hanging.
+BATCH_QUERY_TIMEOUT = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -49,6 +73,47 @@ class CapacityWait:
 
 
 @dataclass(frozen=True)
+class ProviderBatchInfo:
+    """The provider batch a batch-delivery task waits in, as its workflow last saw it.
+
+    ``status``: ``gathering`` (the task waits for its batch to be sent; no
+    workflow holds it yet), ``sending``, then the provider's state normalised:
+    ``validating``, ``in_progress``, ``finalizing``, ``ended`` (``outcome`` then
+    says how: completed, failed, expired, cancelled); ``unknown`` when the
+    batch's workflow could not be asked (no worker answered). ``total``, ``succeeded``
+    and ``errored`` count the batch's items, all tasks of the batch together.
+    """
+
+    status: str
+    #: The ``AiProviderBatch`` workflow holding the task (visible in the Web UI).
+    batch_workflow_id: str | None = None
+    #: The provider's own id of the batch, once it was created there.
+    provider_batch_id: str | None = None
+    outcome: str | None = None
+    total: int = 0
+    succeeded: int = 0
+    errored: int = 0
+
+    @property
+    def done(self) -> int:
+        """Items the provider has answered, well or not."""
+        return self.succeeded + self.errored
+
+    def __str__(self) -> str:
+        if self.batch_workflow_id is None:
+            return "waiting to be sent in a provider batch"
+        if self.provider_batch_id is None:
+            if self.status == "sending":
+                return f"being sent in a provider batch ({self.batch_workflow_id})"
+            return f"held by provider batch workflow {self.batch_workflow_id} ({self.status})"
+        state = f"{self.status}: {self.outcome}" if self.outcome else self.status
+        return (
+            f"in provider batch {self.provider_batch_id} "
+            f"({state}, {self.done} of {self.total} done)"
+        )
+
+
+@dataclass(frozen=True)
 class TaskDescription:
     """A task's status, and while it runs, what it waits for (``TaskClient.describe_task``)."""
 
@@ -56,6 +121,8 @@ class TaskDescription:
     status: TaskStatus
     #: Set while the running attempt waits for its provider's quota.
     waiting_for_capacity: CapacityWait | None = None
+    #: Set while the task waits for a provider batch (``delivery="batch"`` or ``"auto"``).
+    provider_batch: ProviderBatchInfo | None = None
 
 
 def waiting_from(state: AttemptState, attempt: int, age: float) -> CapacityWait | None:
@@ -98,4 +165,101 @@ async def capacity_wait(
     return None
 
 
-__all__ = ["CapacityWait", "TaskDescription", "capacity_wait", "waiting_from"]
+def takes_batch(task: Task) -> bool:
+    """Whether the task goes through a provider batch (the workflow's own rule,
+    ``workflows/_batch_path.wants_batch``): ``batch`` always, ``auto`` when its
+    deadline leaves the provider's completion window plus a margin and no cost
+    cap needs its answer streamed."""
+    if task.platform_hint == Platform.CLAUDE_CODE:
+        return False
+    constraints = task.effective_constraints
+    if constraints.delivery == "batch":
+        return True
+    capped = constraints.max_cost_usd is not None or bool(constraints.budget)
+    limit = COMPLETION_WINDOW_SECONDS + AUTO_MARGIN_SECONDS
+    long_enough = (constraints.timeout_seconds or 0) >= limit
+    return constraints.delivery == "auto" and long_enough and not capped
+
+
+async def _batch_query(client: Client, workflow_id: str, result_type: type) -> tuple[bool, Any]:
+    """(answered, answer) of the workflow's ``BATCH_QUERY``.
+
+    Never raises: a worker without the handler (older than batch delivery),
+    no worker within :data:`BATCH_QUERY_TIMEOUT`, or an answer this client
+    cannot read all leave the batch unsaid; they must not fail a description.
+    """
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        answer = await handle.query(
+            BATCH_QUERY, result_type=result_type, rpc_timeout=BATCH_QUERY_TIMEOUT
+        )
+    except Exception:
+        return False, None
+    return True, answer
+
+
+async def batch_of(client: Client, task_id: str) -> BatchJoined | None:
+    """The provider-batch workflow holding the task, if it says one does."""
+    answered, joined = await _batch_query(client, task_id, BatchJoined)
+    return joined if answered and isinstance(joined, BatchJoined) else None
+
+
+async def provider_batch_state(client: Client, batch_workflow_id: str) -> ProviderBatchInfo | None:
+    """What the provider-batch workflow last heard of its batch; None if it cannot say."""
+    answered, state = await _batch_query(client, batch_workflow_id, BatchState)
+    if not answered or not isinstance(state, BatchState):
+        return None
+    return ProviderBatchInfo(
+        status=state.status,
+        batch_workflow_id=batch_workflow_id,
+        provider_batch_id=state.provider_batch_id,
+        outcome=state.outcome,
+        total=state.total,
+        succeeded=state.succeeded,
+        errored=state.errored,
+    )
+
+
+def _calling_provider(desc: WorkflowExecutionDescription) -> bool:
+    return any(
+        pending.activity_type.name == STREAM_ACTIVITY
+        for pending in desc.raw_description.pending_activities
+    )
+
+
+async def provider_batch(
+    client: Client, desc: WorkflowExecutionDescription
+) -> ProviderBatchInfo | None:
+    """The provider batch the described (running) task waits for, if it waits for one.
+
+    None for a task calling its provider in real time (as every batch task does
+    once its batch could not answer it), a task whose input does not ask for a
+    batch or cannot be read here, and a worker that cannot answer the query.
+    """
+    if _calling_provider(desc):
+        return None
+    handle = client.get_workflow_handle(desc.id)
+    task_input = await run_input(handle, client.data_converter)
+    if task_input is None or not takes_batch(task_input.task):
+        return None
+    answered, joined = await _batch_query(client, desc.id, BatchJoined)
+    if not answered:
+        return None
+    if not isinstance(joined, BatchJoined):
+        return ProviderBatchInfo(status="gathering")
+    found = await provider_batch_state(client, joined.batch_workflow_id)
+    return found or ProviderBatchInfo(status="unknown", batch_workflow_id=joined.batch_workflow_id)
+
+
+__all__ = [
+    "BATCH_QUERY_TIMEOUT",
+    "CapacityWait",
+    "ProviderBatchInfo",
+    "TaskDescription",
+    "batch_of",
+    "capacity_wait",
+    "provider_batch",
+    "provider_batch_state",
+    "takes_batch",
+    "waiting_from",
+]

@@ -37,7 +37,7 @@ from ..providers import route
 from ..search import initial as initial_search_attributes
 from ..search import missing as missing_search_attributes
 from ._closing import OpenStreams, settle_bridge
-from ._describe import TaskDescription, capacity_wait
+from ._describe import TaskDescription, capacity_wait, provider_batch
 from ._events import TaskSummary
 from ._following import Following
 from ._identity import FINGERPRINT_MEMO, fingerprint, run_fingerprint, run_input
@@ -318,15 +318,23 @@ class TaskClient(Following, AsyncBasePlatformAdapter):
         it waits for: ``waiting_for_capacity`` is set while its provider call waits
         for room on the provider's quota (the worker's limiter holds it; it is not
         stuck). One server call, like :meth:`get_status`; an unknown id is UNKNOWN.
+
+        A task with batch delivery that waits for its provider batch has
+        ``provider_batch`` set and is RUNNING (where :meth:`get_status`, which
+        sees no provider call, says PENDING); saying so costs a read of the
+        task's first history page and two queries (see :mod:`._describe`).
         """
         desc = await self._describe(task_id)
         if desc is None:
             return TaskDescription(task_id, TaskStatus.UNKNOWN)
         status = await self._status_of(task_id, desc)
-        waiting = None
+        waiting = batch = None
         if status == TaskStatus.RUNNING:
             waiting = await capacity_wait(desc, self.client.data_converter)
-        return TaskDescription(task_id, status, waiting)
+        if status in (TaskStatus.PENDING, TaskStatus.RUNNING) and waiting is None:
+            batch = await provider_batch(self.client, desc)
+            status = TaskStatus.RUNNING if batch is not None else status
+        return TaskDescription(task_id, status, waiting, batch)
 
     async def _describe(self, task_id: str) -> WorkflowExecutionDescription | None:
         """The run's description; None if there is no such task."""
