@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pydantic import Field
 
 from .config import ConfigError
+from .core import Platform, Task
 from .messages import CompletionOutput, _Msg
 
 COLLECTOR_WORKFLOW = "AiTaskBatchCollector"
@@ -45,8 +46,24 @@ COMPLETION_WINDOW_SECONDS = 24 * 3600.0
 #: ``delivery="auto"`` batches a task only when its deadline leaves this much
 #: past the completion window: time to go real time if the batch expires.
 AUTO_MARGIN_SECONDS = 3600.0
-#: What a batch task keeps of its deadline for real time, should its batch fail.
-REALTIME_RESERVE_SECONDS = 120.0
+
+
+def takes_batch(task: Task) -> bool:
+    """Whether a task goes through a provider batch: ``batch`` always; ``auto`` when
+    its deadline leaves the provider's whole completion window plus a margin to go
+    real time should the batch expire, and no cost cap needs its answer streamed
+    (a batch answer arrives whole). Never an agent session. The workflow and the
+    client (status, progress) both ask this."""
+    if task.platform_hint == Platform.CLAUDE_CODE:
+        return False
+    constraints = task.effective_constraints
+    if constraints.delivery == "batch":
+        return True
+    capped = constraints.max_cost_usd is not None or bool(constraints.budget)
+    long_enough = (constraints.timeout_seconds or 0) >= (
+        COMPLETION_WINDOW_SECONDS + AUTO_MARGIN_SECONDS
+    )
+    return constraints.delivery == "auto" and long_enough and not capped
 
 
 class BatchMember(_Msg):

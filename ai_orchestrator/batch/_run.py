@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from ..client import ProviderBatchInfo, TaskClient
-from ..client._describe import takes_batch
 from ..client._identity import fingerprint
 from ..core import Result, Task, TaskStatus
+from ..delivery import takes_batch
 from ..exceptions import TaskNotFoundError, TaskValidationError
 from ._budget import CapGuard
 from ._ids import assign_task_ids

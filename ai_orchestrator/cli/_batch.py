@@ -26,8 +26,7 @@ from ..batch import (
     run_batch,
 )
 from ..client import ProviderBatchInfo
-from ..client._describe import takes_batch
-from ..delivery import CollectorInput
+from ..delivery import CollectorInput, takes_batch
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,

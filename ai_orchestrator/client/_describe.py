@@ -38,13 +38,12 @@ from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowExecutionDescription
 from temporalio.converter import DataConverter
 
-from ..core import Platform, Task, TaskStatus
+from ..core import TaskStatus
 from ..delivery import (
-    AUTO_MARGIN_SECONDS,
     BATCH_QUERY,
-    COMPLETION_WINDOW_SECONDS,
     BatchJoined,
     BatchState,
+    takes_batch,
 )
 from ..messages import STREAM_ACTIVITY, AttemptState
 from ._identity import run_input
@@ -165,22 +164,6 @@ async def capacity_wait(
     return None
 
 
-def takes_batch(task: Task) -> bool:
-    """Whether the task goes through a provider batch (the workflow's own rule,
-    ``workflows/_batch_path.wants_batch``): ``batch`` always, ``auto`` when its
-    deadline leaves the provider's completion window plus a margin and no cost
-    cap needs its answer streamed."""
-    if task.platform_hint == Platform.CLAUDE_CODE:
-        return False
-    constraints = task.effective_constraints
-    if constraints.delivery == "batch":
-        return True
-    capped = constraints.max_cost_usd is not None or bool(constraints.budget)
-    limit = COMPLETION_WINDOW_SECONDS + AUTO_MARGIN_SECONDS
-    long_enough = (constraints.timeout_seconds or 0) >= limit
-    return constraints.delivery == "auto" and long_enough and not capped
-
-
 async def _batch_query(client: Client, workflow_id: str, result_type: type) -> tuple[bool, Any]:
     """(answered, answer) of the workflow's ``BATCH_QUERY``.
 
@@ -260,6 +243,5 @@ __all__ = [
     "capacity_wait",
     "provider_batch",
     "provider_batch_state",
-    "takes_batch",
     "waiting_from",
 ]

@@ -8,23 +8,28 @@ run that takes this one is marked (``BATCHED``) for versioning.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    FailureError,
+    is_cancelled_exception,
+)
 
 with workflow.unsafe.imports_passed_through():
-    from ..core import Platform, Task, TaskConstraints
+    from ..core import Task
     from ..delivery import (
-        AUTO_MARGIN_SECONDS,
-        COMPLETION_WINDOW_SECONDS,
         JOIN_ACTIVITY,
         LEAVE_SIGNAL,
         BatchAnswer,
         BatchJoined,
         BatchJoinRequest,
         BatchMember,
+        takes_batch,
     )
     from ..errors import DEADLINE_EXCEEDED
     from ..messages import CompletionOutput
@@ -33,20 +38,9 @@ with workflow.unsafe.imports_passed_through():
 BATCHED = "ai-orchestrator-2026-12-batched"
 
 
-def wants_batch(task: Task, constraints: TaskConstraints, timeout: timedelta) -> bool:
-    """``batch`` always; ``auto`` when the deadline leaves the provider's whole
-    completion window plus a margin to go real time if the batch expires."""
-    if task.platform_hint == Platform.CLAUDE_CODE:
-        return False  # an agent session, not one answer
-    delivery = getattr(constraints, "delivery", "realtime")
-    if delivery == "batch":
-        return True
-    if delivery == "auto":
-        # A batch answer arrives whole: a cost cap could not stop it midway.
-        capped = constraints.max_cost_usd is not None or getattr(constraints, "budget", None)
-        long_enough = timeout.total_seconds() >= COMPLETION_WINDOW_SECONDS + AUTO_MARGIN_SECONDS
-        return long_enough and not capped
-    return False
+def wants_batch(task: Task) -> bool:
+    """See :func:`..delivery.takes_batch` (shared with the client's status)."""
+    return takes_batch(task)
 
 
 class BatchPath:
@@ -97,6 +91,8 @@ class BatchPath:
             )
         except ActivityError as err:
             self.waiting = False
+            if is_cancelled_exception(err):  # the task was cancelled while joining
+                raise asyncio.CancelledError("cancelled while joining a batch") from err
             workflow.logger.warning("no batch for this task, so real time: %s", err.cause or err)
             return None
         left = deadline - workflow.now()

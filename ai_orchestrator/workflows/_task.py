@@ -284,7 +284,7 @@ class TaskWorkflow:
         spent = Ledger()  # what the models given up on were billed
         route: list[dict[str, Any]] = []
         output: CompletionOutput | None = None
-        if edges and wants_batch(task, constraints, timeout) and workflow.patched(BATCHED):
+        if edges and wants_batch(task) and workflow.patched(BATCHED):
             output = await self._through_batch(input, deadline)
         for index, attempt_task in enumerate(routes if output is None else []):
             model = attempt_task.effective_constraints.model or "default model"

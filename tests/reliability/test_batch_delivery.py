@@ -104,6 +104,7 @@ async def test_a_task_cancelled_before_its_batch_is_sent_is_left_out(
     (batch,) = sim.batches.values()
     assert len(batch.items) == 2  # the cancelled task was never sent, so never paid for
     assert results[0].cost == 0
+    assert not sim.requests  # nor asked in real time instead
 
 
 async def test_cancelled_after_sending_ends_at_once_and_a_batch_nobody_wants_is_cancelled(

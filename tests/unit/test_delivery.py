@@ -3,8 +3,6 @@ collector's settings from the environment."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 
 from ai_orchestrator import Task, TaskConstraints
@@ -30,13 +28,13 @@ DAY = 24 * 3600
 def test_which_tasks_take_a_batch(delivery: str, timeout: float, batched: bool) -> None:
     constraints = TaskConstraints(delivery=delivery, timeout_seconds=timeout)  # type: ignore[arg-type]
     task = Task(prompt="p", constraints=constraints)
-    assert wants_batch(task, constraints, timedelta(seconds=timeout)) is batched
+    assert wants_batch(task) is batched
 
 
 def test_an_agent_session_never_takes_a_batch() -> None:
     constraints = TaskConstraints(delivery="batch")
     task = Task(prompt="p", constraints=constraints, platform_hint=Platform.CLAUDE_CODE)
-    assert not wants_batch(task, constraints, timedelta(seconds=300))
+    assert not wants_batch(task)
 
 
 def test_a_bad_delivery_is_refused_at_submit() -> None:
@@ -71,4 +69,4 @@ def test_a_capped_task_is_never_batched() -> None:
             TaskConstraints(delivery="batch", **cap)  # type: ignore[arg-type]
         constraints = TaskConstraints(delivery="auto", timeout_seconds=DAY * 2, **cap)  # type: ignore[arg-type]
         task = Task(prompt="p", constraints=constraints)
-        assert not wants_batch(task, constraints, timedelta(days=2))  # streamed, capped
+        assert not wants_batch(task)  # streamed, capped
