@@ -226,20 +226,25 @@ class BatchActivities:
             provider = self._provider(fan.platform)
             async with _beating(progress):
                 async for result in provider.results(fan.provider_batch_id, skip=position):
-                    position += 1
                     index = index_of(tag, result.custom_id)
                     if index is None or index >= len(fan.members) or index in answered:
+                        position += 1
                         continue
-                    answered.add(index)
-                    answer = self._answer(fan, result, summary)
+                    # Counted as handed out (position, answered, summary) only once its
+                    # signal went: a heartbeat taken meanwhile resumes at this result.
+                    counts = summary.model_copy()
+                    answer = self._answer(fan, result, counts)
                     if index in left or index not in included:
-                        summary.discarded += 1
+                        counts.discarded += 1
                     elif not await _tell(client, fan.members[index], answer):
-                        summary.discarded += 1  # closed meanwhile: cancelled, or timed out
+                        counts.discarded += 1  # closed meanwhile: cancelled, or timed out
                     elif answer.output is not None:
-                        summary.answered += 1
+                        counts.answered += 1
                     else:
-                        summary.errored += 1
+                        counts.errored += 1
+                    summary = counts
+                    answered.add(index)
+                    position += 1
                     if position % _BEAT_EVERY == 0:
                         activity.heartbeat(*progress())
         missing = sorted(included - answered - left)

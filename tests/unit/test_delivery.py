@@ -3,14 +3,32 @@ collector's settings from the environment."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from temporalio.testing import ActivityEnvironment
 
 from ai_orchestrator import Task, TaskConstraints
-from ai_orchestrator.activities._batches import batch_tag, index_of, item_custom_id
+from ai_orchestrator.activities import _batches
+from ai_orchestrator.activities._batches import (
+    BatchActivities,
+    batch_tag,
+    index_of,
+    item_custom_id,
+)
 from ai_orchestrator.config import ConfigError
 from ai_orchestrator.core import Platform
-from ai_orchestrator.delivery import MAX_ITEMS, settings_from_env
-from ai_orchestrator.workflows._batch_path import wants_batch
+from ai_orchestrator.delivery import (
+    MAX_ITEMS,
+    BatchAnswer,
+    BatchJoined,
+    BatchMember,
+    FanOut,
+    settings_from_env,
+)
+from ai_orchestrator.pricing import PricingTable
+from ai_orchestrator.providers import ItemResult
+from ai_orchestrator.workflows._batch_path import BatchPath, wants_batch
 
 DAY = 24 * 3600
 
@@ -70,3 +88,59 @@ def test_a_capped_task_is_never_batched() -> None:
         constraints = TaskConstraints(delivery="auto", timeout_seconds=DAY * 2, **cap)  # type: ignore[arg-type]
         task = Task(prompt="p", constraints=constraints)
         assert not wants_batch(task)  # streamed, capped
+
+
+def test_a_task_takes_no_answer_from_a_batch_it_is_not_in() -> None:
+    """A task in batch B must not take batch A's error (A's send failed and told every
+    member): it would go real time while B still sends it, paid twice."""
+    path = BatchPath()
+    path.waiting = True
+    path.join(BatchJoined(batch_workflow_id="B", index=0))
+    path.answered(BatchAnswer(batch_workflow_id="A", provider_batch_id="", retryable=True))
+    assert path.answer is None
+    mine = BatchAnswer(batch_workflow_id="B", provider_batch_id="pb", retryable=True)
+    path.answered(mine)
+    assert path.answer is mine
+
+
+async def test_fan_out_never_records_an_answer_it_has_not_delivered(monkeypatch) -> None:
+    """A heartbeat taken while an answer's signal is in flight must not count it as
+    handed out: a worker dying then would resume past it, and the answer is lost."""
+    tag = batch_tag("pb")
+    results = [
+        ItemResult(custom_id=item_custom_id(tag, i), kind="succeeded", text=f"a{i}")
+        for i in range(3)
+    ]
+
+    class Provider:
+        async def results(self, batch_id: str, *, skip: int = 0):
+            for result in results[skip:]:
+                yield result
+
+    async def tell(client, member, answer) -> bool:
+        if member.workflow_id == "t1":
+            await asyncio.sleep(0.2)  # heartbeats go out meanwhile
+            raise RuntimeError("worker died mid-signal")
+        return True
+
+    real_beating = _batches._beating
+    monkeypatch.setattr(_batches, "_beating", lambda details=tuple: real_beating(details, 0.01))
+    monkeypatch.setattr(_batches, "_tell", tell)
+    beats: list[tuple] = []
+    env = ActivityEnvironment(client=object())  # type: ignore[arg-type]
+    env.on_heartbeat = lambda *details: beats.append(details)
+    providers: dict = {Platform.CHATGPT: Provider()}
+    acts = BatchActivities(providers, pricing=PricingTable(), default_model="m")
+    fan = FanOut(
+        batch_workflow_id="pb",
+        provider_batch_id="x",
+        platform="chatgpt",
+        model="m",
+        members=[BatchMember(workflow_id=f"t{i}") for i in range(3)],
+        included=[0, 1, 2],
+    )
+    with pytest.raises(RuntimeError):
+        await env.run(acts.fan_out, fan)
+    assert beats
+    position, answered, _ = beats[-1]
+    assert 1 not in answered and position <= 1
