@@ -66,7 +66,10 @@ class BatchPath:
         return True
 
     def answered(self, answer: BatchAnswer) -> None:
-        if self.answer is None and self.waiting:
+        # Only from the batch holding this task: a batch whose send failed tells every
+        # member it was given, some of which another batch holds (and will send).
+        mine = self.joined is None or self.joined.batch_workflow_id == answer.batch_workflow_id
+        if self.answer is None and self.waiting and mine:
             self.answer = answer
 
     async def wait(self, task: Task, deadline: datetime) -> CompletionOutput | None:
