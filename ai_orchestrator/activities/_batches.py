@@ -50,7 +50,13 @@ from ..delivery import (
     ProviderBatchInput,
     SubmitOutcome,
 )
-from ..errors import PROVIDER_NOT_CONFIGURED, PROVIDER_REJECTED, PROVIDER_UNAVAILABLE
+from ..errors import (
+    PROVIDER_NOT_CONFIGURED,
+    PROVIDER_REJECTED,
+    PROVIDER_UNAVAILABLE,
+    classify,
+    redact,
+)
 from ..messages import AttemptBill, CompletionOutput, Ledger, TaskInput, Usage
 from ..pricing import PricingTable
 from ..providers import BatchItem, BatchLookupPending, BatchProvider, ItemResult
@@ -189,7 +195,8 @@ class BatchActivities:
 
     @activity.defn(name=POLL_ACTIVITY)
     async def poll(self, poll: BatchPoll) -> BatchState:
-        seen = await self._provider(poll.platform).state(poll.provider_batch_id)
+        async with _vendor_errors():
+            seen = await self._provider(poll.platform).state(poll.provider_batch_id)
         return BatchState(
             provider_batch_id=seen.id,
             status=seen.status,
@@ -203,7 +210,8 @@ class BatchActivities:
 
     @activity.defn(name=CANCEL_ACTIVITY)
     async def cancel(self, poll: BatchPoll) -> None:
-        await self._provider(poll.platform).cancel(poll.provider_batch_id)
+        async with _vendor_errors():
+            await self._provider(poll.platform).cancel(poll.provider_batch_id)
 
     # -- handing out ---------------------------------------------------------------
 
@@ -311,6 +319,26 @@ class BatchActivities:
                 vendor_finish_reason=result.finish_reason,
             ),
         )
+
+
+@contextlib.asynccontextmanager
+async def _vendor_errors() -> AsyncIterator[None]:
+    """A vendor's refusal (a batch it no longer knows, a revoked key) fails at once
+    and clearly; a passing fault (an outage, a rate limit) is retried by Temporal."""
+    try:
+        yield
+    except ApplicationError:
+        raise
+    except Exception as exc:
+        verdict = classify(exc)
+        raise ApplicationError(
+            redact(verdict.message),
+            type=verdict.error_type,
+            non_retryable=not verdict.retryable,
+            next_retry_delay=(
+                timedelta(seconds=verdict.retry_after) if verdict.retry_after else None
+            ),
+        ) from None
 
 
 @contextlib.asynccontextmanager

@@ -117,14 +117,22 @@ class ProviderBatchWorkflow:
                     summary="cancel the provider batch",
                 )
                 cancelled = True
-            self._state = await workflow.execute_activity(
-                POLL_ACTIVITY,
-                BatchPoll(provider_batch_id=batch_id, platform=input.platform),
-                result_type=BatchState,
-                start_to_close_timeout=timedelta(minutes=1),
-                retry_policy=_RETRY,
-                summary="provider batch state",
-            )
+            try:
+                self._state = await workflow.execute_activity(
+                    POLL_ACTIVITY,
+                    BatchPoll(provider_batch_id=batch_id, platform=input.platform),
+                    result_type=BatchState,
+                    start_to_close_timeout=timedelta(minutes=1),
+                    # An outage is waited out this long; a refusal ends it at once.
+                    schedule_to_close_timeout=timedelta(hours=6),
+                    retry_policy=_RETRY,
+                    summary="provider batch state",
+                )
+            except ActivityError as err:
+                # The provider cannot tell us about the batch any more (it forgot it,
+                # the key was revoked): its tasks go to real time while they can.
+                reason = f"the provider's batch {batch_id} cannot be followed: {err.cause or err}"
+                return await self._fan_out(input, batch_id, included, error=reason)
             if self._state.ended:
                 break
             await workflow.sleep(timedelta(seconds=interval), summary="wait for the provider")

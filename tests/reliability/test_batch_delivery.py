@@ -159,3 +159,22 @@ async def test_what_the_batch_cannot_answer_goes_to_real_time_or_fails_clearly(
         assert [r.status for r in results] == [TaskStatus.FAILED] * 3
         assert "batch refused this task" in (results[0].error or "")
         assert not sim.requests
+
+
+async def test_a_batch_the_provider_forgot_sends_its_tasks_to_real_time(
+    client: Client, queue: str, sim: Simulator
+) -> None:
+    """The provider answers 404 for the batch (deleted, or a key that no longer sees
+    it): its tasks are told at once and answered in real time, not left waiting."""
+    sim.batch_behaviour = BatchBehaviour(turnaround=60)
+    tasks = _tasks(client, queue)
+    async with running_worker(client, queue, sim):
+        ids = [
+            await tasks.submit_task(Task(prompt=f"q{i}", task_id=unique("bf"), constraints=BATCH))
+            for i in range(2)
+        ]
+        await wait_until(lambda: bool(sim.batches), 30, "the provider batch")
+        sim._state.batches.batches.clear()  # the provider no longer knows it (no API does this)
+        results = [await tasks.get_result(i, timeout=60) for i in ids]
+    assert [r.status for r in results] == [TaskStatus.COMPLETED] * 2, results[0].error
+    assert len(sim.requests) == 2  # answered in real time
