@@ -88,7 +88,8 @@ class BatchPath:
                 ),
                 result_type=str,
                 start_to_close_timeout=timedelta(seconds=10),
-                schedule_to_close_timeout=timedelta(minutes=2),
+                # A busy worker may take a while to run it: the task has its deadline.
+                schedule_to_close_timeout=max(deadline - workflow.now(), timedelta(seconds=10)),
                 retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
                 summary="join the next provider batch",
             )
