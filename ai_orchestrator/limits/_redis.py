@@ -49,14 +49,16 @@ IDLE_SECONDS = 86_400.0
 #: Longest single nap while waiting, so a cancel or a freed turn is seen.
 _MAX_NAP = 1.0
 #: Connections one worker process keeps to Redis at most.
-_CONNECTIONS = 16
+_CONNECTIONS = 32
 #: How often an unreachable Redis is mentioned in the log.
 _COMPLAIN_EVERY = 60.0
 #: Longest one script call may take (it takes about a millisecond): a Redis that
 #: accepts connections but does not answer counts as unreachable after this, not
 #: after the socket's timeout, which is longer than an attempt's heartbeat timeout
-#: (a call held past it is paid for on an attempt Temporal has given up on).
-OP_TIMEOUT = 0.5
+#: (a call held past it is paid for on an attempt Temporal has given up on). Not
+#: shorter: on a loaded worker, waiting for a pooled connection takes a while,
+#: and every call that gives up goes out unreserved.
+OP_TIMEOUT = 1.0
 
 
 def _opt(value: float | None) -> str:

@@ -60,7 +60,7 @@ async def _submit(
 
 
 async def _until(
-    client: openai.AsyncOpenAI, batch_id: str, done: Callable[[Batch], bool], timeout: float = 5
+    client: openai.AsyncOpenAI, batch_id: str, done: Callable[[Batch], bool], timeout: float = 30
 ) -> tuple[Batch, list[str]]:
     """Poll until ``done``; also returns every status seen, in order, without repeats."""
     seen: list[str] = []
@@ -90,7 +90,7 @@ async def _lines(client: openai.AsyncOpenAI, file_id: str | None) -> dict[str, d
 async def test_a_batch_answers_like_the_live_api(
     sim: Simulator, openai_client: openai.AsyncOpenAI
 ) -> None:
-    sim.batch_behaviour = BatchBehaviour(turnaround=0.4)
+    sim.batch_behaviour = BatchBehaviour(turnaround=1.5)  # long enough to see it run
     ids = ["a", "b", "c"]
     created = await _submit(openai_client, [_line(i) for i in ids], metadata={"run": "r1"})
     assert created.status == "validating"
@@ -191,7 +191,8 @@ async def test_a_bad_file_fails_validation(
     created = await _submit(openai_client, lines)
     assert created.status == "validating"
     batch, seen = await _until(openai_client, created.id, _ended)
-    assert seen == ["validating", "failed"]
+    # A poll on a busy machine may miss the short "validating".
+    assert seen[-1] == "failed" and set(seen) <= {"validating", "failed"}
     assert batch.failed_at is not None and batch.output_file_id is None
     assert batch.request_counts is not None and batch.request_counts.total == 0
     assert batch.errors is not None and batch.errors.data is not None

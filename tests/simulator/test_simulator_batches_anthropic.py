@@ -38,7 +38,7 @@ async def _until(
     claude: anthropic.AsyncAnthropic,
     batch_id: str,
     done: Callable[[MessageBatch], bool],
-    timeout: float = 5,
+    timeout: float = 30,
 ) -> tuple[MessageBatch, list[str]]:
     seen: list[str] = []
     loop = asyncio.get_running_loop()
@@ -151,7 +151,7 @@ async def test_cancel_stops_what_is_not_answered(
     assert canceling.processing_status == "canceling"
     assert canceling.cancel_initiated_at is not None and canceling.request_counts.processing == 3
     batch, seen = await _until(claude, created.id, _ended)
-    assert seen == ["canceling", "ended"]
+    assert seen[-1] == "ended" and set(seen) <= {"canceling", "ended"}  # may miss canceling
     counts = batch.request_counts
     assert (counts.succeeded, counts.canceled) == (1, 2)
     results = await _results(claude, batch.id)
