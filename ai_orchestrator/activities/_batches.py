@@ -66,6 +66,8 @@ logger = logging.getLogger(__name__)
 
 #: Heartbeat at least this often while walking members or results.
 _BEAT_EVERY = 50
+#: Answers signalled at once: one at a time, 1,000 answers took 46 s to hand out.
+_SIGNALS_AT_ONCE = 32
 
 
 def batch_tag(batch_workflow_id: str) -> str:
@@ -230,31 +232,49 @@ class BatchActivities:
         def progress() -> tuple[Any, ...]:
             return position, sorted(answered), summary.model_dump()
 
+        async def hand_out(chunk: list[ItemResult]) -> None:
+            """One chunk's answers, signalled together; counted (position, answered,
+            summary) only once every signal went: a heartbeat taken meanwhile, or a
+            worker dying, resumes at the chunk's start (a task ignores a second answer)."""
+            nonlocal position, summary
+            counts = summary.model_copy()
+            sends: list[tuple[int, BatchAnswer]] = []
+            for result in chunk:
+                index = index_of(tag, result.custom_id)
+                if index is None or index >= len(fan.members) or index in answered:
+                    continue
+                answer = self._answer(fan, result, counts)
+                if index in left or index not in included:
+                    counts.discarded += 1
+                else:
+                    sends.append((index, answer))
+            told = await asyncio.gather(*(_tell(client, fan.members[i], a) for i, a in sends))
+            for (_, answer), went in zip(sends, told, strict=True):
+                if not went:
+                    counts.discarded += 1  # closed meanwhile: cancelled, or timed out
+                elif answer.output is not None:
+                    counts.answered += 1
+                else:
+                    counts.errored += 1
+            for result in chunk:
+                index = index_of(tag, result.custom_id)
+                if index is not None and index < len(fan.members):
+                    answered.add(index)
+            summary = counts
+            position += len(chunk)
+            activity.heartbeat(*progress())
+
         if fan.error is None:
             provider = self._provider(fan.platform)
             async with _beating(progress):
+                chunk: list[ItemResult] = []
                 async for result in provider.results(fan.provider_batch_id, skip=position):
-                    index = index_of(tag, result.custom_id)
-                    if index is None or index >= len(fan.members) or index in answered:
-                        position += 1
-                        continue
-                    # Counted as handed out (position, answered, summary) only once its
-                    # signal went: a heartbeat taken meanwhile resumes at this result.
-                    counts = summary.model_copy()
-                    answer = self._answer(fan, result, counts)
-                    if index in left or index not in included:
-                        counts.discarded += 1
-                    elif not await _tell(client, fan.members[index], answer):
-                        counts.discarded += 1  # closed meanwhile: cancelled, or timed out
-                    elif answer.output is not None:
-                        counts.answered += 1
-                    else:
-                        counts.errored += 1
-                    summary = counts
-                    answered.add(index)
-                    position += 1
-                    if position % _BEAT_EVERY == 0:
-                        activity.heartbeat(*progress())
+                    chunk.append(result)
+                    if len(chunk) >= _SIGNALS_AT_ONCE:
+                        await hand_out(chunk)
+                        chunk = []
+                if chunk:
+                    await hand_out(chunk)
         missing = sorted(included - answered - left)
         reason = fan.error or "the provider's batch ended without answering this task"
         for count, index in enumerate(missing):
