@@ -35,7 +35,7 @@ from ai_orchestrator.local.devserver import DevServer, free_port
 from ai_orchestrator.payloads.converter import data_converter
 from ai_orchestrator.simulator import Simulator
 from ai_orchestrator.worker import running
-from bench import chaos, concurrency, failures, latency, live, peers, quotas, streaming
+from bench import batches, chaos, concurrency, failures, latency, live, peers, quotas, streaming
 from bench.baselines import baseline_worker
 from bench.context import Bench
 from bench.server_profile import describe
@@ -108,11 +108,16 @@ def rows_for(s: Sizes) -> dict[str, Row]:
         **_chaos_rows(s, f"chaos (responses): {s.chaos_tasks} tasks, {kills}", "responses"),
         **peers.rows(peers.sizes(smoke=s is SMOKE)),
         **quotas.rows(_quota_sizes(s)),
+        **batches.rows(_batch_sizes(s)),
     }
 
 
 def _quota_sizes(s: Sizes) -> quotas.Sizes:
     return quotas.SMOKE if s is SMOKE else quotas.FULL
+
+
+def _batch_sizes(s: Sizes) -> batches.Sizes:
+    return batches.SMOKE if s is SMOKE else batches.FULL
 
 
 def _chaos_rows(s: Sizes, name: str, api: str) -> dict[str, Row]:
@@ -157,6 +162,7 @@ SCENARIOS = (
     "live",
     "peers",
     "quotas",
+    "batches",
 )
 
 
@@ -200,6 +206,10 @@ async def one_run(b: Bench, s: Sizes, rows: dict[str, Row], only: set[str]) -> d
         raw["quotas"] = report = await quotas.quota_runs(_quota_sizes(s))
         print(quotas.render(report), file=sys.stderr)
         quotas.add_rows(rows, report)
+    if "batches" in only:  # its own server, simulator and worker processes
+        raw["batches"] = report = await batches.batch_runs(_batch_sizes(s))
+        print(batches.render(report), file=sys.stderr)
+        batches.add_rows(rows, report)
     return raw
 
 
@@ -343,6 +353,8 @@ async def _run_all(
                     only.discard("chaos")
                 if run >= args.quota_runs:
                     only.discard("quotas")
+                if run >= args.batch_runs:
+                    only.discard("batches")
                 raw["runs"].append(await one_run(bench, sizes, rows, only))
                 print(
                     f"run {run + 1}/{runs} done ({time.perf_counter() - started:.0f}s)",
@@ -380,6 +392,12 @@ if __name__ == "__main__":
         type=int,
         default=1,
         help="runs of the quotas scenario, five bursts of 40 tasks (minutes each)",
+    )
+    parser.add_argument(
+        "--batch-runs",
+        type=int,
+        default=1,
+        help="runs of the batches scenario, 4 x 1000 tasks (minutes each)",
     )
     parser.add_argument(
         "--only",
