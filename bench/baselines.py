@@ -3,7 +3,9 @@
 - a bare Temporal workflow with one activity making the same (non-streamed) call;
 - ``temporalio.contrib.workflow_streams`` publishing every delta from an
   activity, read by a subscriber: Temporal's own answer to streaming;
-- bare workflows parked in a heartbeating activity, for the concurrency scenario.
+- bare workflows parked in a heartbeating activity, for the concurrency scenario;
+- bare workflows parked on a signal that carries their answer, for the batches
+  scenario: the floor of handing 1,000 answers to 1,000 waiting workflows.
 
 ``python -m bench.baselines`` runs a worker for them (used as a separate process
 so its memory can be measured on its own).
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from datetime import timedelta
 
 from openai import AsyncOpenAI
@@ -26,6 +29,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 BARE_ACTIVITY = "bench.bare_completion"
 STREAMS_ACTIVITY = "bench.streams_completion"
 PARKED_ACTIVITY = "bench.parked"
+ANSWER_SIGNAL = "answer"
 TOPIC = "delta"
 
 # Same sandbox treatment as our worker: the module is passed through, not re-imported per run.
@@ -103,6 +107,23 @@ class ParkedWorkflow:
         )
 
 
+@workflow.defn(name="BenchAnswered")
+class AnsweredWorkflow:
+    """Waits for its answer by signal and returns it: all a batched task must do."""
+
+    def __init__(self) -> None:
+        self.answer: str | None = None
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: self.answer is not None)
+        return self.answer or ""
+
+    @workflow.signal(name=ANSWER_SIGNAL)
+    def give(self, answer: str) -> None:
+        self.answer = answer
+
+
 @workflow.defn(name="BenchStreams")
 class StreamsWorkflow:
     @workflow.init
@@ -132,7 +153,7 @@ def baseline_worker(
     return Worker(
         client,
         task_queue=queue,
-        workflows=[BareWorkflow, StreamsWorkflow, ParkedWorkflow],
+        workflows=[BareWorkflow, StreamsWorkflow, ParkedWorkflow, AnsweredWorkflow],
         activities=[acts.bare_completion, acts.streams_completion, acts.parked],
         workflow_runner=BASELINE_RUNNER,
         max_concurrent_activities=1000,
@@ -147,7 +168,10 @@ async def _serve() -> None:
     openai_client = AsyncOpenAI(
         api_key="sk-bench", base_url=os.environ["OPENAI_BASE_URL"], max_retries=0
     )
-    async with baseline_worker(client, os.environ["AI_ORCHESTRATOR_TASK_QUEUE"], openai_client):
+    pollers = int(os.environ.get("BENCH_WORKFLOW_POLLERS", "5"))
+    queue = os.environ["AI_ORCHESTRATOR_TASK_QUEUE"]
+    async with baseline_worker(client, queue, openai_client, workflow_pollers=pollers):
+        print("baseline worker listening", file=sys.stderr, flush=True)
         await asyncio.Event().wait()
 
 

@@ -398,4 +398,13 @@ def render(report: dict[str, Any]) -> str:
             lines.append(f"    {name:36} {value}")
         for failure in run.get("not_completed", [])[:5]:
             lines.append(f"    NOT COMPLETED {failure}")
+    if floor := report.get("floor"):
+        lines += [
+            f"  [floor: {floor['tasks']} bare workflows parked on a signal, each handed its"
+            " answer as the fan-out does, from the moment all were parked]",
+            f"    {'all answers signalled':36} {floor['last_signalled_s']:.1f} s"
+            f" ({floor['signals_per_s']:.0f}/s)",
+            f"    {'closed, p50 and last':36} {floor['closed_p50_s']:.1f} s,"
+            f" {floor['last_closed_s']:.1f} s",
+        ]
     return "\n".join(lines)

@@ -114,10 +114,15 @@ class Worker:
         self._drain: asyncio.Task[None] | None = None
 
     @classmethod
-    async def start(cls, env: dict[str, str], timeout: float = 60) -> Worker:
+    async def start(
+        cls,
+        env: dict[str, str],
+        timeout: float = 60,
+        command: tuple[str, ...] = ("-m", "ai_orchestrator", "worker"),
+    ) -> Worker:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
-            *("-m", "ai_orchestrator", "worker"),
+            *command,
             env=env,
             cwd=ROOT,
             stdout=asyncio.subprocess.DEVNULL,
