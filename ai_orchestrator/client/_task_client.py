@@ -26,7 +26,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from ..adapters import AsyncBasePlatformAdapter
-from ..config import DEFAULT_MODEL, DEFAULT_NAMESPACE, DEFAULT_TASK_QUEUE, DEFAULT_TEMPORAL_ADDRESS
+from ..config import DEFAULT_MODEL, temporal_connect_config
+from ..config import task_queue as task_queue_from_env
 from ..core import Result, Task, TaskStatus
 from ..exceptions import TaskIdConflictError, TaskNotFoundError, TaskValidationError
 from ..live import LiveSubscriber
@@ -53,7 +54,8 @@ class TaskClient(Following, AsyncBasePlatformAdapter):
 
     Args:
         client: a Temporal client using :func:`ai_orchestrator.payloads.converter.data_converter`.
-        task_queue: where workers listen.
+        task_queue: where workers listen; default: ``AI_ORCHESTRATOR_TASK_QUEUE``, as
+            the workers read it (else ``ai-orchestrator``).
         retry: retry bounds for the provider calls of tasks submitted here.
         pricing: if strict, an allow list: tasks naming other models are refused.
         default_model: the model a task without one will use (for validation and
@@ -72,7 +74,7 @@ class TaskClient(Following, AsyncBasePlatformAdapter):
         self,
         client: Client,
         *,
-        task_queue: str = DEFAULT_TASK_QUEUE,
+        task_queue: str | None = None,
         retry: RetrySettings | None = None,
         pricing: PricingTable | None = None,
         default_model: str = DEFAULT_MODEL,
@@ -83,7 +85,7 @@ class TaskClient(Following, AsyncBasePlatformAdapter):
     ) -> None:
         super().__init__()
         self.client = client
-        self.task_queue = task_queue
+        self.task_queue = task_queue or task_queue_from_env()
         self.retry = retry or RetrySettings()
         self.pricing = pricing
         self.default_model = default_model
@@ -134,25 +136,32 @@ class TaskClient(Following, AsyncBasePlatformAdapter):
     @classmethod
     async def connect(
         cls,
-        target_host: str = DEFAULT_TEMPORAL_ADDRESS,
-        namespace: str = DEFAULT_NAMESPACE,
+        target_host: str | None = None,
+        namespace: str | None = None,
         *,
-        task_queue: str = DEFAULT_TASK_QUEUE,
+        task_queue: str | None = None,
         connect_options: dict[str, Any] | None = None,
         data_converter: DataConverter | None = None,
         **options: Any,
     ) -> TaskClient:
-        """Connect to Temporal.
+        """Connect to Temporal where the workers do.
 
-        ``connect_options`` go to ``Client.connect`` (TLS, API key). The data
-        converter must match the workers'; by default it follows the
-        environment (encrypted when ``AI_ORCHESTRATOR_ENCRYPTION_KEYS`` is set).
+        What is not given comes from the environment, as the workers and the CLI
+        read it: Temporal's envconfig (``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``,
+        profiles, TLS, API key; else ``localhost:7233``, ``default``) and
+        ``AI_ORCHESTRATOR_TASK_QUEUE``. ``connect_options`` go to
+        ``Client.connect`` over those (TLS, API key). The data converter must
+        match the workers'; by default it follows the environment (encrypted when
+        ``AI_ORCHESTRATOR_ENCRYPTION_KEYS`` is set).
         """
+        config = temporal_connect_config()
+        if target_host:
+            config["target_host"] = target_host
+        if namespace:
+            config["namespace"] = namespace
+        config.update(connect_options or {})
         client = await Client.connect(
-            target_host,
-            namespace=namespace,
-            data_converter=data_converter or data_converter_from_env(),
-            **(connect_options or {}),
+            data_converter=data_converter or data_converter_from_env(), **config
         )
         return cls(client, task_queue=task_queue, **options)
 

@@ -59,6 +59,9 @@ async def test_readme_python_example_runs_as_written(dev_environment: Path) -> N
         script = dev_environment / "example.py"
         script.write_text(code.replace(README_ADDRESS, f'"{stack.target}"'))
         env = worker_env(stack.target, "unused", None, None)
+        # The stack's worker polls the default queue, and the example connects where
+        # the workers do: nothing in its environment may point it elsewhere.
+        env.pop("AI_ORCHESTRATOR_TASK_QUEUE")
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             str(script),
