@@ -60,7 +60,7 @@ from ai_orchestrator.messages import WORKFLOW_TYPE
 from ai_orchestrator.payloads.converter import data_converter
 from ai_orchestrator.pricing import PricingTable
 from ai_orchestrator.simulator import BatchBehaviour, Simulator
-from bench.baselines import AnsweredWorkflow
+from bench.batches_floor import floor_run
 from bench.batches_report import PROMPT, histories, history_sizes, provider_view, render, timings
 from bench.quotas import Worker
 from bench.stats import Row
@@ -398,67 +398,6 @@ async def one_run(stage: Stage, mode: Mode) -> dict[str, Any]:
     return report
 
 
-#: As many answers in flight at once as the fan-out sends (``activities/_batches.py``).
-FLOOR_SIGNALS_AT_ONCE = 32
-
-
-async def floor_run(stage: Stage) -> dict[str, Any]:
-    """The floor under "batch end -> last answer" on this machine and server: as many
-    bare workflows as tasks, parked on a signal, each handed its answer (as many at once
-    as our fan-out) and awaited by the client, on as many worker processes polling like
-    ours. Whatever the batch path does, its tasks cannot close faster than these."""
-    s = stage.sizes
-    queue = f"bb-floor-{uuid.uuid4().hex[:6]}"
-    env = {**stage.env(queue), "BENCH_WORKFLOW_POLLERS": "20"}
-    workers = await asyncio.gather(
-        *(Worker.start(env, command=("-m", "bench.baselines")) for _ in range(s.workers))
-    )
-    client = stage.client
-    try:
-        handles = [
-            await client.start_workflow(AnsweredWorkflow.run, id=f"{queue}-{i}", task_queue=queue)
-            for i in range(s.tasks)
-        ]
-        gate = asyncio.Semaphore(FLOOR_SIGNALS_AT_ONCE)
-
-        async def parked(handle: Any) -> bool:
-            async with gate:  # its first workflow task completed: waiting, cached
-                described = await handle.describe()
-            return described.raw_description.workflow_execution_info.history_length >= 4
-
-        for _ in range(600):
-            if all(await asyncio.gather(*(parked(h) for h in handles))):
-                break
-            await asyncio.sleep(0.5)
-        else:
-            raise TimeoutError("the floor's workflows did not all park within 5 minutes")
-        t0 = time.monotonic()
-        signalled: list[float] = []
-        closed: list[float] = []
-
-        async def answer(handle: Any) -> None:
-            async with gate:
-                await handle.signal(AnsweredWorkflow.give, "answer")
-            signalled.append(time.monotonic() - t0)
-
-        async def close(handle: Any) -> None:
-            await handle.result()
-            closed.append(time.monotonic() - t0)
-
-        await asyncio.gather(*(answer(h) for h in handles), *(close(h) for h in handles))
-    finally:
-        for w in workers:
-            await w.kill()
-    closed.sort()
-    return {
-        "tasks": s.tasks,
-        "last_signalled_s": max(signalled),
-        "signals_per_s": s.tasks / max(signalled),
-        "closed_p50_s": closed[len(closed) // 2],
-        "last_closed_s": closed[-1],
-    }
-
-
 async def batch_runs(sizes: Sizes) -> dict[str, Any]:
     """Every run of :data:`MODES` on one server and simulator; the report for JSON."""
     started, load = time.monotonic(), [os.getloadavg()[0]]
@@ -482,7 +421,8 @@ async def batch_runs(sizes: Sizes) -> dict[str, Any]:
                         f"batches: {mode.label} done ({time.monotonic() - started:.0f}s)",
                         file=sys.stderr,
                     )
-                floor = await floor_run(stage)
+                queue = f"bb-floor-{uuid.uuid4().hex[:6]}"
+                floor = await floor_run(client, stage.env(queue), queue, sizes.tasks, sizes.workers)
                 print(
                     f"batches: floor (bare workflows answered) done "
                     f"({time.monotonic() - started:.0f}s)",

@@ -175,20 +175,23 @@ class BatchActivities:
             included.append(index)
         if not items:
             return SubmitOutcome(provider_batch_id=None, included=[], left=sorted(left))
-        # Found again, not created again, if an earlier attempt got this far (only a
-        # retry looks: a first attempt cannot have created anything).
-        since = batch.since if activity.info().attempt > 1 else None
-        try:
-            async with _beating():  # an upload of many items takes a while
-                provider_batch_id = await provider.submit(items, tag, since=since)
-        except BatchLookupPending as exc:
-            # A batch like ours is still running and cannot be told from ours yet:
-            # look again later rather than risk paying for a second one.
-            raise ApplicationError(
-                f"cannot yet tell whether an earlier attempt sent this batch: {exc}",
-                type=PROVIDER_UNAVAILABLE,
-                next_retry_delay=timedelta(seconds=max(1.0, exc.retry_after or 60.0)),
-            ) from None
+        # Found again, not created again, if an earlier attempt (or a run before an
+        # operator's reset) got this far; looking only as far back as this batch
+        # workflow's start spares a first attempt a scan of the account's batches.
+        # A refusal (a revoked key, a bad item) fails at once: the workflow then
+        # sends every member to real time.
+        async with _vendor_errors():
+            try:
+                async with _beating():  # an upload of many items takes a while
+                    provider_batch_id = await provider.submit(items, tag, since=batch.since)
+            except BatchLookupPending as exc:
+                # A batch like ours is still running and cannot be told from ours yet:
+                # look again later rather than risk paying for a second one.
+                raise ApplicationError(
+                    f"cannot yet tell whether an earlier attempt sent this batch: {exc}",
+                    type=PROVIDER_UNAVAILABLE,
+                    next_retry_delay=timedelta(seconds=max(1.0, exc.retry_after or 60.0)),
+                ) from None
         return SubmitOutcome(
             provider_batch_id=provider_batch_id, included=included, left=sorted(left)
         )
@@ -336,7 +339,7 @@ class BatchActivities:
                 generation=1,
                 ledger=Ledger(attempts=[bill]),
                 platform=fan.platform,
-                vendor_finish_reason=result.finish_reason,
+                vendor_finish_reason=result.vendor_finish_reason,
             ),
         )
 

@@ -6,7 +6,10 @@ API keys) plus our data converter, so encryption is on wherever its keys are set
 
 from __future__ import annotations
 
+from typing import Any
+
 from temporalio.client import Client
+from temporalio.converter import DataConverter
 
 from ..config import ConfigError, temporal_connect_config
 from ..exceptions import TemporalUnavailableError
@@ -19,8 +22,11 @@ async def connect_client(
     namespace: str | None = None,
     *,
     metrics_address: str | None = None,
+    data_converter: DataConverter | None = None,
+    connect_options: dict[str, Any] | None = None,
 ) -> Client:
-    """A client configured from the environment (Temporal envconfig, encryption).
+    """A client configured from the environment (Temporal envconfig, encryption);
+    arguments win over it, and ``connect_options`` go to ``Client.connect`` last.
 
     With ``metrics_address``, the client's runtime (and so every worker built on
     it) serves Prometheus metrics there.
@@ -35,7 +41,8 @@ async def connect_client(
         config["target_host"] = target_host
     if namespace:
         config["namespace"] = namespace
-    converter = data_converter_from_env()
+    config.update(connect_options or {})
+    converter = data_converter or data_converter_from_env()
     try:
         return await Client.connect(data_converter=converter, **config)
     except Exception as exc:

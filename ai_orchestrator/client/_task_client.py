@@ -26,18 +26,18 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from ..adapters import AsyncBasePlatformAdapter
-from ..config import DEFAULT_MODEL, temporal_connect_config
+from ..config import DEFAULT_MODEL
 from ..config import task_queue as task_queue_from_env
 from ..core import Result, Task, TaskStatus
 from ..exceptions import TaskIdConflictError, TaskNotFoundError, TaskValidationError
 from ..live import LiveSubscriber
 from ..messages import WORKFLOW_TYPE, RetrySettings, TaskInput
-from ..payloads.converter import data_converter_from_env
 from ..pricing import PricingTable
 from ..providers import route
 from ..search import initial as initial_search_attributes
 from ..search import missing as missing_search_attributes
 from ._closing import OpenStreams, settle_bridge
+from ._connect import connect_client
 from ._describe import TaskDescription, capacity_wait, provider_batch
 from ._events import TaskSummary
 from ._following import Following
@@ -154,14 +154,11 @@ class TaskClient(Following, AsyncBasePlatformAdapter):
         match the workers'; by default it follows the environment (encrypted when
         ``AI_ORCHESTRATOR_ENCRYPTION_KEYS`` is set).
         """
-        config = temporal_connect_config()
-        if target_host:
-            config["target_host"] = target_host
-        if namespace:
-            config["namespace"] = namespace
-        config.update(connect_options or {})
-        client = await Client.connect(
-            data_converter=data_converter or data_converter_from_env(), **config
+        client = await connect_client(
+            target_host,
+            namespace,
+            data_converter=data_converter,
+            connect_options=connect_options,
         )
         return cls(client, task_queue=task_queue, **options)
 

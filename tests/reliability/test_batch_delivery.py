@@ -174,7 +174,8 @@ async def test_a_batch_the_provider_forgot_sends_its_tasks_to_real_time(
             for i in range(2)
         ]
         await wait_until(lambda: bool(sim.batches), 30, "the provider batch")
-        sim._state.batches.batches.clear()  # the provider no longer knows it (no API does this)
+        assert not sim.requests
+        sim.reset()  # the provider no longer knows the batch (no API does this)
         results = [await tasks.get_result(i, timeout=60) for i in ids]
     assert [r.status for r in results] == [TaskStatus.COMPLETED] * 2, results[0].error
     assert len(sim.requests) == 2  # answered in real time

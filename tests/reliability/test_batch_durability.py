@@ -46,6 +46,8 @@ async def test_a_worker_killed_mid_batch_sends_it_once_and_loses_no_answer(
     sim.batch_behaviour = BatchBehaviour(turnaround=4)
     queue = unique("tq-bk")
     env = {**worker_env(temporal.target, queue, sim.base_url, SECRET_KEY), **SETTINGS}
+    if phase == "gathering":  # a window the submissions cannot outlast: killed mid-gathering
+        env["AI_ORCHESTRATOR_BATCH_WINDOW_SECONDS"] = "5"
     tasks = TaskClient(client, task_queue=queue, retry=FAST_RETRY)
     prompts = [f"durable {i}" for i in range(30)]
     first = await spawn_ready_worker(env)
@@ -57,6 +59,8 @@ async def test_a_worker_killed_mid_batch_sends_it_once_and_loses_no_answer(
         ]
         if phase == "waiting":
             await wait_until(lambda: bool(sim.batches), 60, "the provider batch")
+        if phase == "gathering":
+            assert not sim.batches  # nothing sent yet
         first.kill()
         await first.wait()
         second = await spawn_ready_worker(env)

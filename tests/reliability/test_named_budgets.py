@@ -165,7 +165,12 @@ async def test_two_worker_processes_share_one_budget_in_redis(
 class _SilentSettle(LocalStore):
     """A store that grants shares but never answers a settlement (Redis stalled)."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = asyncio.Event()
+
     async def settle(self, decision: Decision, cost: float) -> None:
+        self.asked.set()
         await asyncio.Event().wait()
 
 
@@ -176,9 +181,11 @@ async def test_a_settlement_the_store_never_answers_keeps_the_paid_answer(
     sim.tokens_per_second, sim.default_tokens = 100, 10
     name = unique("team")
     constraints = TaskConstraints(model=MODEL, max_tokens=10, budget=name, timeout_seconds=60)
-    async with running_worker(client, queue, sim, budgets=Budgets({name: 1.0}, _SilentSettle())):
+    store = _SilentSettle()
+    async with running_worker(client, queue, sim, budgets=Budgets({name: 1.0}, store)):
         result = await tasks.execute(Task(prompt="settle me", constraints=constraints))
     assert result.status == TaskStatus.COMPLETED, result.error
+    assert store.asked.is_set()  # the settlement was asked, and never answered
     assert len(sim.requests) == 1  # paid once
 
 
