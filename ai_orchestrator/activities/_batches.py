@@ -175,15 +175,15 @@ class BatchActivities:
             included.append(index)
         if not items:
             return SubmitOutcome(provider_batch_id=None, included=[], left=sorted(left))
-        # Found again, not created again, if an earlier attempt (or a run before an
-        # operator's reset) got this far; looking only as far back as this batch
-        # workflow's start spares a first attempt a scan of the account's batches.
+        # Found again, not created again, if an earlier attempt got this far (only a
+        # retry says since when: a look-alike batch running then may be ours).
         # A refusal (a revoked key, a bad item) fails at once: the workflow then
         # sends every member to real time.
+        since = batch.since if activity.info().attempt > 1 else None
         async with _vendor_errors():
             try:
                 async with _beating():  # an upload of many items takes a while
-                    provider_batch_id = await provider.submit(items, tag, since=batch.since)
+                    provider_batch_id = await provider.submit(items, tag, since=since)
             except BatchLookupPending as exc:
                 # A batch like ours is still running and cannot be told from ours yet:
                 # look again later rather than risk paying for a second one.
