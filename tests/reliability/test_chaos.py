@@ -10,6 +10,7 @@ still completes, with one whole answer, and reports what every attempt cost.
 from __future__ import annotations
 
 import asyncio
+import math
 import signal
 from collections import defaultdict
 
@@ -46,6 +47,12 @@ RATE_LIMITED_PER_TASK = MAX_ATTEMPTS - 1
 FAULT_RATE, SEED, DRAWS_GUARANTEED = 0.3, 1680, 30
 PROVIDER_FAULTS = {"disconnect", "no_finish", "malformed", "status"}
 RETRY = FAST_RETRY.model_copy(update={"max_attempts": MAX_ATTEMPTS})
+#: A lost attempt is billed what it sent until its last heartbeat plus what it likely
+#: sent after: half a heartbeat interval (at most a third of the timeout) at its pace,
+#: 20 tokens/s here (30 allowed: the pace is measured from the first chunk). Its worker
+#: may die early in that interval, so a single estimate may pass what the provider
+#: sent by up to this much.
+UNSEEN_AT_MOST = math.ceil(30 * RETRY.heartbeat_timeout_seconds / 3 / 2)
 
 
 def _faulted_draws(n: int) -> int:
@@ -146,8 +153,12 @@ async def test_chaos_every_task_completes_whole_and_reports_its_bills(
                 continue
             request = requests[bill["attempt"] - 1]
             assert request.prompt_tokens > 0, (bill, _describe(requests))  # 429s/5xx: unbilled
-            assert bill["completion_tokens"] <= request.tokens_sent, (bill, _describe(requests))
-            if not bill["estimated"]:
+            if bill["estimated"]:
+                assert bill["completion_tokens"] <= request.tokens_sent + UNSEEN_AT_MOST, (
+                    bill,
+                    _describe(requests),
+                )
+            else:
                 assert bill["completion_tokens"] == request.tokens_sent
         assert result.tokens_used >= sum(b["completion_tokens"] for b in bills)
     print(
@@ -156,6 +167,6 @@ async def test_chaos_every_task_completes_whole_and_reports_its_bills(
     )
     assert extra_bills > 0
     assert delivered == N_TASKS * TOKENS
-    # Estimated bills lag: a lost attempt is billed as of its last heartbeat.
-    assert delivered < reported <= generated
+    # Estimated bills are off by at most the unseen allowance each.
+    assert delivered < reported <= generated + extra_bills * UNSEEN_AT_MOST
     assert reported >= 0.75 * generated
