@@ -96,32 +96,71 @@ async def stuck_error(handle: WorkflowHandle[Any, Any], converter: DataConverter
     return await jam_error(handle, converter, stuck_attempt(await handle.describe()))
 
 
+#: How long a run is described now and then, before its history is followed.
+DESCRIBE_PHASE = 30.0
+
+
+def _failed_once(desc: WorkflowExecutionDescription) -> bool:
+    """The run's pending workflow task follows a failed (or timed out) one."""
+    if desc.status != WorkflowExecutionStatus.RUNNING:
+        return False
+    raw = desc.raw_description
+    return raw.HasField("pending_workflow_task") and raw.pending_workflow_task.attempt >= 2
+
+
+async def _young(
+    handle: WorkflowHandle[Any, Any], grace: float, phase: float, interval: float
+) -> None:
+    """Returns once the run is past ``phase`` seconds or its workflow task failed.
+
+    Described at ``grace``, then at doubling gaps: a short task busy in a queue
+    costs one description, where following its history cost three long-polls
+    (one per event batch it still wrote), a fifth of the server requests of a
+    short task.
+    """
+    waited, gap = 0.0, grace
+    while True:
+        await asyncio.sleep(gap)
+        waited += gap
+        try:
+            if _failed_once(await handle.describe()):
+                return
+        except Exception:  # a server restart: the caller's own wait sees it too
+            pass
+        if waited >= phase:
+            return
+        gap = min(max(gap * 2, interval), phase - waited)
+
+
 async def watch_stuck(
     handle: WorkflowHandle[Any, Any],
     converter: DataConverter,
     interval: float = CHECK_INTERVAL,
     grace: float = CHECK_INTERVAL,
+    phase: float = DESCRIBE_PHASE,
 ) -> str:
     """Returns (with the reason) once the run is jammed; runs until cancelled otherwise.
 
-    A jam always opens with a recorded workflow task failure, so the run's
-    history is followed by long-poll (a parked request, no cost while nothing
-    happens) and the run is described every ``interval`` only while the last
-    recorded outcome is a failure: a thousand callers waiting on healthy runs
-    cost the server nothing, where a describe each every two seconds was a
-    busy dev server's largest load. Following starts after ``grace``: a jam
-    needs two failed workflow tasks, and a short task is over by then, so it
-    costs no history request at all (following from its start cost five or six
-    per task, more than the task itself). A jammed run is reported within
-    ``grace`` seconds. Errors (a server restart) are left to the caller's own
-    wait, which sees them too; the history is then followed again from its start.
+    A jam always opens with a recorded workflow task failure. A young run is
+    described after ``grace`` and then at doubling gaps (nothing at all for a
+    short task over by then): a jam shows as a pending workflow task on its
+    second attempt or later. From the first such sight, or once the run is
+    ``phase`` seconds old, its history is followed by long-poll (a parked
+    request, no cost while nothing happens) and the run described every
+    ``interval`` only while the last recorded outcome is a failure: a thousand
+    callers waiting on healthy long runs cost the server nothing, where a
+    describe each every two seconds was a busy dev server's largest load. A jam
+    is reported within ``grace`` seconds of the run's start, within about a
+    quarter of its age while it is young, and at once after. Errors (a server
+    restart) are left to the caller's own wait, which sees them too; the history
+    is then followed again from its start.
     """
     failing = False  # the last outcome read so far is a failure
     news = asyncio.Event()
 
     async def follow() -> None:
         nonlocal failing
-        await asyncio.sleep(grace)
+        await _young(handle, grace, phase, interval)
         while True:
             seen: WorkflowTaskFailedEventAttributes | None = None
             try:
@@ -157,6 +196,7 @@ async def watch_stuck(
 
 __all__ = [
     "CHECK_INTERVAL",
+    "DESCRIBE_PHASE",
     "STUCK_ATTEMPT",
     "jam_error",
     "stuck_attempt",

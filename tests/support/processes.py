@@ -11,6 +11,8 @@ from pathlib import Path
 
 from temporalio.client import Client
 
+from .forked import fork, forked_processes
+
 ROOT = Path(__file__).resolve().parents[2]
 #: A process of ours starts with none of the caller's provider or Temporal settings.
 _PROVIDER_AND_TEMPORAL_VARS = ("OPENAI_", "TEMPORAL_", "ANTHROPIC_", "GEMINI_", "GOOGLE_")
@@ -29,6 +31,10 @@ def worker_env(
 
 
 async def spawn(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    """A process of ours (``-m ai_orchestrator ...``: forked, see :mod:`.forkserver`) or
+    any other Python command, with stdout and stderr piped."""
+    if args[:2] == ("-m", "ai_orchestrator") and forked_processes():
+        return await fork(*args[2:], env=env, cwd=ROOT)  # type: ignore[return-value]
     return await asyncio.create_subprocess_exec(
         sys.executable,
         *args,

@@ -1,0 +1,150 @@
+"""The test side of :mod:`.forkserver`: a process that behaves like asyncio's.
+
+A forked process is the fork server's child, not this process's, so its end
+is learned from the server (``exit N`` on its connection) rather than from
+``waitpid``; everything else (its pid, signals, pipes) is the real process's.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import atexit
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def forked_processes() -> bool:
+    """Processes of ours are forked unless ``AI_ORCHESTRATOR_TEST_FORK=0``."""
+    return os.environ.get("AI_ORCHESTRATOR_TEST_FORK", "1") != "0" and sys.platform == "linux"
+
+
+class _Server:
+    """This test process's fork server, started on first use."""
+
+    def __init__(self) -> None:
+        self.folder = tempfile.mkdtemp(prefix="aio-fork-")
+        self.path = os.path.join(self.folder, "s")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.forkserver", self.path],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != b"ready":
+            raise RuntimeError(f"the fork server did not start (exit {self.proc.wait()})")
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+            os.rmdir(self.folder)
+
+
+_server: _Server | None = None
+
+
+def _pipe_reader(fd: int) -> asyncio.StreamReader:
+    reader = asyncio.StreamReader()
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(
+        loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
+        )
+    )
+    _PENDING.add(task)
+    task.add_done_callback(_PENDING.discard)
+    return reader
+
+
+_PENDING: set[asyncio.Task[object]] = set()
+
+
+class ForkedProcess:
+    """What the tests use of :class:`asyncio.subprocess.Process`, for a forked one."""
+
+    def __init__(
+        self,
+        pid: int,
+        stdout: asyncio.StreamReader,
+        stderr: asyncio.StreamReader,
+        control: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self.pid = pid
+        self.stdin = None
+        self.stdout: asyncio.StreamReader | None = stdout
+        self.stderr: asyncio.StreamReader | None = stderr
+        self.returncode: int | None = None
+        self._writer = writer
+        self._ended = asyncio.ensure_future(self._watch(control))
+
+    async def _watch(self, control: asyncio.StreamReader) -> int:
+        line = await control.readline()
+        try:
+            code = int(line.split()[1]) if line.startswith(b"exit ") else -signal.SIGKILL
+        except (IndexError, ValueError):
+            code = -signal.SIGKILL
+        self.returncode = code
+        self._writer.close()
+        return code
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._ended)
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    async def communicate(self, input: bytes | None = None) -> tuple[bytes, bytes]:
+        assert self.stdout is not None and self.stderr is not None
+        out, err = await asyncio.gather(self.stdout.read(), self.stderr.read())
+        await self.wait()
+        return out, err
+
+
+async def fork(*args: str, env: dict[str, str], cwd: Path) -> ForkedProcess:
+    """``python -m ai_orchestrator ARGS``, forked from the preloaded server."""
+    global _server
+    if _server is None or _server.proc.poll() is not None:
+        _server = await asyncio.to_thread(_Server)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(_server.path)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    request = json.dumps({"args": list(args), "env": env, "cwd": str(cwd)}).encode() + b"\n"
+    fds = array.array("i", [devnull, out_w, err_w])
+    try:
+        sock.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
+    finally:
+        for fd in (devnull, out_w, err_w):
+            os.close(fd)
+    sock.setblocking(False)
+    control, writer = await asyncio.open_unix_connection(sock=sock)
+    line = await control.readline()
+    if not line.startswith(b"pid "):
+        raise RuntimeError(f"the fork server refused {args}: {line!r}")
+    return ForkedProcess(
+        int(line.split()[1]), _pipe_reader(out_r), _pipe_reader(err_r), control, writer
+    )
