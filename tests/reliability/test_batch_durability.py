@@ -43,7 +43,7 @@ def _answered_once(sim: Simulator, prompts: list[str], *, batches: int | None = 
 async def test_a_worker_killed_mid_batch_sends_it_once_and_loses_no_answer(
     temporal: DevServer, client: Client, sim: Simulator, phase: str
 ) -> None:
-    sim.batch_behaviour = BatchBehaviour(turnaround=4)
+    sim.batch_behaviour = BatchBehaviour(turnaround=2)
     queue = unique("tq-bk")
     env = {**worker_env(temporal.target, queue, sim.base_url, SECRET_KEY), **SETTINGS}
     if phase == "gathering":  # a window the submissions cannot outlast: killed mid-gathering

@@ -254,8 +254,8 @@ async def test_workers_sharing_the_key_stay_within_the_quota(
 ) -> None:
     """With limits configured (an API without rate-limit headers, Gemini's), a view per
     process lets each worker spend the whole quota; one shared view does not."""
-    apart = await _burst(temporal, client, sim, "local", workers=2, tasks=24, model=GEMINI)
-    shared = await _burst(temporal, client, sim, redis_url, workers=2, tasks=24, model=GEMINI)
+    apart = await _burst(temporal, client, sim, "local", workers=2, tasks=22, model=GEMINI)
+    shared = await _burst(temporal, client, sim, redis_url, workers=2, tasks=22, model=GEMINI)
     print(f"429s: per-process views {apart}, shared {shared}")
     assert apart >= 1  # two views of one quota: the provider refuses some
     # One view: none in a quiet run (0 measured here and in bench/quotas.py); a loaded
@@ -270,7 +270,7 @@ async def test_a_killed_worker_does_not_hold_up_the_line(
     on the others, once each, within the quota. (How long the dead worker's place
     held the line up is measured by ``bench/quotas.py``; that a silent waiter leaves
     the line is shown above.)"""
-    refused = await _burst(temporal, client, sim, redis_url, workers=4, tasks=24, kill_one=True)
+    refused = await _burst(temporal, client, sim, redis_url, workers=4, tasks=20, kill_one=True)
     assert refused <= 2
 
 

@@ -178,7 +178,7 @@ async def test_an_error_rate_fails_the_same_items_every_time(
 async def test_a_bad_file_fails_validation(
     sim: Simulator, openai_client: openai.AsyncOpenAI
 ) -> None:
-    sim.batch_behaviour = BatchBehaviour(turnaround=0.2)
+    sim.batch_behaviour = BatchBehaviour(turnaround=2.0)  # validating: 0.2 s
     lines: list[Any] = [
         _line("a"),
         '{"custom_id": "b", "method": "POST", ',
