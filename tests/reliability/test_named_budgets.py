@@ -209,6 +209,10 @@ async def test_a_share_whose_call_never_started_goes_back(
             Task(prompt="never called", task_id=unique("nb"), constraints=constraints)
         )
         assert result.status == TaskStatus.FAILED
-        assert "the limiter broke" in (result.error or "")
+        # Not a provider fault: retried until the deadline, which then ends it. The error
+        # is the last attempt's, or Temporal's when the next retry would not fit in time
+        # (a loaded machine's timing).
+        error = result.error or ""
+        assert "the limiter broke" in error or "before activity ScheduleToClose" in error, error
         assert await budgets.store.standing("team-b") == (0, 0)  # nothing held, nothing spent
     assert not sim.requests
