@@ -149,11 +149,13 @@ async def watch_stuck(
     request, no cost while nothing happens) and the run described every
     ``interval`` only while the last recorded outcome is a failure: a thousand
     callers waiting on healthy long runs cost the server nothing, where a
-    describe each every two seconds was a busy dev server's largest load. A jam
-    is reported within ``grace`` seconds of the run's start, within about a
-    quarter of its age while it is young, and at once after. Errors (a server
-    restart) are left to the caller's own wait, which sees them too; the history
-    is then followed again from its start.
+    describe each every two seconds was a busy dev server's largest load. Ages
+    here are the watch's own (a caller that joins an old run starts over): a jam
+    already there is seen ``grace`` seconds in; one that begins in the first
+    ``phase`` seconds at the next description (2, 6, 14, 30 s: at most about as
+    late again as the watch's age), and once the history is followed at once.
+    Errors (a server restart) are left to the caller's own wait, which sees them
+    too; the history is then followed again from its start.
     """
     failing = False  # the last outcome read so far is a failure
     news = asyncio.Event()

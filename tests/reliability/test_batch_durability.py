@@ -59,6 +59,7 @@ async def test_a_worker_killed_mid_batch_sends_it_once_and_loses_no_answer(
         ]
         if phase == "waiting":
             await wait_until(lambda: bool(sim.batches), 60, "the provider batch")
+            assert not any(b.ended for b in sim.batches.values())  # killed while it is out
         if phase == "gathering":
             assert not sim.batches  # nothing sent yet
         first.kill()

@@ -50,8 +50,9 @@ async def test_a_burst_waits_its_turn_instead_of_drawing_429s(
     without = await _burst(client, unique("tq"), sim, None)
     configured = await _burst(client, queue, sim, LocalLimiter({"gpt-4o-mini": (TPM, None)}))
     learned = await _burst(client, unique("tq"), sim, LocalLimiter())
-    print(f"429s: without {without}, configured {configured}, learned {learned}")
-    assert without >= 2  # the burst does press on the quota
+    # The burst does press on the quota: refused once its 21st call comes within 6 s of
+    # the first (the quota then refills a call every 3 s).
+    assert without >= 1
     assert configured == 0  # the calls waited their turn instead
     assert learned == 0  # the burst waited for the first answer's headers
 

@@ -270,7 +270,7 @@ async def test_a_killed_worker_does_not_hold_up_the_line(
     on the others, once each, within the quota. (How long the dead worker's place
     held the line up is measured by ``bench/quotas.py``; that a silent waiter leaves
     the line is shown above.)"""
-    refused = await _burst(temporal, client, sim, redis_url, workers=4, tasks=20, kill_one=True)
+    refused = await _burst(temporal, client, sim, redis_url, workers=4, tasks=24, kill_one=True)
     assert refused <= 2
 
 

@@ -29,7 +29,12 @@ def forked_processes() -> bool:
 
 
 class _Server:
-    """This test process's fork server, started on first use."""
+    """This test process's fork server, started on first use.
+
+    Started from the event loop's own thread: the server dies with the thread that
+    started it (``PR_SET_PDEATHSIG`` follows threads), and the loop's thread lives
+    as long as the tests do, where an executor's might not.
+    """
 
     def __init__(self) -> None:
         self.folder = tempfile.mkdtemp(prefix="aio-fork-")
@@ -40,10 +45,13 @@ class _Server:
             stdout=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
         )
-        assert self.proc.stdout is not None
-        if self.proc.stdout.readline().strip() != b"ready":
-            raise RuntimeError(f"the fork server did not start (exit {self.proc.wait()})")
         atexit.register(self.close)
+
+    async def ready(self) -> None:
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(self.proc.stdout.readline), 120)
+        if line.strip() != b"ready":
+            raise RuntimeError(f"the fork server did not start (exit {self.proc.wait()})")
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -51,10 +59,27 @@ class _Server:
             self.proc.wait()
         with contextlib.suppress(OSError):
             os.unlink(self.path)
+        with contextlib.suppress(OSError):
             os.rmdir(self.folder)
 
 
 _server: _Server | None = None
+_starting = asyncio.Lock()
+
+
+async def _running_server() -> _Server:
+    """The server, started once even when the first processes are asked for at once."""
+    global _server
+    async with _starting:
+        if _server is None or _server.proc.poll() is not None:
+            server = _Server()
+            try:
+                await server.ready()
+            except BaseException:
+                server.close()
+                raise
+            _server = server
+    return _server
 
 
 def _pipe_reader(fd: int) -> asyncio.StreamReader:
@@ -125,26 +150,30 @@ class ForkedProcess:
 
 async def fork(*args: str, env: dict[str, str], cwd: Path) -> ForkedProcess:
     """``python -m ai_orchestrator ARGS``, forked from the preloaded server."""
-    global _server
-    if _server is None or _server.proc.poll() is not None:
-        _server = await asyncio.to_thread(_Server)
+    server = await _running_server()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(_server.path)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     devnull = os.open(os.devnull, os.O_RDONLY)
     request = json.dumps({"args": list(args), "env": env, "cwd": str(cwd)}).encode() + b"\n"
     fds = array.array("i", [devnull, out_w, err_w])
     try:
-        sock.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
-    finally:
-        for fd in (devnull, out_w, err_w):
-            os.close(fd)
-    sock.setblocking(False)
-    control, writer = await asyncio.open_unix_connection(sock=sock)
-    line = await control.readline()
-    if not line.startswith(b"pid "):
-        raise RuntimeError(f"the fork server refused {args}: {line!r}")
+        try:
+            sock.connect(server.path)
+            sock.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
+        finally:
+            for fd in (devnull, out_w, err_w):
+                os.close(fd)
+        sock.setblocking(False)
+        control, writer = await asyncio.open_unix_connection(sock=sock)
+        line = await control.readline()
+        if not line.startswith(b"pid "):
+            raise RuntimeError(f"the fork server refused {args}: {line!r}")
+    except BaseException:
+        sock.close()
+        os.close(out_r)
+        os.close(err_r)
+        raise
     return ForkedProcess(
         int(line.split()[1]), _pipe_reader(out_r), _pipe_reader(err_r), control, writer
     )

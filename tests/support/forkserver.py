@@ -130,39 +130,74 @@ def serve(path: str) -> None:
         for key, _ in selector.select(timeout=0.02):
             sock: socket.socket = key.fileobj  # type: ignore[assignment]
             if sock is listener:
-                conn, _ = listener.accept()
-                try:
-                    request, fds = _receive(conn)
-                except (EOFError, OSError, ValueError):
-                    conn.close()
-                    continue
-                pid = os.fork()
-                if pid == 0:
-                    listener.close()
-                    os._exit(_child(request, fds))
-                for fd in fds:
-                    os.close(fd)
-                children[pid] = conn
-                conn.sendall(f"pid {pid}\n".encode())
-                selector.register(conn, selectors.EVENT_READ, pid)
+                _start(listener, selector, children)
             else:  # the client hung up: its process goes too
                 with contextlib.suppress(OSError):
                     if not sock.recv(1):
                         os.kill(key.data, signal.SIGKILL)
                         selector.unregister(sock)
-        while children:
+        _reap(selector, children)
+
+
+def _start(
+    listener: socket.socket,
+    selector: selectors.BaseSelector,
+    children: dict[int, socket.socket],
+) -> None:
+    """Fork the process one connection asks for. A connection's trouble (a client gone
+    before its answer, a fork refused) ends that connection only, never the server
+    and the processes it runs for everyone else."""
+    try:
+        conn, _ = listener.accept()
+    except OSError:
+        return
+    try:
+        request, fds = _receive(conn)
+    except (EOFError, OSError, ValueError):
+        conn.close()
+        return
+    pid = 0
+    try:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            conn = children.pop(pid)
+                listener.close()
+                code = _child(request, fds)
+            finally:
+                os._exit(code)
+        children[pid] = conn
+        conn.sendall(f"pid {pid}\n".encode())
+        selector.register(conn, selectors.EVENT_READ, pid)
+    except OSError as exc:
+        if pid:  # the client is gone: so is its process (reaped by _reap)
             with contextlib.suppress(OSError):
-                conn.sendall(f"exit {os.waitstatus_to_exitcode(status)}\n".encode())
-            with contextlib.suppress(KeyError, ValueError):
-                selector.unregister(conn)
+                os.kill(pid, signal.SIGKILL)
+        else:
+            with contextlib.suppress(OSError):
+                conn.sendall(f"error {exc}\n".encode())
             conn.close()
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _reap(selector: selectors.BaseSelector, children: dict[int, socket.socket]) -> None:
+    while children:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        conn = children.pop(pid, None)
+        if conn is None:
+            continue
+        with contextlib.suppress(OSError):
+            conn.sendall(f"exit {os.waitstatus_to_exitcode(status)}\n".encode())
+        with contextlib.suppress(KeyError, ValueError):
+            selector.unregister(conn)
+        conn.close()
 
 
 if __name__ == "__main__":

@@ -66,9 +66,9 @@ async def spawn_ready_worker(
 
     async def listening() -> None:
         assert proc.stderr is not None
-        while b"worker listening" not in await proc.stderr.readline():
-            if proc.returncode is not None:
-                raise RuntimeError("worker exited before it was ready")
+        while b"worker listening" not in (line := await proc.stderr.readline()):
+            if not line:  # its stderr closed: it is gone
+                raise RuntimeError(f"worker exited ({await proc.wait()}) before it was ready")
 
     await asyncio.wait_for(listening(), timeout)
     _DRAINS.add(asyncio.create_task(_drain(proc.stderr)))

@@ -52,7 +52,7 @@ async def watch(run: FakeRun, until: float, grace: float = 0.05) -> None:
     )
     try:
         await asyncio.wait_for(run.followed.wait(), until)
-    except TimeoutError:
+    except asyncio.TimeoutError:  # the built-in's alias only from 3.11
         pass
     finally:
         task.cancel()
