@@ -46,7 +46,8 @@ async def test_sigkill_mid_stream_then_new_worker_completes(
     sim.tokens_per_second = 20
     sim.default_tokens = 60  # 3 s per attempt
     env = worker_env(temporal.target, queue, sim.base_url, SECRET_KEY)
-    workers = [await spawn_ready_worker(env), await spawn_ready_worker(env)]
+    # One started as a user starts it (a new interpreter), whatever the suite forks.
+    workers = [await spawn_ready_worker(env, fresh=True), await spawn_ready_worker(env)]
     try:
         task_id = await tasks.submit_task(Task(prompt="survive a crash", task_id=unique("kill")))
         events: list[object] = []

@@ -30,10 +30,10 @@ def worker_env(
     return env
 
 
-async def spawn(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
-    """A process of ours (``-m ai_orchestrator ...``: forked, see :mod:`.forkserver`) or
-    any other Python command, with stdout and stderr piped."""
-    if args[:2] == ("-m", "ai_orchestrator") and forked_processes():
+async def spawn(*args: str, env: dict[str, str], fresh: bool = False) -> asyncio.subprocess.Process:
+    """A process of ours (``-m ai_orchestrator ...``: forked, see :mod:`.forkserver`,
+    unless ``fresh``) or any other Python command, with stdout and stderr piped."""
+    if args[:2] == ("-m", "ai_orchestrator") and forked_processes() and not fresh:
         return await fork(*args[2:], env=env, cwd=ROOT)  # type: ignore[return-value]
     return await asyncio.create_subprocess_exec(
         sys.executable,
@@ -58,10 +58,11 @@ async def stop(proc: asyncio.subprocess.Process) -> None:
 
 
 async def spawn_ready_worker(
-    env: dict[str, str], timeout: float = 60
+    env: dict[str, str], timeout: float = 60, *, fresh: bool = False
 ) -> asyncio.subprocess.Process:
-    """A ``worker`` process, returned once it logs that it is polling; stderr keeps draining."""
-    proc = await spawn("-m", "ai_orchestrator", "worker", env=env)
+    """A ``worker`` process, returned once it logs that it is polling; stderr keeps draining.
+    ``fresh``: a new interpreter, as a user starts it, instead of a fork."""
+    proc = await spawn("-m", "ai_orchestrator", "worker", env=env, fresh=fresh)
     assert proc.stderr is not None
 
     async def listening() -> None:
