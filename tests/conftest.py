@@ -6,7 +6,6 @@ each other's work even though they share the server.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +22,8 @@ from ai_orchestrator.local.session import worker_polling
 from ai_orchestrator.payloads.converter import data_converter
 from ai_orchestrator.simulator import Simulator
 from ai_orchestrator.worker import running
+
+from .support.helpers import wait_until
 
 #: Real Redis servers (fixtures `redis_url`, `start_redis`).
 pytest_plugins = ["tests.support.redis_server"]
@@ -153,16 +154,8 @@ async def running_worker(
     async with running(client, task_queue=queue, provider=provider, **options) as worker:  # type: ignore[arg-type]
         # Listed as the queue's poller before the test goes on: a CLI the test starts
         # next looks for a live worker, and a forked one asks within milliseconds.
-        await wait_until_polled(client, queue)
+        await wait_until(lambda: worker_polling(client, queue), 30, f"a worker polling {queue}")
         yield worker
-
-
-async def wait_until_polled(client: Client, queue: str, timeout: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await worker_polling(client, queue):
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"no worker polls {queue} after {timeout} s")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

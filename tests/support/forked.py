@@ -82,6 +82,10 @@ async def _running_server() -> _Server:
     return _server
 
 
+#: Pipe connections being set up (kept referenced until they are).
+_PENDING: set[asyncio.Task[object]] = set()
+
+
 def _pipe_reader(fd: int) -> asyncio.StreamReader:
     reader = asyncio.StreamReader()
     loop = asyncio.get_running_loop()
@@ -93,9 +97,6 @@ def _pipe_reader(fd: int) -> asyncio.StreamReader:
     _PENDING.add(task)
     task.add_done_callback(_PENDING.discard)
     return reader
-
-
-_PENDING: set[asyncio.Task[object]] = set()
 
 
 class ForkedProcess:

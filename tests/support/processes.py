@@ -7,13 +7,11 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 
 from temporalio.client import Client
 
-from .forked import fork, forked_processes
+from .forked import ROOT, fork, forked_processes
 
-ROOT = Path(__file__).resolve().parents[2]
 #: A process of ours starts with none of the caller's provider or Temporal settings.
 _PROVIDER_AND_TEMPORAL_VARS = ("OPENAI_", "TEMPORAL_", "ANTHROPIC_", "GEMINI_", "GOOGLE_")
 
