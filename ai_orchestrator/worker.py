@@ -41,6 +41,7 @@ from .pricing import PricingTable
 from .providers import BatchProvider, Provider
 from .providers._config import from_env as vendor_providers
 from .providers._config import secrets as vendor_secrets
+from .providers._tls import openai_http_client
 from .workflows import BatchCollectorWorkflow, ProviderBatchWorkflow, TaskWorkflow
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ def openai_client(settings: ProviderSettings) -> AsyncOpenAI:
         base_url=settings.base_url,
         max_retries=0,
         timeout=Timeout(settings.read_timeout, connect=10.0),
+        http_client=openai_http_client(),
     )
 
 

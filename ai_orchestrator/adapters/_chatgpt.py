@@ -22,6 +22,7 @@ from ..config import DEFAULT_MODEL
 from ..core import Platform, Result, Task, TaskStatus
 from ..errors import IncompleteStreamError, classify, redact
 from ..pricing import PricingTable
+from ..providers._tls import openai_http_client
 from ..providers.openai_chat import ChatStream, request_params
 from ..retry import retry_on_rate_limit
 from ..streaming import PrefixGuard
@@ -110,7 +111,11 @@ class AsyncChatGPTAdapter(AsyncBasePlatformAdapter):
                 "OPENAI_API_KEY not set: pass api_key= or set the environment variable"
             )
         self._client = AsyncOpenAI(
-            api_key=self._api_key, base_url=self._base_url, timeout=self._timeout, max_retries=0
+            api_key=self._api_key,
+            base_url=self._base_url,
+            timeout=self._timeout,
+            max_retries=0,
+            http_client=openai_http_client(),
         )
         return self
 

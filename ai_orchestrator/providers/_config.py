@@ -20,6 +20,7 @@ from ..config import (
 )
 from ..core import Platform
 from ._base import Provider
+from ._tls import anthropic_http_client, genai_http_options
 
 #: Values that must never appear in an error message or in history.
 SECRET_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", *GEMINI_KEYS)
@@ -132,7 +133,11 @@ def simulated(base_url: str, *, read_timeout: float = 60.0) -> dict[Platform, Pr
         from .anthropic import AnthropicProvider
 
         client = AsyncAnthropic(
-            api_key="simulator", base_url=base_url, max_retries=0, timeout=read_timeout
+            api_key="simulator",
+            base_url=base_url,
+            max_retries=0,
+            timeout=read_timeout,
+            http_client=anthropic_http_client(),
         )
         providers[Platform.CLAUDE] = AnthropicProvider(client)
     except ImportError:
@@ -143,7 +148,7 @@ def simulated(base_url: str, *, read_timeout: float = 60.0) -> dict[Platform, Pr
 
         from .gemini import GeminiProvider
 
-        options = types.HttpOptions(
+        options = genai_http_options(
             base_url=base_url,
             retry_options=types.HttpRetryOptions(attempts=1),
             timeout=int(read_timeout * 1000),

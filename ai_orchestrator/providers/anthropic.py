@@ -15,6 +15,7 @@ from typing import Any
 from ..core import Platform, Task
 from ..messages import Usage
 from ._base import FINISH_FILTERED, FINISH_LENGTH, FINISH_STOP, ProviderStream, build_messages
+from ._tls import anthropic_http_client
 
 try:
     from anthropic import AsyncAnthropic
@@ -108,7 +109,9 @@ class AnthropicProvider:
     platform = Platform.CLAUDE
 
     def __init__(self, client: AsyncAnthropic | None = None, *, timeout: float = 60.0) -> None:
-        self._client = client or AsyncAnthropic(max_retries=0, timeout=timeout)
+        self._client = client or AsyncAnthropic(
+            max_retries=0, timeout=timeout, http_client=anthropic_http_client()
+        )
         if self._client.max_retries != 0:
             raise ValueError("the anthropic client must have max_retries=0: Temporal retries")
 

@@ -66,6 +66,7 @@ from ._batch_types import (
     check_items,
     check_tag,
 )
+from ._tls import anthropic_http_client
 from .anthropic import _STOP_REASONS, request_params
 
 try:
@@ -231,7 +232,9 @@ class AnthropicBatches:
     platform = Platform.CLAUDE
 
     def __init__(self, client: AsyncAnthropic | None = None, *, timeout: float = 60.0) -> None:
-        self._client = client or AsyncAnthropic(max_retries=0, timeout=timeout)
+        self._client = client or AsyncAnthropic(
+            max_retries=0, timeout=timeout, http_client=anthropic_http_client()
+        )
         if self._client.max_retries != 0:
             raise ValueError("the anthropic client must have max_retries=0: Temporal retries")
         self._secrets = (self._client.api_key, self._client.auth_token)

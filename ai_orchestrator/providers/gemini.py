@@ -15,6 +15,7 @@ from typing import Any
 from ..core import Platform, Task
 from ..messages import Usage
 from ._base import FINISH_FILTERED, FINISH_LENGTH, FINISH_STOP, ProviderStream, build_messages
+from ._tls import genai_http_options
 
 try:
     from google import genai
@@ -102,7 +103,7 @@ class GeminiProvider:
 
     def __init__(self, client: genai.Client | None = None, *, timeout: float = 60.0) -> None:
         self._client = client or genai.Client(
-            http_options=types.HttpOptions(
+            http_options=genai_http_options(
                 retry_options=types.HttpRetryOptions(attempts=1),
                 timeout=int(timeout * 1000),
             )

@@ -18,6 +18,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from ai_orchestrator import Platform, Task, TaskClient, TaskConstraints, TaskStatus
+from ai_orchestrator.providers._tls import anthropic_http_client, genai_http_options
 from ai_orchestrator.providers.anthropic import AnthropicProvider
 from ai_orchestrator.providers.gemini import GeminiProvider
 from ai_orchestrator.search import PLATFORM
@@ -32,10 +33,12 @@ GEMINI_KEY = "AIzaTEST0123456789SECRETgemini"
 
 @asynccontextmanager
 async def vendor_worker(client: Client, queue: str, sim: Simulator) -> AsyncIterator[Worker]:
-    claude = anthropic.AsyncAnthropic(api_key=CLAUDE_KEY, base_url=sim.url, max_retries=0)
+    claude = anthropic.AsyncAnthropic(
+        api_key=CLAUDE_KEY, base_url=sim.url, max_retries=0, http_client=anthropic_http_client()
+    )
     gemini = genai.Client(
         api_key=GEMINI_KEY,
-        http_options=types.HttpOptions(
+        http_options=genai_http_options(
             base_url=sim.url, retry_options=types.HttpRetryOptions(attempts=1)
         ),
     )

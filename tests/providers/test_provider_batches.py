@@ -29,6 +29,7 @@ from ai_orchestrator.providers import (
     OpenAIBatches,
     ProviderBatchState,
 )
+from ai_orchestrator.providers._tls import anthropic_http_client, openai_http_client
 from ai_orchestrator.providers.batch_anthropic import mark
 from ai_orchestrator.providers.batch_openai import encode_input, input_file_name
 from ai_orchestrator.simulator import BatchBehaviour, Simulator
@@ -49,7 +50,9 @@ def sim_options() -> dict[str, Any]:
 
 @pytest.fixture
 async def openai_client(sim: Simulator) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(base_url=sim.base_url, api_key=KEY, max_retries=0) as client:
+    async with openai.AsyncOpenAI(
+        base_url=sim.base_url, api_key=KEY, max_retries=0, http_client=openai_http_client()
+    ) as client:
         yield client
 
 
@@ -62,11 +65,15 @@ def vendor(request: pytest.FixtureRequest) -> str:
 async def batches(vendor: str, sim: Simulator) -> AsyncIterator[BatchProvider]:
     provider: BatchProvider
     if vendor == "openai":
-        client = openai.AsyncOpenAI(base_url=sim.base_url, api_key=KEY, max_retries=0)
+        client = openai.AsyncOpenAI(
+            base_url=sim.base_url, api_key=KEY, max_retries=0, http_client=openai_http_client()
+        )
         provider = OpenAIBatches(client)
     else:
         provider = AnthropicBatches(
-            anthropic.AsyncAnthropic(base_url=sim.url, api_key=KEY, max_retries=0)
+            anthropic.AsyncAnthropic(
+                base_url=sim.url, api_key=KEY, max_retries=0, http_client=anthropic_http_client()
+            )
         )
     yield provider
     await provider.aclose()
@@ -177,7 +184,9 @@ async def test_a_retried_anthropic_submit_finds_its_batch_once_it_can_tell(
     sim: Simulator,
 ) -> None:
     sim.batch_behaviour = BatchBehaviour(turnaround=1.0)
-    client = anthropic.AsyncAnthropic(base_url=sim.url, api_key=KEY, max_retries=0)
+    client = anthropic.AsyncAnthropic(
+        base_url=sim.url, api_key=KEY, max_retries=0, http_client=anthropic_http_client()
+    )
     provider = AnthropicBatches(client)
     items = make_items("anthropic", 3)
     since = time.time()
@@ -195,7 +204,9 @@ async def test_a_retried_anthropic_submit_finds_its_batch_once_it_can_tell(
 
 
 async def test_anthropic_lookup_adopts_only_a_batch_that_proves_ours(sim: Simulator) -> None:
-    client = anthropic.AsyncAnthropic(base_url=sim.url, api_key=KEY, max_retries=0)
+    client = anthropic.AsyncAnthropic(
+        base_url=sim.url, api_key=KEY, max_retries=0, http_client=anthropic_http_client()
+    )
     provider = AnthropicBatches(client)
     items = make_items("anthropic", 3)
     since = time.time()

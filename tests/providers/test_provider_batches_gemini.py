@@ -28,6 +28,7 @@ from ai_orchestrator.providers import (
     ItemResult,
     ProviderBatchState,
 )
+from ai_orchestrator.providers._tls import genai_http_options
 from ai_orchestrator.providers.gemini import request_config
 from ai_orchestrator.simulator import BatchBehaviour, Simulator
 
@@ -45,7 +46,7 @@ def sim_options() -> dict[str, Any]:
 
 
 def sdk(sim: Simulator) -> genai.Client:
-    options = types.HttpOptions(base_url=sim.url, retry_options=types.HttpRetryOptions(attempts=1))
+    options = genai_http_options(base_url=sim.url, retry_options=types.HttpRetryOptions(attempts=1))
     return genai.Client(api_key=KEY, http_options=options)
 
 

@@ -18,6 +18,7 @@ import pytest
 from ai_orchestrator.core import Task, TaskConstraints
 from ai_orchestrator.errors import CONNECTION_FAILED, ContinuationLost, classify
 from ai_orchestrator.providers import FINISH_LENGTH, FINISH_STOP, ProviderStream
+from ai_orchestrator.providers._tls import openai_http_client
 from ai_orchestrator.providers.openai import OpenAIProvider
 from ai_orchestrator.providers.openai_responses import ResponsesStream
 from ai_orchestrator.simulator import Fault, Simulator
@@ -33,7 +34,9 @@ def sim_options() -> dict[str, Any]:
 
 @pytest.fixture
 async def openai_client(sim: Simulator) -> AsyncIterator[openai.AsyncOpenAI]:
-    openai_client = openai.AsyncOpenAI(api_key="simulator", base_url=sim.base_url, max_retries=0)
+    openai_client = openai.AsyncOpenAI(
+        api_key="simulator", base_url=sim.base_url, max_retries=0, http_client=openai_http_client()
+    )
     yield openai_client
     await openai_client.close()
 

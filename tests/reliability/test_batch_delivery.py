@@ -20,6 +20,7 @@ from ai_orchestrator import Task, TaskClient, TaskConstraints, TaskStatus
 from ai_orchestrator.core import Platform
 from ai_orchestrator.pricing import PricingTable
 from ai_orchestrator.providers import Provider
+from ai_orchestrator.providers._tls import anthropic_http_client, genai_http_options
 from ai_orchestrator.providers.anthropic import AnthropicProvider
 from ai_orchestrator.providers.gemini import GeminiProvider
 from ai_orchestrator.simulator import BatchBehaviour, Simulator
@@ -43,8 +44,10 @@ def _tasks(client: Client, queue: str) -> TaskClient:
 
 def _vendors(sim: Simulator) -> dict[Platform, Provider]:
     """Claude and Gemini over their real SDKs, pointed at the simulator."""
-    claude = AsyncAnthropic(base_url=sim.url, api_key=SECRET_KEY, max_retries=0)
-    options = types.HttpOptions(base_url=sim.url, retry_options=types.HttpRetryOptions(attempts=1))
+    claude = AsyncAnthropic(
+        base_url=sim.url, api_key=SECRET_KEY, max_retries=0, http_client=anthropic_http_client()
+    )
+    options = genai_http_options(base_url=sim.url, retry_options=types.HttpRetryOptions(attempts=1))
     gemini = genai.Client(api_key=SECRET_KEY, http_options=options)
     return {Platform.CLAUDE: AnthropicProvider(claude), Platform.GEMINI: GeminiProvider(gemini)}
 

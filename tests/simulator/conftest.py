@@ -10,6 +10,7 @@ import openai
 import pytest
 import pytest_asyncio
 
+from ai_orchestrator.providers._tls import openai_http_client
 from ai_orchestrator.simulator import Simulator
 
 API_KEY = "sk-test-simulator-0123456789abcdef"  # test_simulator.py asserts on this exact key
@@ -23,7 +24,9 @@ def sim_options() -> dict[str, Any]:
 
 @pytest_asyncio.fixture
 async def openai_client(sim: Simulator) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(base_url=sim.base_url, api_key=API_KEY, max_retries=0) as c:
+    async with openai.AsyncOpenAI(
+        base_url=sim.base_url, api_key=API_KEY, max_retries=0, http_client=openai_http_client()
+    ) as c:
         yield c
 
 

@@ -19,6 +19,7 @@ import openai
 import pytest
 import pytest_asyncio
 
+from ai_orchestrator.providers._tls import anthropic_http_client
 from ai_orchestrator.simulator import Fault, Simulator
 from ai_orchestrator.simulator._text import simulated_tokens
 
@@ -33,7 +34,9 @@ EXPECTED = "".join(simulated_tokens(SEED, MODEL, 16))
 
 @pytest_asyncio.fixture
 async def claude(sim: Simulator) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    async with anthropic.AsyncAnthropic(base_url=sim.url, api_key=API_KEY, max_retries=0) as c:
+    async with anthropic.AsyncAnthropic(
+        base_url=sim.url, api_key=API_KEY, max_retries=0, http_client=anthropic_http_client()
+    ) as c:
         yield c
 
 
@@ -421,7 +424,9 @@ async def test_sdk_reads_anthropic_base_url_from_the_environment(
     monkeypatch.setenv("ANTHROPIC_BASE_URL", sim.url)
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-from-env-0123456789")
     monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
-    async with anthropic.AsyncAnthropic(max_retries=0) as env_client:
+    async with anthropic.AsyncAnthropic(
+        max_retries=0, http_client=anthropic_http_client()
+    ) as env_client:
         message = await _create(env_client)
     assert message.content[0].text == EXPECTED  # type: ignore[union-attr]
     assert sim.requests[0].api_key == "sk-ant-from-env-0123456789"

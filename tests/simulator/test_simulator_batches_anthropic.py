@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 from anthropic.types.messages import MessageBatch, MessageBatchIndividualResponse
 
+from ai_orchestrator.providers._tls import anthropic_http_client
 from ai_orchestrator.simulator import BatchBehaviour, Simulator
 from ai_orchestrator.simulator._text import simulated_tokens
 
@@ -21,7 +22,9 @@ SYSTEM = "You are terse."
 
 @pytest_asyncio.fixture
 async def claude(sim: Simulator) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    async with anthropic.AsyncAnthropic(base_url=sim.url, api_key=API_KEY, max_retries=0) as c:
+    async with anthropic.AsyncAnthropic(
+        base_url=sim.url, api_key=API_KEY, max_retries=0, http_client=anthropic_http_client()
+    ) as c:
         yield c
 
 

@@ -12,6 +12,7 @@ import pytest_asyncio
 from google import genai
 from google.genai import errors, types
 
+from ai_orchestrator.providers._tls import genai_http_options
 from ai_orchestrator.simulator import BatchBehaviour, Simulator
 from ai_orchestrator.simulator._text import simulated_tokens
 
@@ -22,7 +23,7 @@ ENDED = ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_
 
 @pytest_asyncio.fixture
 async def gemini(sim: Simulator) -> AsyncIterator[genai.client.AsyncClient]:
-    options = types.HttpOptions(base_url=sim.url, retry_options=types.HttpRetryOptions(attempts=1))
+    options = genai_http_options(base_url=sim.url, retry_options=types.HttpRetryOptions(attempts=1))
     async with genai.Client(api_key=API_KEY, http_options=options).aio as client:
         yield client
 

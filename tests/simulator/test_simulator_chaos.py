@@ -21,6 +21,7 @@ from ai_orchestrator.errors import (
     RATE_LIMITED,
     classify,
 )
+from ai_orchestrator.providers._tls import openai_http_client
 from ai_orchestrator.simulator import Fault, Simulator
 from ai_orchestrator.simulator import _state as state_module
 from ai_orchestrator.simulator._state import SimulatorState
@@ -39,7 +40,9 @@ async def chaos() -> AsyncIterator[Simulator]:
 
 
 def _client(sim: Simulator) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=sim.base_url, api_key=API_KEY, max_retries=0)
+    return openai.AsyncOpenAI(
+        base_url=sim.base_url, api_key=API_KEY, max_retries=0, http_client=openai_http_client()
+    )
 
 
 async def _stream_text(

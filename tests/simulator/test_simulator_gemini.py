@@ -23,6 +23,7 @@ from google import genai
 from google.genai import errors, types
 
 from ai_orchestrator.pricing import PricingTable
+from ai_orchestrator.providers._tls import anthropic_http_client, genai_http_options
 from ai_orchestrator.simulator import Fault, Simulator
 from ai_orchestrator.simulator._models import ANTHROPIC_MODEL_IDS, GEMINI_MODEL_IDS
 from ai_orchestrator.simulator._text import simulated_tokens
@@ -41,7 +42,7 @@ NO_RETRY = types.HttpRetryOptions(attempts=1)
 
 
 def _options(sim: Simulator, **kwargs: Any) -> types.HttpOptions:
-    return types.HttpOptions(base_url=sim.url, retry_options=NO_RETRY, **kwargs)
+    return genai_http_options(base_url=sim.url, retry_options=NO_RETRY, **kwargs)
 
 
 @pytest_asyncio.fixture
@@ -128,7 +129,7 @@ async def test_both_api_versions_and_the_environment(
     monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
     for var in ("GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_GENAI_USE_ENTERPRISE"):
         monkeypatch.delenv(var, raising=False)
-    options = types.HttpOptions(retry_options=NO_RETRY)  # no base_url: the env decides
+    options = genai_http_options(retry_options=NO_RETRY)  # no base_url: the env decides
     async with genai.Client(http_options=options).aio as env_client:
         assert (await _generate(env_client)).text == EXPECTED
     monkeypatch.setenv("GOOGLE_GENAI_API_VERSION", "v1beta")
@@ -156,7 +157,9 @@ async def test_count_tokens_and_models_for_all_three_apis(
     assert info.value.code == 404 and info.value.status == "NOT_FOUND"
     # GET /v1/models is shared: each SDK still gets its own provider's listing.
     assert "gpt-4o-mini" in [m.id async for m in openai_client.models.list()]
-    async with anthropic.AsyncAnthropic(base_url=sim.url, api_key="k", max_retries=0) as claude:
+    async with anthropic.AsyncAnthropic(
+        base_url=sim.url, api_key="k", max_retries=0, http_client=anthropic_http_client()
+    ) as claude:
         assert "claude-haiku-4-5" in [m.id async for m in claude.models.list()]
     assert sim.requests == []
 
@@ -354,7 +357,9 @@ async def test_one_script_and_limiter_serve_all_apis(
     sim: Simulator, gemini: genai.client.AsyncClient, openai_client: openai.AsyncOpenAI
 ) -> None:
     sim.script(Fault.status(500), Fault.ok(), Fault.overloaded())
-    async with anthropic.AsyncAnthropic(base_url=sim.url, api_key="k", max_retries=0) as claude:
+    async with anthropic.AsyncAnthropic(
+        base_url=sim.url, api_key="k", max_retries=0, http_client=anthropic_http_client()
+    ) as claude:
         with pytest.raises(anthropic.InternalServerError):
             await claude.messages.create(
                 model="claude-haiku-4-5", max_tokens=10, messages=[{"role": "user", "content": "x"}]

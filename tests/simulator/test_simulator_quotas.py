@@ -25,6 +25,11 @@ from google import genai
 from google.genai import errors, types
 
 from ai_orchestrator.errors import RATE_LIMITED, classify
+from ai_orchestrator.providers._tls import (
+    anthropic_http_client,
+    genai_http_options,
+    openai_http_client,
+)
 from ai_orchestrator.simulator import Fault, QuotaLimits, Quotas, Simulator, parse_model_limits
 from ai_orchestrator.simulator import _quotas as quotas_module
 from ai_orchestrator.simulator._quota_replies import go_duration
@@ -56,13 +61,15 @@ def frozen(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
 
 @pytest_asyncio.fixture
 async def claude(sim: Simulator) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    async with anthropic.AsyncAnthropic(base_url=sim.url, api_key=API_KEY, max_retries=0) as c:
+    async with anthropic.AsyncAnthropic(
+        base_url=sim.url, api_key=API_KEY, max_retries=0, http_client=anthropic_http_client()
+    ) as c:
         yield c
 
 
 @pytest_asyncio.fixture
 async def gemini(sim: Simulator) -> AsyncIterator[genai.client.AsyncClient]:
-    options = types.HttpOptions(base_url=sim.url, retry_options=types.HttpRetryOptions(attempts=1))
+    options = genai_http_options(base_url=sim.url, retry_options=types.HttpRetryOptions(attempts=1))
     async with genai.Client(api_key=API_KEY, http_options=options).aio as client:
         yield client
 
@@ -268,7 +275,9 @@ async def test_keys_and_models_have_separate_buckets(
     assert bigger.headers["x-ratelimit-limit-tokens"] == "50000"
     assert "x-ratelimit-limit-requests" not in bigger.headers
     # The same model on another key.
-    async with openai.AsyncOpenAI(base_url=sim.base_url, api_key=OTHER_KEY, max_retries=0) as c:
+    async with openai.AsyncOpenAI(
+        base_url=sim.base_url, api_key=OTHER_KEY, max_retries=0, http_client=openai_http_client()
+    ) as c:
         other = await _chat(c, max_tokens=10)
     assert other.headers["x-ratelimit-remaining-tokens"] == str(1200 - PROMPT - 10)
     usage = {(u.api_key, u.model): (u.requests, u.rate_limited) for u in sim.quota_usage}

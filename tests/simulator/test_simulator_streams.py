@@ -11,6 +11,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionChunk
 
+from ai_orchestrator.providers._tls import openai_http_client
 from ai_orchestrator.simulator import Fault, Simulator, serve_forever
 
 API_KEY = "sk-test-streams-key"
@@ -171,7 +172,9 @@ async def test_200_concurrent_streams(sim: Simulator) -> None:
             finish = chunk.choices[0].finish_reason or finish
         return text, finish
 
-    async with openai.AsyncOpenAI(base_url=sim.base_url, api_key=API_KEY, max_retries=0) as c:
+    async with openai.AsyncOpenAI(
+        base_url=sim.base_url, api_key=API_KEY, max_retries=0, http_client=openai_http_client()
+    ) as c:
         results = await asyncio.gather(*(one(i, c) for i in range(200)))
     assert all(finish == "stop" and len(text.split()) == 20 for text, finish in results)
     assert len({text for text, _ in results}) > 150  # different prompts, different text
@@ -189,7 +192,12 @@ async def test_200_concurrent_streams(sim: Simulator) -> None:
 async def test_stop_with_streams_in_flight() -> None:
     simulator = Simulator(tokens_per_second=0, default_tokens=8)
     await simulator.start()
-    openai_client = openai.AsyncOpenAI(base_url=simulator.base_url, api_key=API_KEY, max_retries=0)
+    openai_client = openai.AsyncOpenAI(
+        base_url=simulator.base_url,
+        api_key=API_KEY,
+        max_retries=0,
+        http_client=openai_http_client(),
+    )
     try:
         simulator.script(Fault.stall(after_tokens=1, seconds=30, times=5))
         streams = [await _open_stream(openai_client) for _ in range(5)]

@@ -22,6 +22,7 @@ from ai_orchestrator.errors import (
     redact,
     redaction_echoes,
 )
+from ai_orchestrator.providers._tls import openai_http_client
 
 REQUEST = httpx2.Request("POST", "http://provider.test/v1/chat/completions")
 
@@ -31,9 +32,9 @@ def status_error(
 ) -> openai.APIStatusError:
     response = httpx2.Response(status, headers=headers or {}, request=REQUEST)
     body = body if body is not None else {"error": {"message": f"boom {status}", "code": None}}
-    return openai.AsyncOpenAI(api_key="x", max_retries=0)._make_status_error(
-        f"Error code: {status}", body=body, response=response
-    )
+    return openai.AsyncOpenAI(
+        api_key="x", max_retries=0, http_client=openai_http_client()
+    )._make_status_error(f"Error code: {status}", body=body, response=response)
 
 
 @pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504])

@@ -179,10 +179,11 @@ def test_each_gemini_account_has_its_own_limit_key() -> None:
 
     from ai_orchestrator.activities._quota import key_for
     from ai_orchestrator.core import Platform
+    from ai_orchestrator.providers._tls import genai_http_options
     from ai_orchestrator.providers.gemini import GeminiProvider
 
     def key(api_key: str, url: str = "http://g:1") -> str:
-        client = genai.Client(api_key=api_key, http_options={"base_url": url})
+        client = genai.Client(api_key=api_key, http_options=genai_http_options(base_url=url))
         return key_for(GeminiProvider(client), Platform.GEMINI, "gemini-2.5-flash")
 
     assert key("AIza-one") == key("AIza-one")

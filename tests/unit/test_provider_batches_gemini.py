@@ -24,6 +24,7 @@ from ai_orchestrator.errors import (
     RATE_LIMITED,
 )
 from ai_orchestrator.providers import BatchItem, GeminiBatches, batch_gemini
+from ai_orchestrator.providers._tls import genai_http_options
 from ai_orchestrator.providers.batch_gemini import (
     MAX_INLINE_BYTES,
     batch_state,
@@ -52,7 +53,7 @@ def item(custom_id: str = "a-1", model: str = MODEL, task: Task = TASK) -> Batch
 
 def client(attempts: int | None = 1, **kwargs: Any) -> genai.Client:
     retry = types.HttpRetryOptions(attempts=attempts) if attempts is not None else None
-    options = types.HttpOptions(base_url=NOWHERE, retry_options=retry)
+    options = genai_http_options(base_url=NOWHERE, retry_options=retry)
     return genai.Client(api_key=KEY, http_options=options, **kwargs)
 
 

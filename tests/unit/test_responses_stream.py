@@ -31,6 +31,7 @@ from ai_orchestrator.errors import (
     classify,
 )
 from ai_orchestrator.providers import FINISH_FILTERED, FINISH_LENGTH, FINISH_STOP
+from ai_orchestrator.providers._tls import openai_http_client
 from ai_orchestrator.providers.openai import OpenAIProvider
 from ai_orchestrator.providers.openai_chat import (
     ChatStream,
@@ -44,7 +45,9 @@ from ai_orchestrator.providers.openai_responses import (
     request_params,
 )
 
-CLIENT = openai.AsyncOpenAI(api_key="x", base_url="http://provider.test/v1", max_retries=0)
+CLIENT = openai.AsyncOpenAI(
+    api_key="x", base_url="http://provider.test/v1", max_retries=0, http_client=openai_http_client()
+)
 RID = "resp_0123abcd"
 
 
