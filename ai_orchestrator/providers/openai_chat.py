@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from openai import APIStatusError, AsyncOpenAI
+from openai import APIStatusError, AsyncOpenAI, AsyncStream
 
 from ..config import DEFAULT_MODEL
 from ..core import Platform, Task
@@ -82,6 +82,27 @@ def parse_chat_token(token: str) -> int:
     raise ContinuationLost(f"not a chat continuation token: {token[:80]!r}")
 
 
+async def open_chat_stream(client: AsyncOpenAI, params: dict[str, Any]) -> AsyncStream[object]:
+    """``chat.completions.create(**params, stream=True)`` with usage, its chunks as the
+    JSON the server sent.
+
+    The request, its SSE decoding, status and in-stream errors are the SDK's own
+    (``client.post``, the call ``create`` makes); only the typed chunk objects are
+    skipped. Building them cost about 250 us of worker CPU a chunk, more than twice
+    what reading and parsing the chunk costs (2,000 chunks: 0.67-0.84 s typed
+    against 0.25 s), and we read four fields of each.
+    """
+    body = {**params, "stream": True, "stream_options": {"include_usage": True}}
+    body.update(body.pop("extra_body", None) or {})
+    return await client.post(
+        "/chat/completions",
+        body=body,
+        cast_to=object,
+        stream=True,
+        stream_cls=AsyncStream[object],
+    )
+
+
 class ChatStream(ProviderStream):
     """A streamed chat completion from OpenAI or any OpenAI-compatible server.
 
@@ -142,9 +163,7 @@ class ChatStream(ProviderStream):
             params = chat_continuation_params(params, self._prefix, self._resume_mode)
             self._base_chars = chars
         try:
-            self._stream = await self._client.chat.completions.create(
-                **params, stream=True, stream_options={"include_usage": True}
-            )
+            self._stream = await open_chat_stream(self._client, params)
         except APIStatusError as exc:
             if not continuing or exc.status_code not in _CONTINUATION_REFUSED:
                 raise
@@ -156,22 +175,26 @@ class ChatStream(ProviderStream):
         if self._stream is None:
             raise RuntimeError("ChatStream must be opened with 'async with' before iterating")
         async for chunk in self._stream:
-            if chunk.usage is not None:
+            if not isinstance(chunk, dict):
+                continue
+            usage = chunk.get("usage")
+            if isinstance(usage, dict):
                 self.usage = Usage(
-                    prompt_tokens=chunk.usage.prompt_tokens,
-                    completion_tokens=chunk.usage.completion_tokens,
-                    total_tokens=chunk.usage.total_tokens,
+                    prompt_tokens=usage.get("prompt_tokens") or 0,
+                    completion_tokens=usage.get("completion_tokens") or 0,
+                    total_tokens=usage.get("total_tokens") or 0,
                 )
-            if chunk.model:
-                self.model = chunk.model
-            for choice in chunk.choices:
-                if choice.index != 0:
+            if chunk.get("model"):
+                self.model = chunk["model"]
+            for choice in chunk.get("choices") or ():
+                if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                     continue
-                text = choice.delta.content if choice.delta else None
-                if text:
+                delta = choice.get("delta")
+                text = delta.get("content") if isinstance(delta, dict) else None
+                if text and isinstance(text, str):
                     self._position += len(text)
                     if self._resume_mode is not None:
                         self._boundaries.add(self._position)
                     yield text
-                if choice.finish_reason:
-                    self.finish_reason = self.vendor_finish_reason = choice.finish_reason
+                if choice.get("finish_reason"):
+                    self.finish_reason = self.vendor_finish_reason = choice["finish_reason"]
