@@ -78,7 +78,10 @@ async def test_every_request_the_provider_counts_is_reserved_and_no_other(
     sim.tokens_per_second, sim.default_tokens = 60, 60
     sim.script(Fault.drop_stream(after_events=30), *([Fault.expire()] if expire else []))
     limiter = _Counting()
-    tasks = TaskClient(client, task_queue=queue, retry=FAST_RETRY)
+    # A busy machine can stall the worker past FAST_RETRY's 2 s heartbeat timeout; the
+    # attempt then times out and its answer is rightly made anew (seen once, profiled).
+    retry = FAST_RETRY.model_copy(update={"heartbeat_timeout_seconds": 20.0})
+    tasks = TaskClient(client, task_queue=queue, retry=retry)
     constraints = TaskConstraints(openai_api="responses", timeout_seconds=120)
     async with running_worker(client, queue, sim, limiter=limiter, checkpoint_interval=0.2):
         result = await tasks.execute(

@@ -10,6 +10,7 @@ the one module allowed to reach everywhere.
 from __future__ import annotations
 
 import ast
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,7 @@ def _rank() -> dict[str, int]:
     return {wing: row for row, wings in enumerate(LAYERS) for wing in wings}
 
 
+@functools.cache
 def _modules() -> dict[str, Path]:
     found = {}
     for path in PACKAGE.rglob("*.py"):
@@ -52,7 +54,8 @@ def _modules() -> dict[str, Path]:
     return found
 
 
-def _imports(module: str, path: Path) -> set[str]:
+@functools.cache
+def _imports(module: str, path: Path) -> frozenset[str]:
     """Every package module ``module`` imports, at any depth of its code."""
     is_package = path.name == "__init__.py"
     known = _modules()
@@ -79,7 +82,7 @@ def _imports(module: str, path: Path) -> set[str]:
                 name = name.rsplit(".", 1)[0]
             if name != module:
                 targets.add(name)
-    return targets
+    return frozenset(targets)
 
 
 def _wing(module: str) -> str:
