@@ -123,9 +123,11 @@ def _warm() -> None:
         from temporalio.worker._worker import load_default_build_id
 
         load_default_build_id()
-    from ai_orchestrator.providers._tls import genai_tls, httpx_tls
+    from ai_orchestrator.providers._tls import genai_httpx_tls, genai_tls, httpx_tls
 
+    # (Read with the server's environment: no test sets SSL_CERT_FILE / SSL_CERT_DIR.)
     httpx_tls()
+    genai_httpx_tls()
     genai_tls()
 
 
