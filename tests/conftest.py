@@ -80,6 +80,7 @@ SLOW_FILES = {
     "cli/test_cli_outcomes.py": 17,
     "live/test_live_tasks.py": 16,
     "reliability/test_resume_tasks.py": 16,
+    "client/test_stuck.py": 16,
 }
 
 
