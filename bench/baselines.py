@@ -1,6 +1,7 @@
 """Baselines measured beside ours in the same run.
 
-- a bare Temporal workflow with one activity making the same (non-streamed) call;
+- a bare Temporal workflow with one activity making the same (non-streamed) call, and
+  its twin streaming the answer with usage as ours does (``BenchBareStreamed``);
 - ``temporalio.contrib.workflow_streams`` publishing every delta from an
   activity, read by a subscriber: Temporal's own answer to streaming;
 - bare workflows parked in a heartbeating activity, for the concurrency scenario;
@@ -27,6 +28,7 @@ from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 BARE_ACTIVITY = "bench.bare_completion"
+BARE_STREAMED_ACTIVITY = "bench.bare_streamed_completion"
 STREAMS_ACTIVITY = "bench.streams_completion"
 PARKED_ACTIVITY = "bench.parked"
 ANSWER_SIGNAL = "answer"
@@ -49,6 +51,17 @@ class BaselineActivities:
             model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}]
         )
         return response.choices[0].message.content or ""
+
+    @activity.defn(name=BARE_STREAMED_ACTIVITY)
+    async def bare_streamed_completion(self, prompt: str) -> str:
+        stream = await self._client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": prompt}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        text = [c.choices[0].delta.content or "" async for c in stream if c.choices]
+        return "".join(text)
 
     @activity.defn(name=STREAMS_ACTIVITY)
     async def streams_completion(self, prompt: str) -> str:
@@ -88,6 +101,19 @@ class BareWorkflow:
     async def run(self, prompt: str) -> str:
         return await workflow.execute_activity(
             BARE_ACTIVITY,
+            prompt,
+            result_type=str,
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=RetryPolicy(maximum_attempts=3),
+        )
+
+
+@workflow.defn(name="BenchBareStreamed")
+class BareStreamedWorkflow:
+    @workflow.run
+    async def run(self, prompt: str) -> str:
+        return await workflow.execute_activity(
+            BARE_STREAMED_ACTIVITY,
             prompt,
             result_type=str,
             start_to_close_timeout=timedelta(seconds=60),
@@ -153,8 +179,19 @@ def baseline_worker(
     return Worker(
         client,
         task_queue=queue,
-        workflows=[BareWorkflow, StreamsWorkflow, ParkedWorkflow, AnsweredWorkflow],
-        activities=[acts.bare_completion, acts.streams_completion, acts.parked],
+        workflows=[
+            BareWorkflow,
+            BareStreamedWorkflow,
+            StreamsWorkflow,
+            ParkedWorkflow,
+            AnsweredWorkflow,
+        ],
+        activities=[
+            acts.bare_completion,
+            acts.bare_streamed_completion,
+            acts.streams_completion,
+            acts.parked,
+        ],
         workflow_runner=BASELINE_RUNNER,
         max_concurrent_activities=1000,
         max_heartbeat_throttle_interval=timedelta(seconds=1),

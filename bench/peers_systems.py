@@ -25,6 +25,9 @@ PEERS = ("pydantic_ai", "openai_agents", "bare")
 #: also follows the history, to tell a jammed run); ``ours_passthrough...`` has a worker that
 #: does not re-import the workflow module per run (:mod:`bench.peers_workers`).
 OURS = ("ours", "ours_handle", "ours_passthrough", "ours_passthrough_handle")
+#: The bare workflow whose activity streams the answer (with usage) as ours does, on the
+#: bare worker: the floor for a short task that streams (the profile's ``bare_streamed``).
+BARE = ("bare", "bare_streamed")
 
 
 @dataclass
@@ -71,6 +74,8 @@ def _workflow_type(system: str, stream: bool) -> str:
 
     if system == "bare":
         return "BenchBare"
+    if system == "bare_streamed":
+        return "BenchBareStreamed"
     if system == "pydantic_ai":
         return w.PYDANTIC_STREAM if stream else w.PYDANTIC_SHORT
     return w.AGENTS_STREAM if stream else w.AGENTS_SHORT
@@ -78,7 +83,7 @@ def _workflow_type(system: str, stream: bool) -> str:
 
 async def spawn(b: Bench, system: str, queue: str, log: deque[str]) -> asyncio.subprocess.Process:
     """The system's worker process, once it says it polls; its stderr goes on into ``log``."""
-    worker = system.removesuffix("_handle")
+    worker = "bare" if system in BARE else system.removesuffix("_handle")
     command = (
         ["-m", "ai_orchestrator", "worker"]
         if worker == "ours"
@@ -113,7 +118,7 @@ async def spawn(b: Bench, system: str, queue: str, log: deque[str]) -> asyncio.s
 
 
 async def _client(b: Bench, system: str) -> Client:
-    if system in (*OURS, "bare"):
+    if system in (*OURS, *BARE):
         return b.client
     from . import peers_workers as w
 
