@@ -95,30 +95,29 @@ class BaselineActivities:
             activity.heartbeat()
 
 
+async def _one_activity(name: str, prompt: str) -> str:
+    """The whole of a bare workflow: one activity, its answer as the result."""
+    return await workflow.execute_activity(
+        name,
+        prompt,
+        result_type=str,
+        start_to_close_timeout=timedelta(seconds=60),
+        retry_policy=RetryPolicy(maximum_attempts=3),
+    )
+
+
 @workflow.defn(name="BenchBare")
 class BareWorkflow:
     @workflow.run
     async def run(self, prompt: str) -> str:
-        return await workflow.execute_activity(
-            BARE_ACTIVITY,
-            prompt,
-            result_type=str,
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=RetryPolicy(maximum_attempts=3),
-        )
+        return await _one_activity(BARE_ACTIVITY, prompt)
 
 
 @workflow.defn(name="BenchBareStreamed")
 class BareStreamedWorkflow:
     @workflow.run
     async def run(self, prompt: str) -> str:
-        return await workflow.execute_activity(
-            BARE_STREAMED_ACTIVITY,
-            prompt,
-            result_type=str,
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=RetryPolicy(maximum_attempts=3),
-        )
+        return await _one_activity(BARE_STREAMED_ACTIVITY, prompt)
 
 
 @workflow.defn(name="BenchParked")
