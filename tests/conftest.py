@@ -6,6 +6,7 @@ each other's work even though they share the server.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +24,7 @@ from ai_orchestrator.payloads.converter import data_converter
 from ai_orchestrator.simulator import Simulator
 from ai_orchestrator.worker import running
 
+from .support import bytecode
 from .support.helpers import wait_until
 
 #: Real Redis servers (fixtures `redis_url`, `start_redis`).
@@ -63,7 +65,7 @@ SLOW_FILES = {
     "reliability/test_batch_durability.py": 118,
     "reliability/test_shared_limiter.py": 52,
     "reliability/test_batch_delivery.py": 46,
-    "cli/test_cli_restarts.py": 33,
+    "cli/test_cli_restarts.py": 12,
     "providers/test_platforms.py": 33,
     "reliability/test_paid_processes.py": 32,
     "reliability/test_chaos.py": 30,
@@ -86,6 +88,19 @@ SLOW_FILES = {
 
 def _weight(item: pytest.Item) -> int:
     return SLOW_FILES.get(f"{item.path.parent.name}/{item.path.name}", 0)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before a parallel run's test processes start, make the bytecode they would
+    each compile (see :mod:`tests.support.bytecode`)."""
+    parallel = getattr(config.option, "numprocesses", None) and config.option.dist != "no"
+    if (
+        parallel
+        and "PYTEST_XDIST_WORKER" not in os.environ
+        and config.getoption("assertmode") == "rewrite"
+        and not config.getini("enable_assertion_pass_hook")
+    ):
+        bytecode.prepare_all()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -236,7 +236,9 @@ class BaseResponder:
                 await self.stream_fault_end(resp, fault)
             else:
                 if fault is not None and fault.name == "stall":
-                    await asyncio.sleep(fault.seconds)
+                    if await self.state.stall(fault.seconds):
+                        self.abort()  # cut short: the connection drops
+                        return resp
                     await self.send_tokens(resp, self.tokens[cut:], self.frame)
                 await self.stream_end(resp)
             await resp.write_eof()

@@ -257,6 +257,12 @@ class Simulator:
         """
         self._state.reset()
 
+    def cut_stalls(self) -> None:
+        """Drop the connection of every stream stalled now (``Fault.stall``), as a
+        network cut would: the client's retry follows at once instead of after its
+        read timeout. (Chat Completions, Messages and Gemini streams.)"""
+        self._state.cut_stalls()
+
     @property
     def tokens_per_second(self) -> float:
         return self._state.tokens_per_second

@@ -170,6 +170,7 @@ class SimulatorState:
         # Swapped for a fresh Event on every change: waking all waiters without
         # needing a lock, and usable from sync code such as reset().
         self._changed = asyncio.Event()
+        self._cut = asyncio.Event()
         self.stopping = False
 
     @property
@@ -383,6 +384,19 @@ class SimulatorState:
         self._admitted.clear()
         self.quota.reset()
         self.notify()
+
+    def cut_stalls(self) -> None:
+        """End every stall now as a dropped connection."""
+        cut, self._cut = self._cut, asyncio.Event()
+        cut.set()
+
+    async def stall(self, seconds: float) -> bool:
+        """Go silent for ``seconds``; True when the stall was cut short instead."""
+        try:
+            await asyncio.wait_for(self._cut.wait(), seconds)
+        except asyncio.TimeoutError:
+            return False
+        return True
 
     def notify(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()

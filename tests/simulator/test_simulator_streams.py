@@ -58,6 +58,30 @@ async def test_disconnect_mid_stream(sim: Simulator, openai_client: openai.Async
 
 
 @pytest.mark.asyncio
+async def test_a_cut_stall_drops_the_connection(
+    sim: Simulator, openai_client: openai.AsyncOpenAI
+) -> None:
+    """``cut_stalls`` ends a stall as a network cut: the client sees a broken
+    connection after the tokens sent before it, not the rest of the answer."""
+    sim.script(Fault.stall(after_tokens=3, seconds=120))
+    stream = await _open_stream(openai_client)
+    contents: list[str] = []
+
+    async def read() -> None:
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                contents.append(chunk.choices[0].delta.content)
+
+    reader = asyncio.create_task(read())
+    await sim.wait_until(lambda: sim.requests[0].tokens_sent == 3)
+    sim.cut_stalls()
+    with pytest.raises(openai.APIConnectionError):
+        await asyncio.wait_for(reader, 30)  # never the 120 s stall
+    assert len(contents) == 3
+    assert sim.requests[0].fault == "stall" and not sim.requests[0].finished
+
+
+@pytest.mark.asyncio
 async def test_disconnect_non_stream(sim: Simulator, openai_client: openai.AsyncOpenAI) -> None:
     sim.script(Fault.disconnect())
     with pytest.raises(openai.APIConnectionError):
