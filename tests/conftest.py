@@ -24,7 +24,7 @@ from ai_orchestrator.payloads.converter import data_converter
 from ai_orchestrator.simulator import Simulator
 from ai_orchestrator.worker import running
 
-from .support import bytecode
+from .support import bytecode, forked
 from .support.helpers import wait_until
 
 #: Real Redis servers (fixtures `redis_url`, `start_redis`).
@@ -92,7 +92,8 @@ def _weight(item: pytest.Item) -> int:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Before a parallel run's test processes start, make the bytecode they would
-    each compile (see :mod:`tests.support.bytecode`)."""
+    each compile (see :mod:`tests.support.bytecode`), and start the fork server
+    they share (see :mod:`tests.support.forked`)."""
     parallel = getattr(config.option, "numprocesses", None) and config.option.dist != "no"
     if (
         parallel
@@ -101,6 +102,7 @@ def pytest_configure(config: pytest.Config) -> None:
         and not config.getini("enable_assertion_pass_hook")
     ):
         bytecode.prepare_all()
+        forked.start_shared()  # after the bytecode, which it then loads
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -28,6 +28,46 @@ def forked_processes() -> bool:
     return os.environ.get("AI_ORCHESTRATOR_TEST_FORK", "1") != "0" and sys.platform == "linux"
 
 
+#: The socket of the fork server a parallel run's test processes share (set by its
+#: controller, see :func:`start_shared`).
+SHARED_ENV = "AI_ORCHESTRATOR_TEST_FORKSERVER"
+
+
+def start_shared() -> None:
+    """Start one fork server for the whole parallel run, before its test processes
+    start: it preloads while they collect, once rather than once in each (5 s of
+    CPU apiece). They inherit its address in ``SHARED_ENV``."""
+    if forked_processes() and SHARED_ENV not in os.environ:
+        server = _Server()
+        _SHARED.append(server)
+        os.environ[SHARED_ENV] = server.path
+
+
+def _listening(path: str) -> bool:
+    return os.path.exists(path)  # the server makes it when it accepts connections
+
+
+class _Shared:
+    """The run's shared fork server, as a test process sees it (started elsewhere)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    async def ready(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 120
+        while not _listening(self.path):
+            if loop.time() > deadline:
+                raise RuntimeError(f"the shared fork server at {self.path} never started")
+            await asyncio.sleep(0.1)
+
+    def alive(self) -> bool:
+        return True  # the controller's: if it died, forking fails and says so
+
+    def close(self) -> None:
+        pass  # the controller's to stop
+
+
 class _Server:
     """This test process's fork server, started on first use.
 
@@ -53,26 +93,33 @@ class _Server:
         if line.strip() != b"ready":
             raise RuntimeError(f"the fork server did not start (exit {self.proc.wait()})")
 
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
+        for name in (self.path, f"{self.path}.binding"):
+            with contextlib.suppress(OSError):
+                os.unlink(name)
         with contextlib.suppress(OSError):
             os.rmdir(self.folder)
 
 
-_server: _Server | None = None
+_server: _Server | _Shared | None = None
 _starting = asyncio.Lock()
+#: The shared server, when this process started it (kept referenced for the run).
+_SHARED: list[_Server] = []
 
 
-async def _running_server() -> _Server:
+async def _running_server() -> _Server | _Shared:
     """The server, started once even when the first processes are asked for at once."""
     global _server
     async with _starting:
-        if _server is None or _server.proc.poll() is not None:
-            server = _Server()
+        if _server is None or not _server.alive():
+            shared = os.environ.get(SHARED_ENV)
+            server: _Server | _Shared = _Shared(shared) if shared else _Server()
             try:
                 await server.ready()
             except BaseException:

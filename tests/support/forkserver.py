@@ -137,8 +137,9 @@ def serve(path: str) -> None:
         __import__(name)
     _warm()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
+    listener.bind(f"{path}.binding")
     listener.listen(64)
+    os.rename(f"{path}.binding", path)  # the path exists only once it accepts
     print("ready", flush=True)
     children: dict[int, socket.socket] = {}
     selector = selectors.DefaultSelector()
