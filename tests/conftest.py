@@ -102,7 +102,8 @@ def pytest_configure(config: pytest.Config) -> None:
         and not config.getini("enable_assertion_pass_hook")
     ):
         bytecode.prepare_all()
-        forked.start_shared()  # after the bytecode, which it then loads
+        if "not integration" not in (config.option.markexpr or ""):  # the fast lane forks none
+            forked.start_shared()  # after the bytecode, which it then loads
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
