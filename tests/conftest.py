@@ -95,15 +95,14 @@ def pytest_configure(config: pytest.Config) -> None:
     each compile (see :mod:`tests.support.bytecode`), and start the fork server
     they share (see :mod:`tests.support.forked`)."""
     parallel = getattr(config.option, "numprocesses", None) and config.option.dist != "no"
-    if (
-        parallel
-        and "PYTEST_XDIST_WORKER" not in os.environ
-        and config.getoption("assertmode") == "rewrite"
-        and not config.getini("enable_assertion_pass_hook")
+    if not parallel or "PYTEST_XDIST_WORKER" in os.environ:
+        return
+    if config.getoption("assertmode") == "rewrite" and not config.getini(
+        "enable_assertion_pass_hook"
     ):
         bytecode.prepare_all()
-        if "not integration" not in (config.option.markexpr or ""):  # the fast lane forks none
-            forked.start_shared()  # after the bytecode, which it then loads
+    if "not integration" not in (config.option.markexpr or ""):  # the fast lane forks none
+        forked.start_shared()  # after the bytecode, which it then loads
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

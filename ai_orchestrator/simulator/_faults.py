@@ -177,7 +177,10 @@ class Fault:
 
     @classmethod
     def stall(cls, after_tokens: int = 3, seconds: float = 30.0, times: int = 1) -> Fault:
-        """Go silent mid-stream, then carry on; exercises idle timeouts."""
+        """Go silent mid-stream, then carry on; exercises idle timeouts.
+        ``Simulator.cut_stalls()`` ends a stalled Chat Completions, Messages or
+        Gemini stream at once as a dropped connection (not a non-streamed answer's
+        stall, nor a Responses API one)."""
         return cls("stall", times=times, after_tokens=after_tokens, seconds=seconds)
 
     @classmethod

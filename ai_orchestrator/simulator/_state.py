@@ -383,6 +383,7 @@ class SimulatorState:
         self._rng = random.Random(self._chaos_seed)
         self._admitted.clear()
         self.quota.reset()
+        self._cut = asyncio.Event()  # bound to no event loop yet (a reused simulator)
         self.notify()
 
     def cut_stalls(self) -> None:

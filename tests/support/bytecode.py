@@ -14,12 +14,17 @@ Only ``ai_orchestrator`` and ``tests`` are written (their git-ignored
 ``__pycache__``); the virtualenv stays as pip left it. The rewriting uses
 pytest's own functions, which are private: if a pytest release changes them,
 this makes nothing and each process compiles as before. A stale file costs
-time, never correctness: Python and pytest check each against its source.
+time, never correctness: Python and pytest check each against its source. The
+rewriting is done without pytest's configuration, which today changes it only
+through ``enable_assertion_pass_hook`` (then nothing is written here);
+``tests/unit/test_bytecode.py`` checks that the suite's configuration gives the
+same code.
 """
 
 from __future__ import annotations
 
 import compileall
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -39,25 +44,31 @@ def _rewritten(path: Path) -> bool:
 
 
 def prepare(part: int, parts: int) -> None:
-    """Write this share of the bytecode (every ``parts``-th file from ``part``)."""
+    """Write this share of the bytecode (every ``parts``-th file from ``part``); a file
+    that cannot be compiled (one being edited) is left to the test processes."""
     sources = sorted((ROOT / "tests").rglob("*.py")) + sorted(
         (ROOT / "ai_orchestrator").rglob("*.py")
     )
     for path in sources[part::parts]:
-        write(path, rewritten=_rewritten(path))
+        with contextlib.suppress(Exception):
+            write(path, rewritten=_rewritten(path))
 
 
 def write(path: Path, *, rewritten: bool) -> None:
-    """The module's bytecode, and the one pytest's assertion rewriting imports."""
-    compileall.compile_file(path, quiet=2)
-    if rewritten:
-        from _pytest.assertion import rewrite
+    """The bytecode the module is imported with: pytest's rewritten one for what pytest
+    rewrites, else Python's own. Either is left alone when it is up to date."""
+    if not rewritten:
+        compileall.compile_file(path, quiet=2)  # skips an up-to-date .pyc
+        return
+    from _pytest.assertion import rewrite
 
-        source_hash, code = rewrite._rewrite_test(path, None)  # type: ignore[arg-type]
-        cache = rewrite.get_cache_dir(path)
-        cache.mkdir(exist_ok=True)
-        pyc = cache / f"{path.stem}{rewrite.PYC_TAIL}"
-        rewrite._write_pyc(_Quiet(), code, source_hash, pyc)  # type: ignore[arg-type]
+    cache = rewrite.get_cache_dir(path)
+    pyc = cache / f"{path.stem}{rewrite.PYC_TAIL}"
+    if rewrite._read_pyc(path, pyc) is not None:  # pytest would load it as it is
+        return
+    source_hash, code = rewrite._rewrite_test(path, None)  # type: ignore[arg-type]
+    cache.mkdir(exist_ok=True)
+    rewrite._write_pyc(_Quiet(), code, source_hash, pyc)  # type: ignore[arg-type]
 
 
 class _Quiet:

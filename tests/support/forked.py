@@ -37,32 +37,40 @@ def start_shared() -> None:
     """Start one fork server for the whole parallel run, before its test processes
     start: it preloads while they collect, once rather than once in each (5 s of
     CPU apiece). They inherit its address in ``SHARED_ENV``."""
-    if forked_processes() and SHARED_ENV not in os.environ:
+    if forked_processes() and not _SHARED:
         server = _Server()
         _SHARED.append(server)
         os.environ[SHARED_ENV] = server.path
 
 
-def _listening(path: str) -> bool:
-    return os.path.exists(path)  # the server makes it when it accepts connections
+def _state(path: str) -> str | None:
+    """``ready``, ``failed`` (with why), or None while the server starts."""
+    if os.path.exists(path):  # made once it accepts connections
+        return "ready"
+    with contextlib.suppress(OSError), open(f"{path}.failed") as failed:
+        return f"failed: {failed.read().strip()[-300:]}"
+    return None
 
 
 class _Shared:
     """The run's shared fork server, as a test process sees it (started elsewhere)."""
 
+    #: Seconds to wait for it before starting this process's own.
+    WAIT = 60.0
+
     def __init__(self, path: str) -> None:
         self.path = path
 
     async def ready(self) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 120
-        while not _listening(self.path):
-            if loop.time() > deadline:
-                raise RuntimeError(f"the shared fork server at {self.path} never started")
+        for _ in range(int(self.WAIT * 10)):  # it started with the run: rarely a wait
+            if (state := _state(self.path)) is not None:
+                break
             await asyncio.sleep(0.1)
+        if state != "ready":
+            raise RuntimeError(f"the shared fork server at {self.path}: {state or 'not started'}")
 
     def alive(self) -> bool:
-        return True  # the controller's: if it died, forking fails and says so
+        return True  # if it died, the next connection is refused (see ``fork``)
 
     def close(self) -> None:
         pass  # the controller's to stop
@@ -100,7 +108,7 @@ class _Server:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        for name in (self.path, f"{self.path}.binding"):
+        for name in (self.path, f"{self.path}.binding", f"{self.path}.failed"):
             with contextlib.suppress(OSError):
                 os.unlink(name)
         with contextlib.suppress(OSError):
@@ -109,17 +117,28 @@ class _Server:
 
 _server: _Server | _Shared | None = None
 _starting = asyncio.Lock()
+#: The shared server failed here once: this process uses its own from then on.
+_shared_failed = False
 #: The shared server, when this process started it (kept referenced for the run).
 _SHARED: list[_Server] = []
 
 
 async def _running_server() -> _Server | _Shared:
-    """The server, started once even when the first processes are asked for at once."""
-    global _server
+    """The server, started once even when the first processes are asked for at once:
+    the run's shared one if there is one, else (or if it failed) this process's own."""
+    global _server, _shared_failed
     async with _starting:
         if _server is None or not _server.alive():
-            shared = os.environ.get(SHARED_ENV)
-            server: _Server | _Shared = _Shared(shared) if shared else _Server()
+            shared = None if _shared_failed else os.environ.get(SHARED_ENV)
+            if shared:
+                try:
+                    await (found := _Shared(shared)).ready()
+                    _server = found
+                    return _server
+                except RuntimeError as exc:
+                    print(f"{exc}; this test process starts its own", file=sys.stderr)
+                    _shared_failed = True
+            server = _Server()
             try:
                 await server.ready()
             except BaseException:
@@ -127,6 +146,13 @@ async def _running_server() -> _Server | _Shared:
                 raise
             _server = server
     return _server
+
+
+def _forget_shared() -> None:
+    """The shared server refused a connection (it died): use this process's own."""
+    global _server, _shared_failed
+    if isinstance(_server, _Shared):
+        _shared_failed, _server = True, None
 
 
 #: Pipe connections being set up (kept referenced until they are).
@@ -199,6 +225,18 @@ class ForkedProcess:
 async def fork(*args: str, env: dict[str, str], cwd: Path) -> ForkedProcess:
     """``python -m ai_orchestrator ARGS``, forked from the preloaded server."""
     server = await _running_server()
+    try:
+        return await _fork_from(server, args, env, cwd)
+    except (ConnectionRefusedError, FileNotFoundError):
+        if not isinstance(server, _Shared):
+            raise
+        _forget_shared()
+        return await _fork_from(await _running_server(), args, env, cwd)
+
+
+async def _fork_from(
+    server: _Server | _Shared, args: tuple[str, ...], env: dict[str, str], cwd: Path
+) -> ForkedProcess:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()

@@ -133,13 +133,18 @@ def _warm() -> None:
 
 def serve(path: str) -> None:
     die_with_parent()
-    for name in PRELOAD:
-        __import__(name)
-    _warm()
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(f"{path}.binding")
-    listener.listen(64)
-    os.rename(f"{path}.binding", path)  # the path exists only once it accepts
+    try:
+        for name in PRELOAD:
+            __import__(name)
+        _warm()
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(f"{path}.binding")
+        listener.listen(64)
+        os.rename(f"{path}.binding", path)  # the path exists only once it accepts
+    except BaseException:
+        with open(f"{path}.failed", "w") as failed:  # its clients learn at once
+            traceback.print_exc(file=failed)
+        raise
     print("ready", flush=True)
     children: dict[int, socket.socket] = {}
     selector = selectors.DefaultSelector()
