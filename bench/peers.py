@@ -158,13 +158,18 @@ async def latency(b: Bench, all_: dict[str, System], n: int) -> dict[str, dict[s
 
 
 async def throughput(
-    b: Bench, system: System, total: int, open_max: int, timings: list[Timing] | None = None
+    b: Bench,
+    system: System,
+    total: int,
+    open_max: int,
+    timings: list[Timing] | None = None,
+    tokens_per_second: float = 0,
 ) -> dict[str, Any]:
     """Tasks per second with at most ``open_max`` in flight; per task, CPU (the worker's, the
     dev server's, this process's: clients and the simulator) and the dev server's frontend
     requests (with ``b.metrics_url``); ``timings`` gets each task's (workflow id, submit,
-    result) wall-clock times."""
-    b.sim.tokens_per_second, b.sim.default_tokens = 0, 16
+    result) wall-clock times. ``tokens_per_second`` paces the answers (0: at once)."""
+    b.sim.tokens_per_second, b.sim.default_tokens = tokens_per_second, 16
     gate = asyncio.Semaphore(open_max)
     server_pid = b.server.process.pid if b.server.process else None
 

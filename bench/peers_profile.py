@@ -1,7 +1,15 @@
 """Where a short task's time goes: ours against the bare one-activity workflow and the peers.
 
 Usage: ``python -m bench.peers_profile [--tasks 150] [--open 50] [--rounds 2]
-[--systems ours,bare,openai_agents] [--py-spy DIR]``
+[--systems ours,bare,openai_agents] [--tokens-per-second N] [--py-spy DIR]``
+
+Systems: ``ours`` and its variants (:data:`bench.peers_systems.OURS`), ``bare``,
+``bare_streamed``, ``pydantic_ai``, ``openai_agents``, and ``openai_agents_streamed`` (its
+short task streamed live, as ours always is). ``--tokens-per-second`` paces the simulator's
+16-token answers as a model would (by default they come at once, which makes every fixed
+cost of a task count for the most). Set ``TMPDIR`` to a memory file system (``/dev/shm``)
+to take the dev server's disk writes out of the figures: on a disk, throughput is bound by
+the server's synchronous writes; in memory, by CPU.
 
 Starts its own file-backed dev server and simulator (like ``bench/run.py``) and the systems'
 worker processes (:mod:`bench.peers_systems`), then, round after round (the systems' order
@@ -34,17 +42,12 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 
 from ai_orchestrator import TaskClient
+from ai_orchestrator.local.devserver import DevServer, free_port
+from ai_orchestrator.payloads.converter import data_converter
 from ai_orchestrator.simulator import Simulator
 from bench import peers
 from bench.context import Bench
 from bench.peers_systems import System, systems
-
-try:  # the package's modules are being moved (ai_orchestrator.local, .payloads)
-    from ai_orchestrator.local.devserver import DevServer, free_port
-    from ai_orchestrator.payloads.converter import data_converter
-except ImportError:  # pragma: no cover - the layout before the move
-    from ai_orchestrator.converter import data_converter  # type: ignore[no-redef]
-    from ai_orchestrator.devserver import DevServer, free_port  # type: ignore[no-redef]
 
 SPY_RATE = 250
 PHASES = (
@@ -191,7 +194,9 @@ async def profile(b: Bench, names: tuple[str, ...], args: argparse.Namespace) ->
                     spy_dir.mkdir(parents=True, exist_ok=True)
                     spy = await _py_spy(system.proc.pid, spy_dir / f"{name}-{round_}.txt")
                     await asyncio.sleep(1.0)
-                figures = await peers.throughput(b, system, args.tasks, args.open, timings)
+                figures = await peers.throughput(
+                    b, system, args.tasks, args.open, timings, args.tokens_per_second
+                )
                 if spy is not None:
                     spy.send_signal(signal.SIGINT)
                     await spy.wait()
@@ -287,5 +292,11 @@ if __name__ == "__main__":
     parser.add_argument("--open", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--systems", default="ours,bare,openai_agents")
+    parser.add_argument(
+        "--tokens-per-second",
+        type=float,
+        default=0,
+        help="pace the simulator's 16-token answers like a model (0: answer at once)",
+    )
     parser.add_argument("--py-spy", default="", help="sample each worker; raw stacks go here")
     asyncio.run(main(parser.parse_args()))

@@ -28,6 +28,11 @@ OURS = ("ours", "ours_handle", "ours_passthrough", "ours_passthrough_handle")
 #: The bare workflow whose activity streams the answer (with usage) as ours does, on the
 #: bare worker: the floor for a short task that streams (the profile's ``bare_streamed``).
 BARE = ("bare", "bare_streamed")
+#: The OpenAI Agents integration's short task streamed live, as ours always is (its Workflow
+#: Stream, as in the live-lag case), for the profile: a short task at equal features.
+#: (pydantic-ai's streamed run waits for a reader's acknowledgement before it closes, so
+#: without readers it measures that wait, not the system.)
+STREAMED = ("openai_agents_streamed",)
 
 
 @dataclass
@@ -72,6 +77,9 @@ class System:
 def _workflow_type(system: str, stream: bool) -> str:
     from . import peers_workers as w
 
+    if system in STREAMED:
+        system, stream = system.removesuffix("_streamed"), True
+
     if system == "bare":
         return "BenchBare"
     if system == "bare_streamed":
@@ -83,7 +91,7 @@ def _workflow_type(system: str, stream: bool) -> str:
 
 async def spawn(b: Bench, system: str, queue: str, log: deque[str]) -> asyncio.subprocess.Process:
     """The system's worker process, once it says it polls; its stderr goes on into ``log``."""
-    worker = "bare" if system in BARE else system.removesuffix("_handle")
+    worker = "bare" if system in BARE else system.removesuffix("_handle").removesuffix("_streamed")
     command = (
         ["-m", "ai_orchestrator", "worker"]
         if worker == "ours"
