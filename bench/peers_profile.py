@@ -47,7 +47,7 @@ from ai_orchestrator.payloads.converter import data_converter
 from ai_orchestrator.simulator import Simulator
 from bench import peers
 from bench.context import Bench
-from bench.peers_systems import System, systems
+from bench.peers_systems import System, check_names, systems
 
 SPY_RATE = 250
 PHASES = (
@@ -269,6 +269,7 @@ def report(
 
 async def main(args: argparse.Namespace) -> None:
     names = tuple(args.systems.split(","))
+    check_names(names)  # before the dev server starts
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         server = DevServer(

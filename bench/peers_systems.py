@@ -33,6 +33,16 @@ BARE = ("bare", "bare_streamed")
 #: (pydantic-ai's streamed run waits for a reader's acknowledgement before it closes, so
 #: without readers it measures that wait, not the system.)
 STREAMED = ("openai_agents_streamed",)
+#: Every name a system can be started under.
+KNOWN = tuple(dict.fromkeys((*SYSTEMS, *OURS, *BARE, *STREAMED)))
+
+
+def check_names(names: tuple[str, ...]) -> None:
+    """Refuse a name no worker serves, before any process starts (it would wait forever
+    on a workflow type nobody registered)."""
+    unknown = [n for n in names if n not in KNOWN]
+    if unknown:
+        raise ValueError(f"unknown system {', '.join(unknown)}; known: {', '.join(KNOWN)}")
 
 
 @dataclass
@@ -141,6 +151,7 @@ async def _client(b: Bench, system: str) -> Client:
 @asynccontextmanager
 async def systems(b: Bench, names: tuple[str, ...] = SYSTEMS) -> AsyncIterator[dict[str, System]]:
     """Every system's worker started (in parallel) and warmed up; all stopped on exit."""
+    check_names(names)
     tag = uuid.uuid4().hex[:6]
     started: dict[str, System] = {}
 
