@@ -64,8 +64,6 @@ from ..providers._route import route
 
 logger = logging.getLogger(__name__)
 
-#: Heartbeat at least this often while walking members or results.
-_BEAT_EVERY = 50
 #: Answers signalled at once: one at a time, 1,000 answers took 46 s to hand out.
 _SIGNALS_AT_ONCE = 32
 
@@ -159,20 +157,22 @@ class BatchActivities:
         left = set(batch.left)
         items: list[BatchItem] = []
         included: list[int] = []
-        for index, member in enumerate(batch.members):
-            if index % _BEAT_EVERY == 0:
-                activity.heartbeat(index)
-            if index in left:
-                continue
-            handle = client.get_workflow_handle(member.workflow_id, run_id=member.run_id)
-            task = await _joined(handle, BatchJoined(batch_workflow_id=me, index=index), client)
-            if task is None:  # closed, or in another batch: not sent
-                left.add(index)
-                continue
-            items.append(
-                BatchItem(custom_id=item_custom_id(tag, index), task=task, model=batch.model)
-            )
-            included.append(index)
+        # A member's answer to its join can wait on that member's workflow task
+        # (seconds, after a worker died): beat by the clock, not by the member.
+        async with _beating():
+            for index, member in enumerate(batch.members):
+                if index in left:
+                    continue
+                handle = client.get_workflow_handle(member.workflow_id, run_id=member.run_id)
+                joined = BatchJoined(batch_workflow_id=me, index=index)
+                task = await _joined(handle, joined, client)
+                if task is None:  # closed, or in another batch: not sent
+                    left.add(index)
+                    continue
+                items.append(
+                    BatchItem(custom_id=item_custom_id(tag, index), task=task, model=batch.model)
+                )
+                included.append(index)
         if not items:
             return SubmitOutcome(provider_batch_id=None, included=[], left=sorted(left))
         # Found again, not created again, if an earlier attempt got this far (only a
@@ -200,7 +200,7 @@ class BatchActivities:
 
     @activity.defn(name=POLL_ACTIVITY)
     async def poll(self, poll: BatchPoll) -> BatchState:
-        async with _vendor_errors():
+        async with _vendor_errors(), _beating():  # a slow answer is not a dead worker
             seen = await self._provider(poll.platform).state(poll.provider_batch_id)
         return BatchState(
             provider_batch_id=seen.id,
@@ -215,7 +215,7 @@ class BatchActivities:
 
     @activity.defn(name=CANCEL_ACTIVITY)
     async def cancel(self, poll: BatchPoll) -> None:
-        async with _vendor_errors():
+        async with _vendor_errors(), _beating():
             await self._provider(poll.platform).cancel(poll.provider_batch_id)
 
     # -- handing out ---------------------------------------------------------------
@@ -280,18 +280,17 @@ class BatchActivities:
                     await hand_out(chunk)
         missing = sorted(included - answered - left)
         reason = fan.error or "the provider's batch ended without answering this task"
-        for count, index in enumerate(missing):
-            answer = BatchAnswer(
-                batch_workflow_id=fan.batch_workflow_id,
-                provider_batch_id=fan.provider_batch_id,
-                error=reason,
-                error_type=PROVIDER_REJECTED,
-                retryable=True,
-            )
-            if await _tell(client, fan.members[index], answer):
-                summary.errored += 1
-            if count % _BEAT_EVERY == 0:
-                activity.heartbeat(position, sorted(answered), summary.model_dump())
+        async with _beating(progress):
+            for index in missing:
+                answer = BatchAnswer(
+                    batch_workflow_id=fan.batch_workflow_id,
+                    provider_batch_id=fan.provider_batch_id,
+                    error=reason,
+                    error_type=PROVIDER_REJECTED,
+                    retryable=True,
+                )
+                if await _tell(client, fan.members[index], answer):
+                    summary.errored += 1
         return summary
 
     def _answer(self, fan: FanOut, result: ItemResult, summary: FanOutSummary) -> BatchAnswer:
@@ -368,8 +367,9 @@ async def _vendor_errors() -> AsyncIterator[None]:
 async def _beating(
     details: Callable[[], tuple[Any, ...]] = tuple, every: float = 5.0
 ) -> AsyncIterator[None]:
-    """Heartbeats (with ``details()``) while long vendor calls run, so a dead worker
-    is noticed fast and a live one is not taken for dead."""
+    """Heartbeats (with ``details()``) while long calls run (to the provider, or to
+    tasks that must answer), so a dead worker is noticed within the workflow's
+    ``BEAT_TIMEOUT`` (15 s, three beats) and a live one is not taken for dead."""
 
     async def beat() -> None:
         while True:

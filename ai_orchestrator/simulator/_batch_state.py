@@ -23,6 +23,7 @@ traffic is not in ``sim.requests`` (those are generations); it is here.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import itertools
@@ -73,6 +74,8 @@ class BatchBehaviour:
         honour_cancel: False acknowledges a cancel (``cancelling``) but answers
             every item anyway, as a provider whose requests were already running.
         cancel_latency: Seconds a cancel spends in ``cancelling``/``canceling``.
+        status_latency: Seconds each request for the batch's state takes before it is
+            answered: a slow provider API, or one that hangs while a worker dies.
     """
 
     turnaround: float = 1.0
@@ -83,11 +86,13 @@ class BatchBehaviour:
     outcome: str = "completed"
     honour_cancel: bool = True
     cancel_latency: float = 0.1
+    status_latency: float = 0.0
 
     def __post_init__(self) -> None:
         _number("turnaround", self.turnaround, 0)
         _number("error_rate", self.error_rate, 0, 1)
         _number("cancel_latency", self.cancel_latency, 0)
+        _number("status_latency", self.status_latency, 0)
         ids = self.error_ids
         if isinstance(ids, str) or not all(isinstance(i, str) for i in ids):
             raise ValueError(f"error_ids must be a collection of custom_id strings, got {ids!r}")
@@ -188,6 +193,19 @@ class BatchRecord:
     ended_at: float | None = None
     output_file_id: str | None = None
     error_file_id: str | None = None
+    #: Requests for the state being held now (``BatchBehaviour.status_latency``).
+    status_requests_held: int = 0
+
+    async def hold_status_request(self) -> None:
+        """Wait out the batch's ``status_latency``, counted in ``status_requests_held``."""
+        latency = self.behaviour.status_latency
+        if latency <= 0:
+            return
+        self.status_requests_held += 1
+        try:
+            await asyncio.sleep(latency)
+        finally:
+            self.status_requests_held -= 1
 
     @property
     def cancel_requested(self) -> bool:

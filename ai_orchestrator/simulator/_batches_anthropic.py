@@ -222,6 +222,7 @@ async def handle_retrieve(request: web.Request, state: SimulatorState) -> web.Re
     record = _batch(state, request)
     if record is None:
         return _not_found(request)
+    await record.hold_status_request()
     return web.json_response(batch_json(request, record))
 
 

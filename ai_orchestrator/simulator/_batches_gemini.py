@@ -205,6 +205,7 @@ async def handle_get(request: web.Request, state: SimulatorState) -> web.Respons
     record = _batch(state, request.match_info["batch_id"])
     if record is None:
         return _not_found(request.match_info["batch_id"])
+    await record.hold_status_request()
     return web.json_response(operation(record))
 
 

@@ -304,6 +304,7 @@ async def handle_batch_get(request: web.Request, state: SimulatorState) -> web.R
     record = _batch(state, request)
     if record is None:
         return _no_such("batch", request.match_info["batch_id"])
+    await record.hold_status_request()
     return web.json_response(batch_json(record))
 
 

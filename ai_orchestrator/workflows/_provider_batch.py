@@ -37,6 +37,11 @@ with workflow.unsafe.imports_passed_through():
 
 #: History events after which a waiting batch continues as new.
 MAX_EVENTS = 8000
+#: How long each batch activity may go without a heartbeat (they beat every 5 s while
+#: they wait on the provider or on tasks): a SIGKILLed worker's share is taken over
+#: this soon, not when its start-to-close timeout ends (a minute for a poll). Runs that
+#: scheduled an activity before keep its old timeouts; replay does not compare them.
+BEAT_TIMEOUT = timedelta(seconds=15)
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
 
@@ -81,7 +86,7 @@ class ProviderBatchWorkflow:
                     ),
                     result_type=SubmitOutcome,
                     start_to_close_timeout=timedelta(minutes=30),
-                    heartbeat_timeout=timedelta(seconds=30),
+                    heartbeat_timeout=BEAT_TIMEOUT,
                     # A lookup may wait for a look-alike batch to end (up to a day).
                     schedule_to_close_timeout=timedelta(hours=25),
                     retry_policy=_RETRY,
@@ -112,6 +117,7 @@ class ProviderBatchWorkflow:
                     CANCEL_ACTIVITY,
                     BatchPoll(provider_batch_id=batch_id, platform=input.platform),
                     start_to_close_timeout=timedelta(minutes=1),
+                    heartbeat_timeout=BEAT_TIMEOUT,
                     retry_policy=_RETRY,
                     schedule_to_close_timeout=timedelta(hours=1),
                     summary="cancel the provider batch",
@@ -123,6 +129,7 @@ class ProviderBatchWorkflow:
                     BatchPoll(provider_batch_id=batch_id, platform=input.platform),
                     result_type=BatchState,
                     start_to_close_timeout=timedelta(minutes=1),
+                    heartbeat_timeout=BEAT_TIMEOUT,
                     # An outage is waited out this long; a refusal ends it at once.
                     schedule_to_close_timeout=timedelta(hours=6),
                     retry_policy=_RETRY,
@@ -172,7 +179,7 @@ class ProviderBatchWorkflow:
             ),
             result_type=FanOutSummary,
             start_to_close_timeout=timedelta(hours=1),
-            heartbeat_timeout=timedelta(seconds=30),
+            heartbeat_timeout=BEAT_TIMEOUT,
             retry_policy=_RETRY,
             summary="hand each task its answer",
         )

@@ -22,6 +22,8 @@ from openai.types.responses import Response
 from ai_orchestrator.simulator import BatchBehaviour, Simulator
 from ai_orchestrator.simulator._text import simulated_tokens
 
+from ..support.helpers import wait_until
+
 MODEL = "gpt-4o-mini"
 CHAT = "/v1/chat/completions"
 
@@ -293,6 +295,21 @@ async def test_an_ignored_cancel_still_answers_everything(
         await openai_client.batches.cancel(done.id)
 
 
+async def test_a_slow_provider_holds_each_request_for_the_state_and_counts_it(
+    sim: Simulator, openai_client: openai.AsyncOpenAI
+) -> None:
+    """``status_latency``: the batch's state comes that much later, and the record counts
+    the requests held meanwhile (how a test kills a worker while it waits on one)."""
+    sim.batch_behaviour = BatchBehaviour(turnaround=0, status_latency=0.5)
+    created = await _submit(openai_client, [_line("a")])
+    record = sim.batches[created.id]
+    asking = asyncio.create_task(openai_client.batches.retrieve(created.id))
+    await wait_until(lambda: record.status_requests_held == 1, 10, "the request to be held")
+    assert not asking.done()
+    assert (await asking).status == "completed"
+    assert record.status_requests_held == 0
+
+
 async def test_a_failed_batch_says_why(sim: Simulator, openai_client: openai.AsyncOpenAI) -> None:
     sim.batch_behaviour = BatchBehaviour(turnaround=0.1, outcome="failed")
     created = await _submit(openai_client, [_line("a")])
@@ -360,6 +377,7 @@ def test_behaviour_is_checked() -> None:
         {"outcome": "exploded"},
         {"stall_after": -1},
         {"error_ids": "abc"},
+        {"status_latency": -1},
     ):
         with pytest.raises(ValueError):
             BatchBehaviour(**bad)
