@@ -291,6 +291,7 @@ class BatchActivities:
                 )
                 if await _tell(client, fan.members[index], answer):
                     summary.errored += 1
+                answered.add(index)  # a retry resumes after it, not counting it again
         return summary
 
     def _answer(self, fan: FanOut, result: ItemResult, summary: FanOutSummary) -> BatchAnswer:
@@ -365,15 +366,19 @@ async def _vendor_errors() -> AsyncIterator[None]:
 
 @contextlib.asynccontextmanager
 async def _beating(
-    details: Callable[[], tuple[Any, ...]] = tuple, every: float = 5.0
+    details: Callable[[], tuple[Any, ...]] = tuple, every: float | None = None
 ) -> AsyncIterator[None]:
     """Heartbeats (with ``details()``) while long calls run (to the provider, or to
-    tasks that must answer), so a dead worker is noticed within the workflow's
-    ``BEAT_TIMEOUT`` (15 s, three beats) and a live one is not taken for dead."""
+    tasks that must answer), so a dead worker is noticed within the heartbeat timeout
+    (the workflow's ``BEAT_TIMEOUT``) and a live one is not taken for dead: a beat
+    every third of it (5 s by default). The SDK sends one every 0.8 of it at most,
+    from its own timer, so a beat is always waiting when that timer fires."""
+    timeout = activity.info().heartbeat_timeout
+    interval = every if every is not None else timeout.total_seconds() / 3 if timeout else 5.0
 
     async def beat() -> None:
         while True:
-            await asyncio.sleep(every)
+            await asyncio.sleep(interval)
             activity.heartbeat(*details())
 
     beating = asyncio.create_task(beat())

@@ -4,8 +4,11 @@ collector's settings from the environment."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from datetime import timedelta
 
 import pytest
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from ai_orchestrator import Task, TaskConstraints
@@ -23,6 +26,7 @@ from ai_orchestrator.delivery import (
     BatchAnswer,
     BatchJoined,
     BatchMember,
+    BatchPoll,
     FanOut,
     settings_from_env,
 )
@@ -144,3 +148,71 @@ async def test_fan_out_never_records_an_answer_it_has_not_delivered(monkeypatch)
     assert beats
     position, answered, _ = beats[-1]
     assert 1 not in answered and position <= 1
+
+
+class _SlowProvider:
+    """A provider that takes a while to say how a batch is doing, or to cancel it."""
+
+    async def state(self, batch_id: str) -> object:
+        await asyncio.sleep(0.2)
+        raise RuntimeError("answered only after the beats were counted")
+
+    async def cancel(self, batch_id: str) -> None:
+        await asyncio.sleep(0.2)
+
+
+@pytest.mark.parametrize("step", ["poll", "cancel"])
+async def test_asking_a_slow_provider_heartbeats_meanwhile(step: str) -> None:
+    """A slow answer is not a dead worker: the activity beats every third of its
+    heartbeat timeout while it waits, so only a dead worker's stops."""
+    env = ActivityEnvironment(client=object())  # type: ignore[arg-type]
+    env.info = dataclasses.replace(env.info, heartbeat_timeout=timedelta(seconds=0.15))
+    beats: list[tuple] = []
+    env.on_heartbeat = lambda *details: beats.append(details)
+    providers: dict = {Platform.CHATGPT: _SlowProvider()}
+    acts = BatchActivities(providers, pricing=PricingTable(), default_model="m")
+    poll = BatchPoll(provider_batch_id="x", platform="chatgpt")
+    if step == "poll":
+        with pytest.raises(ApplicationError, match="after the beats"):
+            await env.run(acts.poll, poll)
+    else:
+        await env.run(acts.cancel, poll)
+    assert len(beats) >= 2
+
+
+async def test_fan_out_tells_each_missing_member_once_across_a_retry(monkeypatch) -> None:
+    """A batch that failed: every member hears why. A worker dying mid-way resumes
+    after the members already told, and counts each one once."""
+    told: list[str] = []
+
+    async def tell(client, member, answer) -> bool:
+        await asyncio.sleep(0.05)  # heartbeats go out meanwhile
+        if member.workflow_id == "t2" and told.count("t2") == 0 and len(told) == 2:
+            told.append("died")
+            raise RuntimeError("worker died mid-signal")
+        told.append(member.workflow_id)
+        return True
+
+    real_beating = _batches._beating
+    monkeypatch.setattr(_batches, "_beating", lambda details=tuple: real_beating(details, 0.01))
+    monkeypatch.setattr(_batches, "_tell", tell)
+    beats: list[tuple] = []
+    env = ActivityEnvironment(client=object())  # type: ignore[arg-type]
+    env.on_heartbeat = lambda *details: beats.append(details)
+    acts = BatchActivities({}, pricing=PricingTable(), default_model="m")
+    fan = FanOut(
+        batch_workflow_id="pb",
+        provider_batch_id="x",
+        platform="chatgpt",
+        model="m",
+        members=[BatchMember(workflow_id=f"t{i}") for i in range(4)],
+        included=[0, 1, 2, 3],
+        error="the provider's batch failed",
+    )
+    with pytest.raises(RuntimeError):
+        await env.run(acts.fan_out, fan)
+    retry = ActivityEnvironment(client=object())  # type: ignore[arg-type]
+    retry.info = dataclasses.replace(retry.info, attempt=2, heartbeat_details=list(beats[-1]))
+    summary = await retry.run(acts.fan_out, fan)
+    assert told == ["t0", "t1", "died", "t2", "t3"]
+    assert summary.errored == 4
