@@ -37,11 +37,15 @@ with workflow.unsafe.imports_passed_through():
 
 #: History events after which a waiting batch continues as new.
 MAX_EVENTS = 8000
-#: How long each batch activity may go without a heartbeat (they beat every 5 s while
-#: they wait on the provider or on tasks): a SIGKILLed worker's share is taken over
-#: this soon, not when its start-to-close timeout ends (a minute for a poll). Runs that
-#: scheduled an activity before keep its old timeouts; replay does not compare them.
+#: How long each batch activity may go without a heartbeat (they beat every third of
+#: it while they wait on the provider or on tasks): a SIGKILLed worker's share is taken
+#: over this soon, not when its start-to-close timeout ends (a minute for a poll).
 BEAT_TIMEOUT = timedelta(seconds=15)
+#: Runs that take ``BEAT_TIMEOUT`` (2026-12). Replay does not compare timeouts, so the
+#: patch is what keeps the runs in flight on the timeouts they started with (30 s for
+#: sending and handing out, none for polls and cancels).
+BEATS = "ai-orchestrator-2026-12-batch-beats"
+_OLD_BEAT_TIMEOUT = timedelta(seconds=30)
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
 
@@ -55,6 +59,7 @@ class ProviderBatchWorkflow:
     @workflow.init
     def __init__(self, input: ProviderBatchInput) -> None:
         self._left = set(input.left)
+        self._beats = False  # run() asks the patch first thing
         self._state = BatchState(
             provider_batch_id=input.provider_batch_id,
             status="sending" if input.provider_batch_id is None else "in_progress",
@@ -72,6 +77,7 @@ class ProviderBatchWorkflow:
 
     @workflow.run
     async def run(self, input: ProviderBatchInput) -> FanOutSummary:
+        self._beats = workflow.patched(BEATS)
         included = input.included
         batch_id = input.provider_batch_id
         if batch_id is None:
@@ -86,7 +92,7 @@ class ProviderBatchWorkflow:
                     ),
                     result_type=SubmitOutcome,
                     start_to_close_timeout=timedelta(minutes=30),
-                    heartbeat_timeout=BEAT_TIMEOUT,
+                    heartbeat_timeout=self._beat_timeout(_OLD_BEAT_TIMEOUT),
                     # A lookup may wait for a look-alike batch to end (up to a day).
                     schedule_to_close_timeout=timedelta(hours=25),
                     retry_policy=_RETRY,
@@ -117,7 +123,7 @@ class ProviderBatchWorkflow:
                     CANCEL_ACTIVITY,
                     BatchPoll(provider_batch_id=batch_id, platform=input.platform),
                     start_to_close_timeout=timedelta(minutes=1),
-                    heartbeat_timeout=BEAT_TIMEOUT,
+                    heartbeat_timeout=self._beat_timeout(None),
                     retry_policy=_RETRY,
                     schedule_to_close_timeout=timedelta(hours=1),
                     summary="cancel the provider batch",
@@ -129,7 +135,7 @@ class ProviderBatchWorkflow:
                     BatchPoll(provider_batch_id=batch_id, platform=input.platform),
                     result_type=BatchState,
                     start_to_close_timeout=timedelta(minutes=1),
-                    heartbeat_timeout=BEAT_TIMEOUT,
+                    heartbeat_timeout=self._beat_timeout(None),
                     # An outage is waited out this long; a refusal ends it at once.
                     schedule_to_close_timeout=timedelta(hours=6),
                     retry_policy=_RETRY,
@@ -162,6 +168,10 @@ class ProviderBatchWorkflow:
             error = self._state.error or f"the provider's batch {batch_id} {self._state.outcome}"
         return await self._fan_out(input, batch_id, included, error=error)
 
+    def _beat_timeout(self, before: timedelta | None) -> timedelta | None:
+        """The activity's heartbeat timeout: ``before`` for runs started before ``BEATS``."""
+        return BEAT_TIMEOUT if self._beats else before
+
     async def _fan_out(
         self, input: ProviderBatchInput, batch_id: str, included: list[int], *, error: str | None
     ) -> FanOutSummary:
@@ -179,7 +189,7 @@ class ProviderBatchWorkflow:
             ),
             result_type=FanOutSummary,
             start_to_close_timeout=timedelta(hours=1),
-            heartbeat_timeout=BEAT_TIMEOUT,
+            heartbeat_timeout=self._beat_timeout(_OLD_BEAT_TIMEOUT),
             retry_policy=_RETRY,
             summary="hand each task its answer",
         )

@@ -42,7 +42,7 @@ from ai_orchestrator.worker import running
 from ..support.helpers import wait_until
 
 HERE = Path(__file__).parent / "histories"
-VERSION = "v7"
+VERSION = "v8"
 RETRY = RetrySettings(initial_interval_seconds=0.2, heartbeat_timeout_seconds=2.0)
 FEW_ATTEMPTS = RetrySettings(
     max_attempts=3, initial_interval_seconds=0.2, heartbeat_timeout_seconds=2.0
@@ -362,6 +362,8 @@ RECIPES: dict[str, tuple[Recipe, EventType.ValueType, int]] = {
     "batch-answered": (batch_answered, COMPLETED, 0),
     "batch-to-realtime": (batch_to_realtime, COMPLETED, 1),
     "batch-cancelled-after-sending": (batch_cancelled_after_sending, CANCELED, 0),
+    # v8 (ai-orchestrator-2026-12-batch-beats: batch activities' 15 s heartbeat timeout)
+    # records the three batch kinds only: the task workflow did not change.
 }
 
 

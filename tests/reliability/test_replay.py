@@ -103,6 +103,15 @@ RECORDED = {
     "v7-batch-cancelled-after-sending",
     "v7-batch-cancelled-after-sending-provider-batch",
     "v7-batch-cancelled-after-sending-collector",
+    # ai-orchestrator-2026-12-batch-beats: the provider batch's activities with a 15 s
+    # heartbeat timeout.
+    "v8-batch-answered",
+    "v8-batch-answered-provider-batch",
+    "v8-batch-answered-collector",
+    "v8-batch-to-realtime",
+    "v8-batch-cancelled-after-sending",
+    "v8-batch-cancelled-after-sending-provider-batch",
+    "v8-batch-cancelled-after-sending-collector",
 }
 
 # A TEST key, public on purpose (the same bytes are in record_histories.py): the
