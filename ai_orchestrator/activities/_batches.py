@@ -158,9 +158,12 @@ class BatchActivities:
         items: list[BatchItem] = []
         included: list[int] = []
         # A member's answer to its join can wait on that member's workflow task
-        # (seconds, after a worker died): beat by the clock, not by the member.
-        async with _beating():
+        # (seconds, after a worker died): beat by the clock, not by the member. Each
+        # beat says how far the asking got (the Web UI shows it).
+        asked = [0]
+        async with _beating(lambda: (asked[0],)):
             for index, member in enumerate(batch.members):
+                asked[0] = index
                 if index in left:
                     continue
                 handle = client.get_workflow_handle(member.workflow_id, run_id=member.run_id)
