@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from temporalio.exceptions import ApplicationError
@@ -107,6 +108,34 @@ def test_a_task_takes_no_answer_from_a_batch_it_is_not_in() -> None:
     assert path.answer is mine
 
 
+def _env(beats: list[tuple], **info: Any) -> ActivityEnvironment:
+    """An activity environment (with ``info`` changed) whose heartbeats land in ``beats``."""
+    env = ActivityEnvironment(client=object())  # type: ignore[arg-type]
+    if info:
+        env.info = dataclasses.replace(env.info, **info)
+    env.on_heartbeat = lambda *details: beats.append(details)
+    return env
+
+
+def _beat_fast_and_tell_with(monkeypatch: pytest.MonkeyPatch, tell: Any) -> None:
+    """Beats every 10 ms, and ``tell`` in place of signalling a member."""
+    real_beating = _batches._beating
+    monkeypatch.setattr(_batches, "_beating", lambda details=tuple: real_beating(details, 0.01))
+    monkeypatch.setattr(_batches, "_tell", tell)
+
+
+def _fan(members: int, **extra: Any) -> FanOut:
+    return FanOut(
+        batch_workflow_id="pb",
+        provider_batch_id="x",
+        platform="chatgpt",
+        model="m",
+        members=[BatchMember(workflow_id=f"t{i}") for i in range(members)],
+        included=list(range(members)),
+        **extra,
+    )
+
+
 async def test_fan_out_never_records_an_answer_it_has_not_delivered(monkeypatch) -> None:
     """A heartbeat taken while an answer's signal is in flight must not count it as
     handed out: a worker dying then would resume past it, and the answer is lost."""
@@ -127,24 +156,12 @@ async def test_fan_out_never_records_an_answer_it_has_not_delivered(monkeypatch)
             raise RuntimeError("worker died mid-signal")
         return True
 
-    real_beating = _batches._beating
-    monkeypatch.setattr(_batches, "_beating", lambda details=tuple: real_beating(details, 0.01))
-    monkeypatch.setattr(_batches, "_tell", tell)
+    _beat_fast_and_tell_with(monkeypatch, tell)
     beats: list[tuple] = []
-    env = ActivityEnvironment(client=object())  # type: ignore[arg-type]
-    env.on_heartbeat = lambda *details: beats.append(details)
     providers: dict = {Platform.CHATGPT: Provider()}
     acts = BatchActivities(providers, pricing=PricingTable(), default_model="m")
-    fan = FanOut(
-        batch_workflow_id="pb",
-        provider_batch_id="x",
-        platform="chatgpt",
-        model="m",
-        members=[BatchMember(workflow_id=f"t{i}") for i in range(3)],
-        included=[0, 1, 2],
-    )
     with pytest.raises(RuntimeError):
-        await env.run(acts.fan_out, fan)
+        await _env(beats).run(acts.fan_out, _fan(3))
     assert beats
     position, answered, _ = beats[-1]
     assert 1 not in answered and position <= 1
@@ -165,10 +182,8 @@ class _SlowProvider:
 async def test_asking_a_slow_provider_heartbeats_meanwhile(step: str) -> None:
     """A slow answer is not a dead worker: the activity beats every third of its
     heartbeat timeout while it waits, so only a dead worker's stops."""
-    env = ActivityEnvironment(client=object())  # type: ignore[arg-type]
-    env.info = dataclasses.replace(env.info, heartbeat_timeout=timedelta(seconds=0.15))
     beats: list[tuple] = []
-    env.on_heartbeat = lambda *details: beats.append(details)
+    env = _env(beats, heartbeat_timeout=timedelta(seconds=0.15))
     providers: dict = {Platform.CHATGPT: _SlowProvider()}
     acts = BatchActivities(providers, pricing=PricingTable(), default_model="m")
     poll = BatchPoll(provider_batch_id="x", platform="chatgpt")
@@ -193,26 +208,13 @@ async def test_fan_out_tells_each_missing_member_once_across_a_retry(monkeypatch
         told.append(member.workflow_id)
         return True
 
-    real_beating = _batches._beating
-    monkeypatch.setattr(_batches, "_beating", lambda details=tuple: real_beating(details, 0.01))
-    monkeypatch.setattr(_batches, "_tell", tell)
+    _beat_fast_and_tell_with(monkeypatch, tell)
     beats: list[tuple] = []
-    env = ActivityEnvironment(client=object())  # type: ignore[arg-type]
-    env.on_heartbeat = lambda *details: beats.append(details)
     acts = BatchActivities({}, pricing=PricingTable(), default_model="m")
-    fan = FanOut(
-        batch_workflow_id="pb",
-        provider_batch_id="x",
-        platform="chatgpt",
-        model="m",
-        members=[BatchMember(workflow_id=f"t{i}") for i in range(4)],
-        included=[0, 1, 2, 3],
-        error="the provider's batch failed",
-    )
+    fan = _fan(4, error="the provider's batch failed")
     with pytest.raises(RuntimeError):
-        await env.run(acts.fan_out, fan)
-    retry = ActivityEnvironment(client=object())  # type: ignore[arg-type]
-    retry.info = dataclasses.replace(retry.info, attempt=2, heartbeat_details=list(beats[-1]))
+        await _env(beats).run(acts.fan_out, fan)
+    retry = _env([], attempt=2, heartbeat_details=list(beats[-1]))
     summary = await retry.run(acts.fan_out, fan)
     assert told == ["t0", "t1", "died", "t2", "t3"]
     assert summary.errored == 4
